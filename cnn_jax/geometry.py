@@ -1,0 +1,204 @@
+"""The article's formulas as pure functions: output sizes, receptive fields, parameters.
+
+Nothing here imports JAX: `layer_table` describes a network from its config alone, and
+the tests check the real Flax module against it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+
+class GeometryError(ValueError):
+  """A layer whose output size is not a positive integer."""
+
+  def __init__(self, layer: str, message: str):
+    super().__init__(f'{layer}: {message}')
+    self.layer = layer
+
+
+def output_size(input_size: int, kernel: int, stride: int = 1, padding: int = 0,
+                *, layer: str = 'layer', floor: bool = False) -> int:
+  """The article's `(in + 2·pad − kernel) / stride + 1`.
+
+  With `floor=False` a non-integer result is an error: the kernel would not tile the
+  input. Pooling uses `floor=True` (PyTorch's `ceil_mode=False`, Flax's VALID), which is
+  what the article's padding-0 variant needs (11 → 5 in the second pool).
+  """
+  for name, value, low in (('input size', input_size, 1), ('kernel', kernel, 1),
+                           ('stride', stride, 1), ('padding', padding, 0)):
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+      raise GeometryError(layer, f'{name} must be an integer >= {low}, got {value!r}')
+  span = input_size + 2 * padding - kernel
+  if span < 0:
+    raise GeometryError(
+        layer, f'kernel {kernel} is larger than its padded input '
+        f'{input_size} + 2·{padding} = {input_size + 2 * padding}')
+  if span % stride and not floor:
+    raise GeometryError(
+        layer, f'(in + 2·pad − kernel) / stride + 1 = ({input_size} + 2·{padding} − '
+        f'{kernel}) / {stride} + 1 = {span / stride + 1:g} is not an integer')
+  return span // stride + 1
+
+
+def conv_output_size(input_size: int, kernel: int, stride: int = 1, padding: int = 0,
+                     *, layer: str = 'conv') -> int:
+  """Output size of a convolution; must come out an integer."""
+  return output_size(input_size, kernel, stride, padding, layer=layer)
+
+
+def pool_output_size(input_size: int, window: int, stride: int, padding: int = 0,
+                     *, layer: str = 'pool') -> int:
+  """Output size of a pooling layer; rounds down like PyTorch and Flax."""
+  return output_size(input_size, window, stride, padding, layer=layer, floor=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReceptiveField:
+  """What one unit of a layer sees in the input, along one spatial axis.
+
+  size: how many input pixels one unit sees; jump: input pixels between neighbouring
+  units; start: input coordinate (pixel index) of the centre of the first unit's field.
+  """
+  size: int = 1
+  jump: int = 1
+  start: float = 0.0
+
+  def then(self, kernel: int, stride: int = 1, padding: int = 0) -> ReceptiveField:
+    """The field after one more conv/pool layer: r += (k−1)·j, j *= s."""
+    return ReceptiveField(
+        size=self.size + (kernel - 1) * self.jump,
+        jump=self.jump * stride,
+        start=self.start + ((kernel - 1) / 2 - padding) * self.jump)
+
+  def region(self, index: int, input_size: int) -> tuple[int, int]:
+    """Input pixels [lo, hi) seen by unit `index`, clipped to the image (padding)."""
+    centre = self.start + index * self.jump
+    lo = centre - (self.size - 1) / 2
+    return max(0, int(round(lo))), min(input_size, int(round(lo)) + self.size)
+
+
+def receptive_fields(layers: Sequence[tuple[int, int, int]]) -> list[ReceptiveField]:
+  """Receptive field after each of `layers`, given as (kernel, stride, padding)."""
+  fields, field = [], ReceptiveField()
+  for kernel, stride, padding in layers:
+    field = field.then(kernel, stride, padding)
+    fields.append(field)
+  return fields
+
+
+def conv_params(in_channels: int, out_channels: int, kernel: int,
+                bias: bool = True) -> int:
+  """k·k·C_in·C_out weights (+ C_out biases)."""
+  return kernel * kernel * in_channels * out_channels + (out_channels if bias else 0)
+
+
+def dense_params(in_features: int, out_features: int, bias: bool = True) -> int:
+  """in·out weights (+ out biases)."""
+  return in_features * out_features + (out_features if bias else 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+  """One row of the article's layer table."""
+  name: str
+  kind: str
+  details: str
+  output_shape: tuple[int, ...]  # without the batch axis, NHWC order
+  params: int = 0
+  receptive_field: ReceptiveField | None = None
+
+
+def dropout_name(model: str, placement: str, dense_index: int) -> str | None:
+  """The dropout layer in front of dense layer `dense_index` (1-based), if any.
+
+  CNN: the article's placements around FC1. MLP: any placement but 'none' drops in front
+  of every dense layer after the first (after each hidden layer).
+  """
+  if model == 'cnn':
+    if dense_index == 1 and placement in ('before_fc1', 'both'):
+      return 'dropout_before_fc1'
+    if dense_index == 2 and placement in ('after_fc1', 'both'):
+      return 'dropout_after_fc1'
+    return None
+  return f'dropout{dense_index}' if dense_index > 1 and placement != 'none' else None
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+  return '×'.join(str(d) for d in shape)
+
+
+def layer_table(config: Mapping[str, Any], input_shape: Sequence[int],
+                num_classes: int) -> list[Layer]:
+  """The article's table (layer, type, details, output shape, params, receptive field).
+
+  Computed from the config alone, for the CNN or the MLP, without building the model.
+  Row names equal the names the Flax modules sow their intermediates under.
+  """
+  height, width, channels = input_shape
+  rows = [Layer('input', 'Input', 'image', (height, width, channels),
+                receptive_field=ReceptiveField())]
+  model = config['model']
+  placement, dropout_rate = config['dropout_placement'], config['dropout_rate']
+  if model == 'cnn':
+    field = ReceptiveField()
+    kernel, pad, stride = config['kernel_size'], config['padding'], config['conv_stride']
+    window, pool_stride = config['pool_window'], config['pool_stride']
+    for i, features in enumerate(config['conv_features'], start=1):
+      height = conv_output_size(height, kernel, stride, pad, layer=f'conv{i}')
+      width = conv_output_size(width, kernel, stride, pad, layer=f'conv{i}')
+      field = field.then(kernel, stride, pad)
+      rows.append(Layer(
+          f'conv{i}', 'Conv2D', f'{channels}→{features}, {kernel}×{kernel}, '
+          f's{stride}, p{pad}', (height, width, features),
+          conv_params(channels, features, kernel), field))
+      channels = features
+      rows.append(Layer(f'act{i}', 'Activation', config['activation'],
+                        (height, width, channels), receptive_field=field))
+      height = pool_output_size(height, window, pool_stride, layer=f'pool{i}')
+      width = pool_output_size(width, window, pool_stride, layer=f'pool{i}')
+      field = field.then(window, pool_stride, 0)
+      rows.append(Layer(
+          f'pool{i}', f'{config["pooling"].capitalize()}Pool',
+          f'{window}×{window}, s{pool_stride}', (height, width, channels),
+          receptive_field=field))
+    hidden = [config['fc_features']]
+    hidden_activation = config['fc_activation']
+  elif model == 'mlp':
+    hidden = list(config['mlp_hidden_features'])
+    hidden_activation = config['activation']
+  else:
+    raise ValueError(f"model must be one of 'cnn', 'mlp', got {model!r}")
+
+  features = height * width * channels
+  rows.append(Layer('flatten', 'Flatten', _shape_text(rows[-1].output_shape) + ' → '
+                    + str(features), (features,)))
+  widths = hidden + [num_classes]
+  for i, out in enumerate(widths, start=1):
+    dropout = dropout_name(model, placement, i)
+    if dropout:
+      rows.append(Layer(dropout, 'Dropout', f'p={dropout_rate:g}', (features,)))
+    rows.append(Layer(f'fc{i}', 'Linear', f'{features}→{out}', (out,),
+                      dense_params(features, out)))
+    features = out
+    if i < len(widths) and hidden_activation != 'none':
+      rows.append(Layer(f'fc{i}_act', 'Activation', hidden_activation, (out,)))
+  return rows
+
+
+def count_params(rows: Sequence[Layer]) -> int:
+  return sum(row.params for row in rows)
+
+
+def format_layer_table(rows: Sequence[Layer]) -> str:
+  """A Markdown table like the article's, with a total row."""
+  lines = ['| layer | type | details | output shape | params | receptive field |',
+           '|---|---|---|---|---:|---|']
+  for row in rows:
+    field = row.receptive_field
+    rf = (f'{field.size}×{field.size} (jump {field.jump})' if field else '')
+    lines.append(f'| {row.name} | {row.kind} | {row.details} | '
+                 f'{_shape_text(row.output_shape)} | {row.params:,} | {rf} |')
+  lines.append(f'| **total** | | | | **{count_params(rows):,}** | |')
+  return '\n'.join(lines)

@@ -1,0 +1,144 @@
+"""TFDS image datasets as arrays in memory; MNIST prepares offline from data/mnist.
+
+MNIST is 47 MB as uint8, so the whole split is loaded once and handed to the trainer,
+which keeps it on the device and draws batches there (no host input pipeline per step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import socket
+import urllib.parse
+from typing import Any, Mapping, NamedTuple
+
+import numpy as np
+
+# Where the repo keeps manually downloaded dataset files, one folder per dataset.
+DATA_ROOT = pathlib.Path(__file__).resolve().parent.parent / 'data'
+
+
+class DatasetUnavailableError(RuntimeError):
+  """The dataset is neither prepared nor obtainable; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  name: str
+  input_shape: tuple[int, int, int]  # H, W, C
+  num_classes: int
+  image_key: str
+  label_key: str
+
+
+class Split(NamedTuple):
+  images: np.ndarray  # (N, H, W, C) uint8
+  labels: np.ndarray  # (N,) int32
+
+
+def _tfds():
+  """Imports TF and TFDS with TF kept off the GPUs, which belong to JAX."""
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds.display_progress_bar(False)
+  return tfds
+
+
+def _builder(config: Mapping[str, Any]):
+  tfds = _tfds()
+  from cnn_jax.options import ConfigError  # pylint: disable=g-import-not-at-top
+  try:
+    return tfds.builder(config['dataset'], data_dir=config['data_dir'])
+  except tfds.core.registered.DatasetNotFoundError:
+    raise ConfigError(
+        f"config.dataset={config['dataset']!r} is invalid: expected the name of a TFDS "
+        'image dataset, e.g. mnist, fashion_mnist, cifar10') from None
+
+
+def dataset_spec(config: Mapping[str, Any]) -> DatasetSpec:
+  """Shape and classes from the dataset's info, without reading or preparing data."""
+  builder = _builder(config)
+  info = builder.info
+  keys = info.supervised_keys
+  if not keys or len(keys) != 2:
+    raise DatasetUnavailableError(
+        f"dataset {config['dataset']!r} has no (image, label) supervised keys")
+  image_key, label_key = keys
+  shape = tuple(info.features[image_key].shape)
+  if len(shape) != 3 or None in shape:
+    raise DatasetUnavailableError(
+        f"dataset {config['dataset']!r} has images of shape {shape}; cnn_jax needs a "
+        'fixed height × width × channels')
+  return DatasetSpec(config['dataset'], shape, info.features[label_key].num_classes,
+                     image_key, label_key)
+
+
+def _manual_dir(config: Mapping[str, Any]) -> pathlib.Path | None:
+  if config['manual_dir']:
+    return pathlib.Path(config['manual_dir'])
+  shipped = DATA_ROOT / config['dataset']
+  return shipped if shipped.is_dir() else None
+
+
+def _reachable(url: str, timeout_s: float = 5.0) -> bool:
+  """Whether a TCP connection to the URL's host opens (TFDS retries for minutes)."""
+  parsed = urllib.parse.urlparse(url)
+  port = parsed.port or (443 if parsed.scheme == 'https' else 80)
+  try:
+    with socket.create_connection((parsed.hostname, port), timeout=timeout_s):
+      return True
+  except OSError:
+    return False
+
+
+def _prepare(builder, config: Mapping[str, Any]) -> None:
+  """Prepares the dataset once: from manual files if all are there, else downloads."""
+  if builder.is_prepared():
+    return
+  tfds = _tfds()
+  name = config['dataset']
+  manual_dir = _manual_dir(config)
+  urls = list(builder.url_infos or ())
+  have_files = manual_dir is not None and urls and all(
+      (manual_dir / os.path.basename(urllib.parse.urlparse(u).path)).is_file()
+      for u in urls)
+  advice = (f'Prepare it where the network works (python -c "import tensorflow_datasets '
+            f"as tfds; tfds.builder('{name}').download_and_prepare()\") and copy the "
+            f'TFDS data dir here (--config.data_dir=…), or put its files in '
+            f'--config.manual_dir=DIR.')
+  if not have_files and urls and not _reachable(urls[0]):
+    raise DatasetUnavailableError(
+        f'dataset {name!r} is not prepared in {builder.data_dir} and cannot be '
+        f'downloaded: {urllib.parse.urlparse(urls[0]).hostname} is unreachable. {advice}')
+  download_config = tfds.download.DownloadConfig(
+      manual_dir=str(manual_dir) if manual_dir else None, try_download_gcs=False)
+  try:
+    builder.download_and_prepare(download_config=download_config)
+  except Exception as e:  # TFDS raises many kinds; the user needs one message.
+    raise DatasetUnavailableError(
+        f'dataset {name!r} could not be prepared in {builder.data_dir}: '
+        f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}. {advice}'
+    ) from e
+
+
+def load_dataset(config: Mapping[str, Any]) -> tuple[DatasetSpec, Split, Split]:
+  """(spec, train, test) as uint8 images and int32 labels, sliced per the config."""
+  spec = dataset_spec(config)
+  builder = _builder(config)
+  _prepare(builder, config)
+  splits = []
+  for split, limit in (('train', config['max_train_examples']),
+                       ('test', config['max_test_examples'])):
+    if split not in builder.info.splits:
+      raise DatasetUnavailableError(
+          f"dataset {spec.name!r} has no {split!r} split; it has "
+          f"{', '.join(builder.info.splits)}")
+    tfds = _tfds()
+    images, labels = tfds.as_numpy(builder.as_dataset(
+        split=f'{split}[:{limit}]' if limit else split, batch_size=-1,
+        as_supervised=True))
+    splits.append(Split(images.astype(np.uint8), labels.astype(np.int32)))
+  return spec, splits[0], splits[1]

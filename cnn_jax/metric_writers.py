@@ -1,0 +1,50 @@
+"""TensorBoard scalars and hyperparameters, written with the tensorboard package alone.
+
+No TensorFlow on this path: the training process only imports TF to prepare data.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.plugins.hparams import summary_v2 as hparams_summary
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+
+def hparam_value(value: Any) -> bool | int | float | str:
+  """The HParams dashboard takes bool, number or string; tuples become text."""
+  if isinstance(value, (bool, int, float, str)):
+    return value
+  if value is None:
+    return 'none'
+  if isinstance(value, (tuple, list)):
+    return ','.join(str(v) for v in value)
+  return str(value)
+
+
+class SummaryWriter:
+  """Appends events to one TensorBoard run directory."""
+
+  def __init__(self, logdir: str):
+    self._writer = EventFileWriter(logdir)
+
+  def scalars(self, step: int, values: Mapping[str, float]) -> None:
+    summary = summary_pb2.Summary(value=[
+        summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
+        for tag, value in values.items()])
+    self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=step,
+                                           summary=summary))
+
+  def hparams(self, values: Mapping[str, Any]) -> None:
+    """Records this run's hyperparameters for TensorBoard's HParams dashboard."""
+    summary = hparams_summary.hparams_pb({k: hparam_value(v) for k, v in values.items()})
+    self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=0,
+                                           summary=summary))
+
+  def flush(self) -> None:
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()

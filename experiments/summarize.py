@@ -1,0 +1,62 @@
+r"""Prints the article-style layer table: python -m experiments.summarize --config=…
+
+Shapes, parameters and receptive fields come from the geometry formulas, for the
+dataset's input shape; nothing is trained or compiled. With --workdir=RUN it also
+prints that run's results from its metrics.json (the README's results table).
+"""
+
+import json
+import pathlib
+
+from absl import flags
+from ml_collections import config_flags
+
+from cnn_jax import geometry, input_pipeline, options
+from experiments import cli
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', 'configs/default.py', 'Model config file.',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'A training run whose results to print as well.')
+
+
+def results_table(workdir: str) -> str:
+  """The run's final figures as a Markdown table."""
+  metrics = json.loads((pathlib.Path(workdir) / 'metrics.json').read_text())
+  final = metrics['final']
+  train_examples = sum(r['examples_per_second'] * r['train_seconds']
+                       for r in metrics['history'])
+  rows = [
+      ('test accuracy (final epoch)', f"{100 * final['test_accuracy']:.2f}%"),
+      ('best test accuracy (epoch)',
+       f"{100 * metrics['best_test_accuracy']:.2f}% ({metrics['best_epoch']})"),
+      ('epochs', str(final['epoch'])),
+      ('parameters', f"{metrics['num_params']:,}"),
+      ('training time (all epochs, compile excluded)', f"{metrics['train_seconds']:.0f} s"),
+      ('examples/s (training)', f"{train_examples / metrics['train_seconds']:,.0f}"),
+      ('compile time of the train step', f"{metrics['compile_seconds']:.1f} s"),
+      ('wall time of the last process (data, compile, eval included)',
+       f"{metrics['wall_seconds_this_process']:.0f} s"),
+      ('machine', f"{metrics['device']} ({metrics['host']})"),
+  ]
+  return '\n'.join(['| figure | value |', '|---|---|'] +
+                   [f'| {name} | {value} |' for name, value in rows])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise SystemExit(f'error: unexpected arguments {argv[1:]}')
+  cfg = FLAGS.config.to_dict()
+  options.validate_config(cfg)
+  spec = input_pipeline.dataset_spec(cfg)
+  table = options.validate_geometry(cfg, spec.input_shape, spec.num_classes)
+  print(f'{cfg["model"]} on {spec.name} '
+        f'({"×".join(map(str, spec.input_shape))}, {spec.num_classes} classes)\n')
+  print(geometry.format_layer_table(table))
+  if FLAGS.workdir:
+    print(f'\nResults of {FLAGS.workdir}:\n')
+    print(results_table(FLAGS.workdir))
+
+
+if __name__ == '__main__':
+  cli.run(main)

@@ -1,0 +1,143 @@
+"""The article's formulas against its own numbers and against brute force."""
+
+import itertools
+
+import pytest
+
+from configs import default
+from cnn_jax import geometry
+
+MNIST = (28, 28, 1)
+
+
+def brute_force_positions(size, kernel, stride, padding):
+  """Counts the window positions that fit inside the padded input."""
+  return sum(1 for start in range(0, size + 2 * padding, stride)
+             if start + kernel <= size + 2 * padding)
+
+
+def test_article_output_sizes():
+  assert geometry.conv_output_size(28, 3, 1, 1) == 28
+  assert geometry.conv_output_size(28, 3, 1, 0) == 26
+  assert geometry.pool_output_size(28, 2, 2) == 14
+  assert geometry.pool_output_size(14, 2, 2) == 7
+  # The padding-0 network's second pool rounds down: 11 → 5, so FC1 sees 5·5·64 = 1600.
+  assert geometry.pool_output_size(11, 2, 2) == 5
+
+
+@pytest.mark.parametrize('size,kernel,stride,padding', [
+    (s, k, st, p) for s, k, st, p in itertools.product(
+        (1, 5, 7, 12, 28, 31), (1, 2, 3, 5), (1, 2, 3), (0, 1, 2)) if s + 2 * p >= k])
+def test_output_size_matches_brute_force(size, kernel, stride, padding):
+  expected = brute_force_positions(size, kernel, stride, padding)
+  assert geometry.pool_output_size(size, kernel, stride, padding) == expected
+  if (size + 2 * padding - kernel) % stride == 0:
+    assert geometry.conv_output_size(size, kernel, stride, padding) == expected
+  else:
+    with pytest.raises(geometry.GeometryError, match='not an integer'):
+      geometry.conv_output_size(size, kernel, stride, padding, layer='convX')
+
+
+@pytest.mark.parametrize('args,match', [
+    ((28, 3, 2, 0), r'conv7: .*13\.5 is not an integer'),
+    ((2, 3, 1, 0), 'conv7: kernel 3 is larger than its padded input'),
+    ((28, 3, 0, 0), 'conv7: stride must be an integer >= 1'),
+    ((28, 3, 1, -1), 'conv7: padding must be an integer >= 0'),
+    ((0, 3, 1, 1), 'conv7: input size must be an integer >= 1'),
+    ((28, 2.5, 1, 1), 'conv7: kernel must be an integer'),
+])
+def test_output_size_errors_name_the_layer(args, match):
+  with pytest.raises(geometry.GeometryError, match=match):
+    geometry.conv_output_size(*args, layer='conv7')
+
+
+def test_article_receptive_fields():
+  fields = geometry.receptive_fields([(3, 1, 1), (2, 2, 0), (3, 1, 1), (2, 2, 0)])
+  assert [f.size for f in fields] == [3, 4, 8, 10]
+  assert [f.jump for f in fields] == [1, 2, 2, 4]
+  # With padding 1 the first conv unit is centred on pixel 0.
+  assert fields[0].start == 0
+  assert fields[1].start == 0.5
+
+
+def test_receptive_field_region():
+  conv1 = geometry.ReceptiveField().then(3, 1, 1)
+  assert conv1.region(5, 28) == (4, 7)
+  assert conv1.region(0, 28) == (0, 2)  # Clipped: one column is padding.
+  pool2 = geometry.receptive_fields([(3, 1, 1), (2, 2, 0), (3, 1, 1), (2, 2, 0)])[-1]
+  assert pool2.region(3, 28) == (9, 19)
+  assert pool2.region(3, 28)[1] - pool2.region(3, 28)[0] == pool2.size
+
+
+def test_parameter_counts():
+  assert geometry.conv_params(1, 32, 3) == 320
+  assert geometry.conv_params(32, 64, 3) == 18_496
+  assert geometry.dense_params(3136, 128) == 401_536
+  assert geometry.dense_params(128, 10) == 1_290
+  assert geometry.conv_params(3, 8, 5, bias=False) == 600
+
+
+ARTICLE_TABLE = [
+    # name, output shape, params, receptive field
+    ('input', (28, 28, 1), 0, 1),
+    ('conv1', (28, 28, 32), 320, 3),
+    ('act1', (28, 28, 32), 0, 3),
+    ('pool1', (14, 14, 32), 0, 4),
+    ('conv2', (14, 14, 64), 18_496, 8),
+    ('act2', (14, 14, 64), 0, 8),
+    ('pool2', (7, 7, 64), 0, 10),
+    ('flatten', (3136,), 0, None),
+    ('dropout_before_fc1', (3136,), 0, None),
+    ('fc1', (128,), 401_536, None),
+    ('fc2', (10,), 1_290, None),
+]
+
+
+def test_layer_table_is_the_articles():
+  rows = geometry.layer_table(default.get_config(), MNIST, 10)
+  got = [(r.name, r.output_shape, r.params,
+          r.receptive_field.size if r.receptive_field else None) for r in rows]
+  assert got == ARTICLE_TABLE
+  assert geometry.count_params(rows) == 421_642
+  assert rows[1].details == '1→32, 3×3, s1, p1'
+  text = geometry.format_layer_table(rows)
+  assert '**421,642**' in text and '| fc1 | Linear | 3136→128 | 128 | 401,536 |' in text
+
+
+def test_layer_table_variants():
+  config = default.get_config()
+  config.padding = 0
+  rows = {r.name: r for r in geometry.layer_table(config, MNIST, 10)}
+  assert rows['conv1'].output_shape == (26, 26, 32)
+  assert rows['pool2'].output_shape == (5, 5, 64)
+  assert rows['fc1'].params == 1600 * 128 + 128
+
+  config = default.get_config()
+  config.pool_window, config.pool_stride = 3, 2
+  config.dropout_placement = 'both'
+  config.fc_activation = 'relu'
+  rows = geometry.layer_table(config, (32, 32, 3), 100)
+  by_name = {r.name: r for r in rows}
+  assert by_name['pool1'].output_shape == (15, 15, 32)  # (32 − 3) / 2 + 1 = 15.5 → 15
+  assert by_name['pool2'].output_shape == (7, 7, 64)
+  assert by_name['conv1'].params == 3 * 3 * 3 * 32 + 32
+  assert by_name['fc2'].output_shape == (100,)
+  assert [r.name for r in rows][-5:] == [
+      'dropout_before_fc1', 'fc1', 'fc1_act', 'dropout_after_fc1', 'fc2']
+
+
+def test_mlp_table():
+  config = default.get_config()
+  config.model = 'mlp'
+  config.dropout_placement = 'after_fc1'
+  rows = geometry.layer_table(config, MNIST, 10)
+  assert geometry.count_params(rows) == (784 * 3136 + 3136) + (3136 * 128 + 128) + 1290
+  assert [r.name for r in rows] == ['input', 'flatten', 'fc1', 'fc1_act', 'dropout2', 'fc2',
+                                    'fc2_act', 'dropout3', 'fc3']
+
+
+def test_layer_table_rejects_a_pool_larger_than_its_input():
+  config = default.get_config()
+  config.pool_window = 20
+  with pytest.raises(geometry.GeometryError, match='pool2: kernel 20 is larger'):
+    geometry.layer_table(config, MNIST, 10)

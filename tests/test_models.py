@@ -1,0 +1,161 @@
+"""The real Flax modules against the article's table, and the options' semantics."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default
+from cnn_jax import geometry, models, options
+
+MNIST = (28, 28, 1)
+
+
+def config_with(**overrides):
+  config = default.get_config()
+  config.update(overrides)
+  options.validate_config(config)
+  return config
+
+
+def init_params(model, input_shape):
+  return jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros((2, *input_shape))))['params']
+
+
+def sown_shapes(model, input_shape):
+  """Each intermediate's shape, without the batch axis, from an abstract forward pass."""
+  def forward():
+    x = jnp.zeros((2, *input_shape))
+    params = model.init(jax.random.key(0), x)
+    return models.layer_outputs(model, params, x, True, {'dropout': jax.random.key(1)})[1]
+  return {name: value.shape[1:] for name, value in jax.eval_shape(forward).items()}
+
+
+def test_article_cnn_has_421642_parameters_in_the_articles_layers():
+  params = init_params(models.create_model(default.get_config(), 10), MNIST)
+  shapes = jax.tree.map(lambda x: x.shape, params)
+  assert shapes == {
+      'conv1': {'kernel': (3, 3, 1, 32), 'bias': (32,)},
+      'conv2': {'kernel': (3, 3, 32, 64), 'bias': (64,)},
+      'fc1': {'kernel': (3136, 128), 'bias': (128,)},
+      'fc2': {'kernel': (128, 10), 'bias': (10,)},
+  }
+  assert sum(x.size for x in jax.tree.leaves(params)) == 421_642
+
+
+VARIANTS = [
+    dict(),
+    dict(padding=0),
+    dict(pooling='avg', pool_window=3, pool_stride=2),
+    dict(pool_window=3, pool_stride=2, dropout_placement='both', fc_activation='tanh'),
+    dict(dropout_placement='none', activation='leaky_relu'),
+    dict(conv_features=(8, 16, 32), kernel_size=5, padding=2, fc_features=64),
+    dict(conv_stride=2, padding=1, kernel_size=2, conv_features=(4,)),
+    dict(model='mlp'),
+    dict(model='mlp', mlp_hidden_features=(), dropout_placement='none'),
+    dict(model='mlp', mlp_hidden_features=(64, 32), dropout_placement='both'),
+]
+
+
+@pytest.mark.parametrize('overrides', VARIANTS, ids=str)
+@pytest.mark.parametrize('input_shape,classes', [(MNIST, 10), ((32, 32, 3), 100)])
+def test_module_matches_layer_table(overrides, input_shape, classes):
+  config = config_with(**overrides)
+  table = geometry.layer_table(config, input_shape, classes)
+  model = models.create_model(config, classes)
+  sown = sown_shapes(model, input_shape)
+  expected = {row.name: row.output_shape for row in table if row.name != 'input'}
+  assert sown == expected
+  params = init_params(model, input_shape)
+  assert sum(x.size for x in jax.tree.leaves(params)) == geometry.count_params(table)
+
+
+@pytest.mark.parametrize('overrides', [
+    dict(activation=a, pooling=p, pool_window=w, pool_stride=2,
+         dropout_placement='both' if w == 3 else 'none')
+    for a in options.Activation for p in options.Pooling for w in (2, 3)
+] + VARIANTS[-3:], ids=str)
+def test_every_option_trains_forward_and_backward(overrides):
+  config = config_with(**overrides)
+  model = models.create_model(config, 10)
+  x = jax.random.uniform(jax.random.key(0), (4, *MNIST))
+  params = model.init(jax.random.key(1), x)
+
+  def loss(p):
+    return model.apply(p, x, train=True, rngs={'dropout': jax.random.key(2)}).sum()
+
+  value, grads = jax.jit(jax.value_and_grad(loss))(params)
+  assert np.isfinite(value)
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  assert any(np.abs(g).sum() > 0 for g in jax.tree.leaves(grads['params']['fc1']))
+
+
+def apply(model, params, x, train, seed):
+  return models.layer_outputs(model, params, x, train, {'dropout': jax.random.key(seed)})
+
+
+@pytest.mark.parametrize('placement', list(options.DropoutPlacement))
+def test_dropout_placement_semantics(placement):
+  model = models.create_model(config_with(dropout_placement=placement,
+                                          dropout_rate=0.5), 10)
+  x = jax.random.uniform(jax.random.key(0), (8, *MNIST))
+  params = model.init(jax.random.key(1), x)
+  eval_a, _ = apply(model, params, x, False, 1)
+  eval_b, _ = apply(model, params, x, False, 2)
+  np.testing.assert_array_equal(eval_a, eval_b)  # Evaluation is deterministic.
+  train_a, inter = apply(model, params, x, True, 1)
+  train_b, _ = apply(model, params, x, True, 2)
+  if placement == 'none':
+    np.testing.assert_array_equal(train_a, eval_a)
+    assert not any(name.startswith('dropout') for name in inter)
+    return
+  assert not np.allclose(train_a, train_b)
+  before = placement in ('before_fc1', 'both')
+  after = placement in ('after_fc1', 'both')
+  assert ('dropout_before_fc1' in inter) == before
+  assert ('dropout_after_fc1' in inter) == after
+  for name, source in (('dropout_before_fc1', 'flatten'), ('dropout_after_fc1', 'fc1')):
+    if name in inter:
+      kept = np.asarray(inter[name]) != 0
+      nonzero_source = np.asarray(inter[source]) != 0
+      dropped = 1 - kept[nonzero_source].mean()
+      assert 0.4 < dropped < 0.6  # Rate 0.5, on hundreds of units.
+      # Survivors are scaled by 1 / (1 − rate).
+      np.testing.assert_allclose(np.asarray(inter[name])[kept],
+                                 2 * np.asarray(inter[source])[kept], rtol=1e-6)
+
+
+def test_no_activation_between_fc1_and_fc2_by_default():
+  model = models.create_model(default.get_config(), 10)
+  x = jax.random.uniform(jax.random.key(0), (4, *MNIST))
+  params = model.init(jax.random.key(1), x)
+  _, inter = apply(model, params, x, False, 0)
+  fc1 = np.asarray(inter['fc1'])
+  assert (fc1 < 0).any()  # Not rectified: no ReLU after FC1.
+  logits = fc1 @ params['params']['fc2']['kernel'] + params['params']['fc2']['bias']
+  np.testing.assert_allclose(apply(model, params, x, False, 0)[0], logits, rtol=1e-5,
+                             atol=1e-5)
+
+
+@pytest.mark.parametrize('shape', [(2, 28, 28, 3), (3, 7, 9, 5), (1, 13, 13, 2)])
+@pytest.mark.parametrize('kind,window,stride', [
+    ('max', 2, 2), ('avg', 2, 2), ('max', 3, 3), ('max', 3, 2), ('avg', 3, 2)])
+def test_pool_matches_flax_values_and_gradients(shape, kind, window, stride):
+  x = jax.random.normal(jax.random.key(0), shape)  # Continuous: no tied maxima.
+  flax_pool = nn.max_pool if kind == 'max' else nn.avg_pool
+  ours = lambda x: models.pool(x, kind, window, stride)
+  theirs = lambda x: flax_pool(x, (window, window), (stride, stride), padding='VALID')
+  np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-6)
+  weights = jax.random.normal(jax.random.key(1), theirs(x).shape)
+  grad_ours = jax.grad(lambda x: (ours(x) * weights).sum())(x)
+  grad_theirs = jax.grad(lambda x: (theirs(x) * weights).sum())(x)
+  np.testing.assert_allclose(grad_ours, grad_theirs, rtol=1e-6, atol=1e-7)
+
+
+def test_leaky_relu_slope_is_used():
+  act = models.activation_fn('leaky_relu', 0.2)
+  np.testing.assert_allclose(act(jnp.array([-1.0, 2.0])), [-0.2, 2.0])
+  with pytest.raises(ValueError, match='activation must be one of'):
+    models.activation_fn('swish')
