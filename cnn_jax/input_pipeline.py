@@ -7,6 +7,7 @@ which keeps it on the device and draws batches there (no host input pipeline per
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
 import socket
@@ -14,6 +15,8 @@ import urllib.parse
 from typing import Any, Mapping, NamedTuple
 
 import numpy as np
+
+from cnn_jax.options import ConfigError
 
 # Where the repo keeps manually downloaded dataset files, one folder per dataset.
 DATA_ROOT = pathlib.Path(__file__).resolve().parent.parent / 'data'
@@ -37,8 +40,12 @@ class Split(NamedTuple):
   labels: np.ndarray  # (N,) int32
 
 
+@functools.cache
 def _tfds():
-  """Imports TF and TFDS with TF kept off the GPUs, which belong to JAX."""
+  """Imports TF and TFDS with TF kept off the GPUs, which belong to JAX.
+
+  Once per process: TF refuses to change visible devices after it has initialised.
+  """
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
@@ -49,7 +56,6 @@ def _tfds():
 
 def _builder(config: Mapping[str, Any]):
   tfds = _tfds()
-  from cnn_jax.options import ConfigError  # pylint: disable=g-import-not-at-top
   try:
     return tfds.builder(config['dataset'], data_dir=config['data_dir'])
   except tfds.core.registered.DatasetNotFoundError:
@@ -129,6 +135,7 @@ def load_dataset(config: Mapping[str, Any]) -> tuple[DatasetSpec, Split, Split]:
   spec = dataset_spec(config)
   builder = _builder(config)
   _prepare(builder, config)
+  tfds = _tfds()
   splits = []
   for split, limit in (('train', config['max_train_examples']),
                        ('test', config['max_test_examples'])):
@@ -136,7 +143,6 @@ def load_dataset(config: Mapping[str, Any]) -> tuple[DatasetSpec, Split, Split]:
       raise DatasetUnavailableError(
           f"dataset {spec.name!r} has no {split!r} split; it has "
           f"{', '.join(builder.info.splits)}")
-    tfds = _tfds()
     images, labels = tfds.as_numpy(builder.as_dataset(
         split=f'{split}[:{limit}]' if limit else split, batch_size=-1,
         as_supervised=True))
