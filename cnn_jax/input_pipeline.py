@@ -66,7 +66,10 @@ def _builder(config: Mapping[str, Any]):
 
 def dataset_spec(config: Mapping[str, Any]) -> DatasetSpec:
   """Shape and classes from the dataset's info, without reading or preparing data."""
-  builder = _builder(config)
+  return _spec(_builder(config), config)
+
+
+def _spec(builder, config: Mapping[str, Any]) -> DatasetSpec:
   info = builder.info
   keys = info.supervised_keys
   if not keys or len(keys) != 2:
@@ -132,8 +135,8 @@ def _prepare(builder, config: Mapping[str, Any]) -> None:
 
 def load_dataset(config: Mapping[str, Any]) -> tuple[DatasetSpec, Split, Split]:
   """(spec, train, test) as uint8 images and int32 labels, sliced per the config."""
-  spec = dataset_spec(config)
   builder = _builder(config)
+  spec = _spec(builder, config)
   _prepare(builder, config)
   tfds = _tfds()
   splits = []
