@@ -125,7 +125,8 @@ def dropout_name(model: str, placement: str, dense_index: int) -> str | None:
   return f'dropout{dense_index}' if dense_index > 1 and placement != 'none' else None
 
 
-def _shape_text(shape: Sequence[int]) -> str:
+def shape_text(shape: Sequence[int]) -> str:
+  """28×28×1."""
   return '×'.join(str(d) for d in shape)
 
 
@@ -172,7 +173,7 @@ def layer_table(config: Mapping[str, Any], input_shape: Sequence[int],
     raise ValueError(f"model must be one of 'cnn', 'mlp', got {model!r}")
 
   features = height * width * channels
-  rows.append(Layer('flatten', 'Flatten', _shape_text(rows[-1].output_shape) + ' → '
+  rows.append(Layer('flatten', 'Flatten', shape_text(rows[-1].output_shape) + ' → '
                     + str(features), (features,)))
   widths = hidden + [num_classes]
   for i, out in enumerate(widths, start=1):
@@ -199,6 +200,6 @@ def format_layer_table(rows: Sequence[Layer]) -> str:
     field = row.receptive_field
     rf = (f'{field.size}×{field.size} (jump {field.jump})' if field else '')
     lines.append(f'| {row.name} | {row.kind} | {row.details} | '
-                 f'{_shape_text(row.output_shape)} | {row.params:,} | {rf} |')
+                 f'{shape_text(row.output_shape)} | {row.params:,} | {rf} |')
   lines.append(f'| **total** | | | | **{count_params(rows):,}** | |')
   return '\n'.join(lines)

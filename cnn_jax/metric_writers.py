@@ -37,9 +37,14 @@ class SummaryWriter:
     self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=step,
                                            summary=summary))
 
-  def hparams(self, values: Mapping[str, Any]) -> None:
-    """Records this run's hyperparameters for TensorBoard's HParams dashboard."""
-    summary = hparams_summary.hparams_pb({k: hparam_value(v) for k, v in values.items()})
+  def hparams(self, values: Mapping[str, Any], group: str | None = None) -> None:
+    """Records this run's hyperparameters for TensorBoard's HParams dashboard.
+
+    Runs with the same `group` (e.g. one configuration over several seeds) form one
+    session group there; None groups by the values themselves.
+    """
+    summary = hparams_summary.hparams_pb({k: hparam_value(v) for k, v in values.items()},
+                                         trial_id=group)
     self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=0,
                                            summary=summary))
 

@@ -15,7 +15,7 @@ import os
 import pathlib
 import platform
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from absl import logging
 import flax.linen as nn
@@ -183,12 +183,16 @@ def _load_history(path: pathlib.Path, up_to_epoch: int) -> list[dict[str, Any]]:
   return [r for r in json.loads(path.read_text())['history'] if r['epoch'] <= up_to_epoch]
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                       *, hparams_group: str | None = None,
+                       on_epoch_end: Callable[[dict[str, Any]], None] | None = None
                        ) -> dict[str, Any]:
   """Trains per `config`, evaluating, logging and checkpointing every epoch.
 
   Rerun on the same workdir, it resumes after the latest checkpointed epoch. Writes
   config.json, TensorBoard events and metrics.json (history and final figures) there.
+  `hparams_group` names the HParams dashboard's group (runs differing only in seed);
+  `on_epoch_end` receives each epoch's record, after its checkpoint is written.
   """
   wall_start = time.perf_counter()
   cfg = config.to_dict()
@@ -223,7 +227,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     state = checkpointer.restore(start_epoch, state)
     logging.info('Resumed from the checkpoint of epoch %d in %s', start_epoch, workdir)
   else:
-    writer.hparams(cfg)
+    writer.hparams(cfg, group=hparams_group)
 
   images, labels = jnp.asarray(train_split.images), jnp.asarray(train_split.labels)
   test_arrays = pad_to_multiple(test_split, config.eval_batch_size)
@@ -285,6 +289,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                  _format_duration(eta))
     _write_metrics(workdir, history, num_params, spec, compile_seconds,
                    time.perf_counter() - wall_start, config.num_epochs)
+    if on_epoch_end:
+      on_epoch_end({**record, 'num_epochs': config.num_epochs})
   checkpointer.close()
   writer.close()
   return _write_metrics(workdir, history, num_params, spec, compile_seconds,

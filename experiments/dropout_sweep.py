@@ -1,0 +1,10 @@
+"""Where does dropout belong? The article's CNN with dropout before FC1 (its table),
+
+python -m experiments.dropout_sweep --workdir=runs/dropout_sweep --seeds=3 [--config.num_epochs=...]
+The grid is declared in configs/dropout_sweep.py; see experiments/sweep_cli.py for the flags.
+"""
+
+from experiments import sweep_cli
+
+if __name__ == '__main__':
+  sweep_cli.main('dropout_sweep')

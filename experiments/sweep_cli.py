@@ -1,0 +1,128 @@
+"""What every sweep script shares: flags, the progress display, the results at the end.
+
+python -m experiments.<name> [--workdir=runs/<name>] [--seeds=3] [--parallel=0]
+                             [--config.num_epochs=2 ...]
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, TextIO
+
+from absl import flags
+from ml_collections import config_flags
+
+from cnn_jax import results, sweep
+from cnn_jax.options import ConfigError
+from experiments import cli
+
+FLAGS = flags.FLAGS
+
+
+def define_flags(name: str) -> None:
+  flags.DEFINE_string('workdir', f'runs/{name}', 'The sweep\'s directory; one '
+                      'subdirectory per run. Rerunning skips finished runs.')
+  flags.DEFINE_integer('seeds', 3, 'Seeds per configuration: 0, 1, ..., seeds - 1.')
+  flags.DEFINE_integer('parallel', 0, 'Runs trained side by side, one process each, '
+                       'pinned to its own cores. 0: one per core on a CPU-only host, '
+                       '1 with an accelerator.')
+  config_flags.DEFINE_config_file('config', f'configs/{name}.py', 'Sweep config: the '
+                                  'base training config, its GRID and BASELINE.',
+                                  lock_config=True)
+
+
+def _duration(seconds: float) -> str:
+  if math.isnan(seconds):
+    return '?'
+  minutes, seconds = divmod(int(round(seconds)), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f'{hours}:{minutes:02d}:{seconds:02d}'
+
+
+class Progress:
+  """A bar on a terminal (runs done/total, running runs' epochs, ETA); plain lines
+  otherwise, one per finished epoch and run."""
+
+  def __init__(self, stream: TextIO = sys.stderr):
+    self._stream = stream
+    self._tty = stream.isatty()
+    self._start = time.perf_counter()
+
+  def __call__(self, kind: str, info: Any) -> None:
+    if kind == 'start':
+      runs, pending = info['runs'], info['pending']
+      self._total, self._done, self._parallel = len(runs), len(runs) - len(pending), info['parallel']
+      self._epochs = {r.name: info['epochs_done'][r.name] for r in pending}
+      self._num_epochs = {}
+      self._last_event = {}
+      self._epoch_seconds = []
+      self._print(f'{self._total} runs, {self._done} already finished; training '
+                  f'{len(pending)} in {self._parallel} process(es)', newline=True)
+    elif kind == 'epoch':
+      name, now = info['run'], time.perf_counter()
+      self._epoch_seconds.append(now - self._last_event.get(name, self._start)
+                                 if name in self._last_event else info['train_seconds'])
+      self._last_event[name] = now
+      self._epochs[name] = info['epoch']
+      self._num_epochs[name] = info['num_epochs']
+      line = (f"{name}: epoch {info['epoch']}/{info['num_epochs']} test accuracy "
+              f"{100 * info['test_accuracy']:.2f}%")
+      self._print(line, newline=not self._tty)
+    elif kind == 'run':
+      self._done += 1
+      self._epochs.pop(info.run.name, None)
+      status = info.status + (f': {info.error}' if info.error else '')
+      self._print(f'{info.run.name}: {status}', newline=True)
+
+  def _eta(self) -> float:
+    per_run = max(self._num_epochs.values(), default=0)
+    left = sum(max(per_run, self._num_epochs.get(n, per_run)) - e
+               for n, e in self._epochs.items())
+    return sweep.eta_seconds(left, self._epoch_seconds, self._parallel)
+
+  def _print(self, message: str, newline: bool) -> None:
+    status = (f'[{self._done}/{self._total} runs] '
+              f'elapsed {_duration(time.perf_counter() - self._start)} '
+              f'eta {_duration(self._eta())}')
+    if self._tty:
+      width = 30
+      filled = int(width * self._done / max(1, self._total))
+      running = ' '.join(f'{n} {e}/{self._num_epochs.get(n, "?")}'
+                         for n, e in self._epochs.items() if n in self._last_event)
+      bar = f'\r\033[K|{"#" * filled}{"." * (width - filled)}| {status} {running}'
+      if newline:
+        self._stream.write(f'\r\033[K{message}\n')
+      self._stream.write(bar[:200])
+    else:
+      self._stream.write(f'{status}  {message}\n')
+    self._stream.flush()
+
+
+def main(name: str) -> None:
+  """Runs the sweep `name` (configs/<name>.py) and writes its results."""
+  define_flags(name)
+
+  def run(argv):
+    if len(argv) > 1:
+      raise ConfigError(f'unexpected arguments {argv[1:]}')
+    config_file = config_flags.get_config_filename(FLAGS['config'])
+    grid, baseline = sweep.load_grid(config_file)
+    seeds = range(FLAGS.seeds)
+    parallel = FLAGS.parallel or sweep.default_parallelism(len(grid) * max(1, FLAGS.seeds))
+    outcomes = sweep.run_sweep(name, FLAGS.config, grid, baseline, seeds, FLAGS.workdir,
+                               parallel=parallel, progress=Progress())
+    sys.stderr.write('\n')
+    command = f'python -m experiments.{name} --workdir={FLAGS.workdir}'
+    markdown, _ = results.write_results(FLAGS.workdir, command)
+    print(markdown)
+    print(f'Results: {FLAGS.workdir}/results.md, results.csv, results.png; '
+          f'TensorBoard: tensorboard --logdir={FLAGS.workdir}')
+    failed = [o for o in outcomes if o.status == 'failed']
+    if failed:
+      for o in failed:
+        print(f'error: {o.run.name} failed: {o.error}', file=sys.stderr)
+      sys.exit(1)
+
+  cli.run(run)

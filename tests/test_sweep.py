@@ -1,0 +1,159 @@
+"""Sweeps: the grid, run names, aggregation, and a tiny sweep end to end on MNIST."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from scipy import stats as scipy_stats
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from configs import default
+from cnn_jax import options, results, sweep
+
+SWEEPS = ('dropout_sweep', 'padding_sweep', 'pooling_sweep', 'activation_sweep',
+          'mlp_vs_cnn')
+
+
+def test_plan_names_every_configuration_and_seed():
+  grid = [{'dropout_placement': 'none'}, {'dropout_placement': 'after_fc1', 'padding': 0}]
+  runs = sweep.plan(default.get_config(), grid, range(3))
+  assert [r.name for r in runs] == [
+      'dropout_placement=none,seed=0', 'dropout_placement=none,seed=1',
+      'dropout_placement=none,seed=2', 'dropout_placement=after_fc1,padding=0,seed=0',
+      'dropout_placement=after_fc1,padding=0,seed=1',
+      'dropout_placement=after_fc1,padding=0,seed=2']
+  config = runs[-1].config(default.get_config())
+  assert (config.dropout_placement, config.padding, config.seed) == ('after_fc1', 0, 2)
+  assert sweep.config_key({'conv_features': (16, 32)}) == 'conv_features=16-32'
+  assert sweep.Run(0, {}, 4).name == 'seed=4'
+
+
+@pytest.mark.parametrize('grid, seeds, message', [
+    ([{'dropout_placment': 'none'}], [0], "sets 'dropout_placment'"),
+    ([{'seed': 1}], [0], "sets 'seed'"),
+    ([{'dropout_placement': 'middle'}], [0], 'config.dropout_placement='),
+    ([{'padding': -1}], [0], 'config.padding=-1'),
+    ([{'padding': 0}, {'padding': 0}], [0], 'lists padding=0 twice'),
+    ([], [0], 'grid is empty'),
+    ([{'padding': 0}], [], '--seeds'),
+])
+def test_plan_rejects_bad_grids_naming_the_field(grid, seeds, message):
+  with pytest.raises(options.ConfigError, match=message.replace('(', r'\(')):
+    sweep.plan(default.get_config(), grid, seeds)
+
+
+@pytest.mark.parametrize('name', SWEEPS)
+def test_every_sweep_config_is_a_valid_grid_with_its_baseline(name, repo_root):
+  grid, baseline = sweep.load_grid(str(repo_root / 'configs' / f'{name}.py'))
+  assert len(grid) >= 2 and baseline in grid
+  runs = sweep.plan(default.get_config(), grid, range(3))
+  assert len(runs) == 3 * len(grid)
+
+
+def test_eta_from_the_pace_so_far():
+  assert sweep.eta_seconds(10, [30.0, 50.0], parallel=2) == 200.0
+
+
+def _fake_run(workdir, key, index, seed, curve, completed=True):
+  run_dir = workdir / f'{key},seed={seed}'
+  run_dir.mkdir(parents=True)
+  (run_dir / sweep.RUN_FILE).write_text(json.dumps(
+      {'key': key, 'index': index, 'overrides': {'padding': index}, 'seed': seed}))
+  history = [{'epoch': e + 1, 'test_accuracy': a} for e, a in enumerate(curve)]
+  (run_dir / 'metrics.json').write_text(json.dumps({
+      'completed': completed, 'history': history, 'num_params': 100 + index,
+      'best_epoch': 1 + max(range(len(curve)), key=curve.__getitem__),
+      'train_seconds': 10.0 * (seed + 1)}))
+
+
+def test_aggregate_groups_seeds_and_tests_against_the_baseline(tmp_path):
+  for seed, a in enumerate([0.98, 0.97, 0.99]):  # mean 0.98, std 0.01
+    _fake_run(tmp_path, 'padding=0', 0, seed, [0.9, a])
+  for seed, a in enumerate([0.990, 0.991, 0.992]):  # mean 0.991, std 0.001
+    _fake_run(tmp_path, 'padding=1', 1, seed, [0.95, a])
+  _fake_run(tmp_path, 'padding=1', 1, 3, [0.5], completed=False)  # Left out.
+  rows = results.aggregate(results.load_runs(tmp_path), 'padding=1')
+  assert [r.key for r in rows] == ['padding=0', 'padding=1']
+  low, base = rows
+  assert low.accuracy.mean == pytest.approx(0.98)
+  assert low.accuracy.std == pytest.approx(0.01)
+  assert base.accuracy.mean == pytest.approx(0.991)
+  assert (base.is_baseline, base.incomplete, base.seeds) == (True, 1, [0, 1, 2])
+  assert low.best_epoch == 2.0
+  assert low.train_seconds == pytest.approx(20.0)
+  assert low.test.difference == pytest.approx(-0.011)
+  welch = scipy_stats.ttest_ind([0.98, 0.97, 0.99], [0.990, 0.991, 0.992], equal_var=False)
+  assert low.test.p_value == pytest.approx(welch.pvalue)  # ≈ 0.2: not significant.
+  assert low.adjusted_p == pytest.approx(welch.pvalue)  # One comparison: Holm = raw.
+  assert low.verdict.startswith('no significant difference (−1.10 pp')
+  markdown = results.to_markdown('t', rows, 'cmd', incomplete_runs=1)
+  assert '| padding=0 | 3 | 98.00% ± 1.00 |' in markdown
+  assert '**padding=1**' in markdown and '1 run(s) not finished' in markdown
+  assert 'No configuration is significantly better' in markdown
+
+
+def _hparams_group(run_dir: pathlib.Path) -> tuple[str, dict]:
+  events = event_accumulator.EventAccumulator(str(run_dir))
+  events.Reload()
+  content = events.PluginTagToContent('hparams')['_hparams_/session_start_info']
+  info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+  scalars = {tag: [e.value for e in events.Scalars(tag)]
+             for tag in events.Tags()['scalars']}
+  return info.group_name, {'hparams': dict(info.hparams), 'scalars': scalars}
+
+
+@pytest.mark.slow
+def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
+  workdir = tmp_path / 'sweep'
+  overrides = [f'--config.{k}={small_config[k]}' for k in
+               ('data_dir', 'max_train_examples', 'max_test_examples', 'num_epochs')]
+  config_file = tmp_path / 'tiny_sweep.py'
+  config_file.write_text(
+      'from configs import default\n'
+      "GRID = [{'dropout_placement': 'none'}, {'dropout_placement': 'after_fc1'}]\n"
+      "BASELINE = {'dropout_placement': 'after_fc1'}\n"
+      'def get_config():\n  return default.get_config()\n')
+  command = [sys.executable, '-m', 'experiments.dropout_sweep', f'--workdir={workdir}',
+             f'--config={config_file}', '--seeds=2', '--parallel=2', *overrides]
+  done = subprocess.run(command, cwd=repo_root, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert '4 runs, 0 already finished; training 4 in 2 process(es)' in done.stderr
+  assert '[4/4 runs]' in done.stderr
+  names = ['dropout_placement=none,seed=0', 'dropout_placement=none,seed=1',
+           'dropout_placement=after_fc1,seed=0', 'dropout_placement=after_fc1,seed=1']
+  assert sorted(p.name for p in workdir.iterdir() if p.is_dir()) == sorted(names)
+  for name in names:
+    group, data = _hparams_group(workdir / name)
+    assert group == name.rsplit(',', 1)[0]  # Seeds of one configuration group together.
+    assert data['hparams']['seed'].number_value == int(name[-1])
+    assert data['hparams']['dropout_placement'].string_value == name.split('=')[1].split(',')[0]
+    assert len(data['scalars']['test/accuracy']) == 2  # One per epoch.
+    assert len(data['scalars']['train/loss']) == 2
+  for file in ('results.md', 'results.csv', 'results.png'):
+    assert (workdir / file).stat().st_size > 0
+  assert '| **dropout_placement=after_fc1** | 2 |' in done.stdout
+
+  base = default.get_config()
+  for k in ('data_dir', 'max_train_examples', 'max_test_examples', 'num_epochs'):
+    base[k] = small_config[k]
+  grid, baseline = sweep.load_grid(str(config_file))
+  outcomes = sweep.run_sweep('t', base, grid, baseline, range(2), workdir)
+  assert [o.status for o in outcomes] == ['skipped'] * 4  # A rerun trains nothing.
+
+  # An interrupted run (its last epoch lost) resumes from its checkpoint, bit-identically.
+  run_dir = workdir / names[0]
+  before = json.loads((run_dir / 'metrics.json').read_text())
+  lost = json.loads((run_dir / 'metrics.json').read_text())
+  lost['history'], lost['completed'] = lost['history'][:1], False
+  (run_dir / 'metrics.json').write_text(json.dumps(lost))
+  subprocess.run(['rm', '-rf', str(run_dir / 'checkpoints' / '2')], check=True)
+  outcomes = sweep.run_sweep('t', base, grid, baseline, range(2), workdir)
+  assert sorted(o.status for o in outcomes) == ['skipped'] * 3 + ['trained']
+  after = json.loads((run_dir / 'metrics.json').read_text())
+  assert after['completed']
+  for key in ('train_loss', 'test_loss', 'test_accuracy'):
+    assert after['final'][key] == before['final'][key]
