@@ -9,6 +9,9 @@ import jax
 import orbax.checkpoint as ocp
 
 
+BEST_DIR = 'best_checkpoint'  # In a run's workdir: the epoch with the best test accuracy.
+
+
 def _tree(state: train_state.TrainState) -> dict:
   # apply_fn and tx are code, rebuilt from the config; only arrays are saved.
   return {'step': state.step, 'params': state.params, 'opt_state': state.opt_state}
@@ -41,3 +44,19 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def load_for_inference(workdir: str | pathlib.Path, like: train_state.TrainState
+                       ) -> tuple[train_state.TrainState, int, str]:
+  """(state, epoch, which) from a run: its best checkpoint, else its latest one."""
+  workdir = pathlib.Path(workdir)
+  for which, directory in (('best', workdir / BEST_DIR), ('latest', workdir / 'checkpoints')):
+    if directory.is_dir():
+      checkpointer = Checkpointer(directory, keep=1)
+      epoch = checkpointer.latest_epoch()
+      if epoch is not None:
+        state = checkpointer.restore(epoch, like)
+        checkpointer.close()
+        return state, epoch, which
+  raise FileNotFoundError(f'{workdir} has no checkpoint: train it first with '
+                          f'python -m experiments.train --workdir={workdir}')

@@ -142,7 +142,7 @@ def _train(config_dict: dict[str, Any], run_dir: str, group: str, name: str) -> 
   logging.set_verbosity(logging.WARNING)  # The sweep's progress display replaces it.
   train.train_and_evaluate(
       ml_collections.ConfigDict(config_dict), run_dir, hparams_group=group,
-      on_epoch_end=lambda record: _emit({'run': name, **record}))
+      on_epoch_end=lambda record, state: _emit({'run': name, **record}))
 
 
 def default_parallelism(num_runs: int) -> int:

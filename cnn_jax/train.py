@@ -1,19 +1,18 @@
 """Training: pure `train_step`/`eval_step` and one `train_and_evaluate(config, workdir)`.
 
-The dataset lives on the device; each step gathers its batch there from a per-epoch
-permutation, so the host only dispatches. A Python loop over a jitted step, not a
-`lax.scan` over the epoch: on XLA:CPU the scanned epoch measured 10× slower.
+Data parallel by construction: a `jax.jit` over a mesh of every device (1 or many, on
+1 or many hosts) with the batch split along 'data' and the state replicated
+(`cnn_jax.parallel`). Each process gathers its rows of every batch from a per-epoch
+permutation on the host and feeds them; a Python loop over a jitted step, not a
+`lax.scan` over the epoch (on XLA:CPU the scanned epoch measured 10× slower).
 Data order and dropout keys derive from (seed, epoch, step) alone, so a resumed run
-sees the same batches an uninterrupted one would.
+sees the same batches an uninterrupted one would, on any number of devices.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import os
 import pathlib
-import platform
 import time
 from typing import Any, Callable, Mapping
 
@@ -26,7 +25,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from cnn_jax import checkpoints, geometry, input_pipeline, models, options
+from cnn_jax import checkpoints, geometry, input_pipeline, models, options, parallel
+from cnn_jax import run_metrics
 from cnn_jax.metric_writers import SummaryWriter
 
 TrainState = train_state.TrainState
@@ -68,10 +68,14 @@ def create_optimizer(config: Mapping[str, Any], steps_per_epoch: int
 
 
 def create_train_state(rng: jax.Array, model: nn.Module, input_shape: tuple[int, ...],
-                       tx: optax.GradientTransformation) -> TrainState:
+                       tx: optax.GradientTransformation,
+                       sharding: jax.sharding.Sharding | None = None) -> TrainState:
+  """Initial parameters and optimizer state, placed per `sharding` (e.g. replicated)."""
+  def init(rng):
+    params = model.init(rng, jnp.zeros((1, *input_shape), jnp.float32))['params']
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
   # Jitted: eager init dispatches op by op and took seconds.
-  params = jax.jit(model.init)(rng, jnp.zeros((1, *input_shape), jnp.float32))['params']
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  return jax.jit(init, out_shardings=sharding)(rng)
 
 
 def _loss_and_correct(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -115,88 +119,78 @@ def step_rng(seed: int, epoch: int, step: jax.Array) -> jax.Array:
   return jax.random.fold_in(key, step)
 
 
-def make_train_epoch_step(batch_size: int):
-  """A jitted step that gathers batch `step` of the epoch's permutation on device."""
+def make_train_step(dp: parallel.DataParallel):
+  """The jitted step over the mesh: batch split over 'data', state and sums replicated.
 
-  @functools.partial(jax.jit, donate_argnums=(0, 1))
-  def step(state, totals, images, labels, perm, seed, epoch, index):
-    idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size)
-    state, metrics = train_step(state, (images[idx], labels[idx]),
-                                step_rng(seed, epoch, index))
+  It adds each step's loss and accuracy into `totals` on device, so the host only
+  waits for the device when it logs.
+  """
+  rep = dp.replicated
+
+  def step(state, totals, images, labels, seed, epoch, index):
+    state, metrics = train_step(state, (images, labels), step_rng(seed, epoch, index))
     return state, jax.tree.map(jnp.add, totals, metrics)
 
-  return step
+  return jax.jit(step, donate_argnums=(0, 1),
+                 in_shardings=(rep, rep, dp.batch, dp.batch, rep, rep, rep),
+                 out_shardings=(rep, rep))
 
 
 def pad_to_multiple(split: input_pipeline.Split, multiple: int
-                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Device arrays (images, labels, mask) padded to a whole number of batches."""
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(images, labels, mask) padded to a whole number of batches; mask 0 on padding."""
   n = len(split.labels)
   padded = -(-n // multiple) * multiple
   pad = [(0, padded - n)]
   images = np.pad(split.images, pad + [(0, 0)] * (split.images.ndim - 1))
-  return (jnp.asarray(images), jnp.asarray(np.pad(split.labels, pad)),
-          jnp.asarray(np.arange(padded) < n, jnp.float32))
+  return images, np.pad(split.labels, pad), (np.arange(padded) < n).astype(np.float32)
 
 
-@functools.partial(jax.jit, static_argnums=(4,))
-def _eval_batch(state, images, labels, mask, batch_size, index):
-  def take(a):
-    return jax.lax.dynamic_slice_in_dim(a, index * batch_size, batch_size)
-  return eval_step(state, (take(images), take(labels)), take(mask))
+@functools.cache
+def _sharded_eval_step(dp: parallel.DataParallel):
+  rep = dp.replicated
+  return jax.jit(eval_step, in_shardings=(rep, (dp.batch, dp.batch), dp.batch),
+                 out_shardings=rep)
 
 
-def evaluate(state: TrainState, images: jax.Array, labels: jax.Array, mask: jax.Array,
-             batch_size: int) -> dict[str, float]:
-  """Mean loss and accuracy over the examples where `mask` is 1 (from pad_to_multiple)."""
+def evaluate(state: TrainState, images: np.ndarray, labels: np.ndarray, mask: np.ndarray,
+             batch_size: int, dp: parallel.DataParallel | None = None) -> dict[str, float]:
+  """Mean loss and accuracy over the examples where `mask` is 1 (from pad_to_multiple).
+
+  Every process holds the whole padded split and feeds its rows of each batch.
+  """
+  dp = dp or parallel.DataParallel.create()
+  rows = dp.local_slice(batch_size)
   totals = None
-  for index in range(images.shape[0] // batch_size):
-    sums = _eval_batch(state, images, labels, mask, batch_size, index)
+  for start in range(0, images.shape[0], batch_size):
+    local = slice(start + rows.start, start + rows.stop)
+    x, y, m = dp.global_batch(images[local], labels[local], mask[local],
+                              batch_size=batch_size)
+    sums = _sharded_eval_step(dp)(state, (x, y), m)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = jax.device_get(totals)
+  totals = parallel.to_host(totals)
   return {'loss': float(totals['loss'] / totals['count']),
           'accuracy': float(totals['correct'] / totals['count'])}
 
 
-def _format_duration(seconds: float) -> str:
-  minutes, seconds = divmod(int(round(seconds)), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f'{hours}:{minutes:02d}:{seconds:02d}'
-
-
-def host_description() -> str:
-  """The CPU model and core count, for reports that name the machine."""
-  name = platform.processor() or platform.machine()
-  try:
-    for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
-      if line.startswith('model name'):
-        name = line.split(':', 1)[1].strip()
-        break
-  except OSError:
-    pass
-  return f'{name}, {os.cpu_count()} cores'
-
-
-def _load_history(path: pathlib.Path, up_to_epoch: int) -> list[dict[str, Any]]:
-  if not up_to_epoch or not path.exists():
-    return []
-  return [r for r in json.loads(path.read_text())['history'] if r['epoch'] <= up_to_epoch]
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                        *, hparams_group: str | None = None,
-                       on_epoch_end: Callable[[dict[str, Any]], None] | None = None
+                       on_epoch_end: Callable[[dict[str, Any], TrainState], None] | None = None
                        ) -> dict[str, Any]:
   """Trains per `config`, evaluating, logging and checkpointing every epoch.
 
   Rerun on the same workdir, it resumes after the latest checkpointed epoch. Writes
-  config.json, TensorBoard events and metrics.json (history and final figures) there.
-  `hparams_group` names the HParams dashboard's group (runs differing only in seed);
-  `on_epoch_end` receives each epoch's record, after its checkpoint is written.
+  config.json, TensorBoard events and metrics.json (history and final figures) there,
+  from process 0 only. `hparams_group` names the HParams dashboard's group (runs that
+  differ only in seed); `on_epoch_end(record, state)` runs in every process after each
+  epoch's checkpoint.
   """
   wall_start = time.perf_counter()
   cfg = config.to_dict()
   options.validate_config(cfg)
+  dp = parallel.DataParallel.create()
+  dp.check_batch_size('batch_size', config.batch_size)
+  dp.check_batch_size('eval_batch_size', config.eval_batch_size)
   spec = input_pipeline.dataset_spec(cfg)
   table = options.validate_geometry(cfg, spec.input_shape, spec.num_classes)
   spec, train_split, test_split = input_pipeline.load_dataset(cfg)
@@ -206,115 +200,121 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         f'config.batch_size={config.batch_size} is invalid: expected at most the '
         f'{num_train} training examples')
   steps_per_epoch = num_train // config.batch_size
+  primary = parallel.is_primary()
+  log = logging.info if primary else lambda *args: None
 
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
+  if primary:
+    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
   model = models.create_model(cfg, spec.num_classes)
   tx, schedule = create_optimizer(cfg, steps_per_epoch)
-  state = create_train_state(jax.random.key(config.seed), model, spec.input_shape, tx)
+  state = create_train_state(jax.random.key(config.seed), model, spec.input_shape, tx,
+                             dp.replicated)
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
-  logging.info('%s on %s: %s parameters (layer table: %s), %d steps/epoch',
-               config.model, spec.name, f'{num_params:,}',
-               f'{geometry.count_params(table):,}', steps_per_epoch)
+  log('%s on %s: %s parameters (layer table: %s), %d steps/epoch on %d device(s), '
+      '%d process(es)', config.model, spec.name, f'{num_params:,}',
+      f'{geometry.count_params(table):,}', steps_per_epoch, dp.num_devices,
+      jax.process_count())
 
   checkpointer = checkpoints.Checkpointer(workdir / 'checkpoints',
                                           config.checkpoints_to_keep)
+  best_checkpointer = checkpoints.Checkpointer(workdir / checkpoints.BEST_DIR, keep=1)
   start_epoch = checkpointer.latest_epoch() or 0
-  history = _load_history(workdir / 'metrics.json', start_epoch)
-  writer = SummaryWriter(str(workdir))
+  history = run_metrics.load_history(workdir / 'metrics.json', start_epoch)
+  writer = SummaryWriter(str(workdir)) if primary else None
   if start_epoch:
     state = checkpointer.restore(start_epoch, state)
-    logging.info('Resumed from the checkpoint of epoch %d in %s', start_epoch, workdir)
-  else:
+    log('Resumed from the checkpoint of epoch %d in %s', start_epoch, workdir)
+  elif writer:
     writer.hparams(cfg, group=hparams_group)
 
-  images, labels = jnp.asarray(train_split.images), jnp.asarray(train_split.labels)
+  batch = config.batch_size
+  rows = dp.local_slice(batch)
   test_arrays = pad_to_multiple(test_split, config.eval_batch_size)
   seed = np.int32(config.seed)
+  zeros = jax.jit(lambda: {'loss': jnp.zeros(()), 'accuracy': jnp.zeros(())},
+                  out_shardings=dp.replicated)
+  step = make_train_step(dp)
   compile_seconds = 0.0
   if start_epoch < config.num_epochs:
     compile_start = time.perf_counter()
-    step = make_train_epoch_step(config.batch_size).lower(
-        state, {'loss': jnp.zeros(()), 'accuracy': jnp.zeros(())}, images, labels,
-        epoch_permutation(config.seed, 0, num_train), seed, np.int32(0),
-        np.int32(0)).compile()
+    abstract_batch = [jax.ShapeDtypeStruct((batch, *a.shape[1:]), a.dtype,
+                                           sharding=dp.batch)
+                      for a in (train_split.images, train_split.labels)]
+    step = step.lower(state, zeros(), *abstract_batch, seed, np.int32(0),
+                      np.int32(0)).compile()
     compile_seconds = time.perf_counter() - compile_start
-    logging.info('Compiled the train step in %.1f s', compile_seconds)
+    log('Compiled the train step in %.1f s', compile_seconds)
+
+  facts = dict(num_params=num_params, dataset=spec.name,
+               device=f'{jax.devices()[0].device_kind} × {dp.num_devices}'
+               if dp.num_devices > 1 else jax.devices()[0].device_kind,
+               processes=jax.process_count(), compile_seconds=compile_seconds)
+
+  def write_metrics() -> dict[str, Any]:
+    metrics = run_metrics.write_metrics(
+        workdir / 'metrics.json' if primary else None, history,
+        num_epochs=config.num_epochs, **facts,
+        wall_seconds_this_process=time.perf_counter() - wall_start)
+    return metrics
 
   epoch_seconds = []
   for epoch in range(start_epoch + 1, config.num_epochs + 1):
     epoch_start = time.perf_counter()
-    perm = epoch_permutation(config.seed, epoch, num_train)
-    totals = {'loss': jnp.zeros(()), 'accuracy': jnp.zeros(())}
+    perm = np.asarray(epoch_permutation(config.seed, epoch, num_train))
+    totals = zeros()
     for index in range(steps_per_epoch):
-      state, totals = step(state, totals, images, labels, perm, seed, np.int32(epoch),
+      mine = perm[index * batch + rows.start:index * batch + rows.stop]
+      images, labels = dp.global_batch(train_split.images[mine], train_split.labels[mine],
+                                       batch_size=batch)
+      state, totals = step(state, totals, images, labels, seed, np.int32(epoch),
                            np.int32(index))
       done = index + 1
-      if done % config.log_every_steps == 0 and done < steps_per_epoch:
-        loss = float(totals['loss']) / done  # The only host sync inside an epoch.
+      if primary and done % config.log_every_steps == 0 and done < steps_per_epoch:
+        loss = float(parallel.to_host(totals['loss'])) / done  # Waits for the device.
         elapsed = time.perf_counter() - epoch_start
         steps_left = (config.num_epochs - epoch + 1) * steps_per_epoch - done
-        logging.info('epoch %d/%d step %d/%d  loss %.4f  %s ex/s  eta %s', epoch,
-                     config.num_epochs, done, steps_per_epoch, loss,
-                     f'{done * config.batch_size / elapsed:,.0f}',
-                     _format_duration(steps_left * elapsed / done))
-    totals = jax.device_get(totals)
+        log('epoch %d/%d step %d/%d  loss %.4f  %s ex/s  eta %s', epoch,
+            config.num_epochs, done, steps_per_epoch, loss,
+            f'{done * batch / elapsed:,.0f}',
+            run_metrics.format_duration(steps_left * elapsed / done))
+    totals = parallel.to_host(totals)
     train_seconds = time.perf_counter() - epoch_start
-    test = evaluate(state, *test_arrays, config.eval_batch_size)
+    test = evaluate(state, *test_arrays, config.eval_batch_size, dp)
     record = {
         'epoch': epoch,
         'train_loss': float(totals['loss']) / steps_per_epoch,
         'train_accuracy': float(totals['accuracy']) / steps_per_epoch,
         'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
-        'learning_rate': float(schedule(state.step - 1)),
-        'examples_per_second': steps_per_epoch * config.batch_size / train_seconds,
+        'learning_rate': float(schedule(int(parallel.to_host(state.step)) - 1)),
+        'examples_per_second': steps_per_epoch * batch / train_seconds,
         'train_seconds': train_seconds,
     }
+    is_best = all(record['test_accuracy'] > r['test_accuracy'] for r in history)
     history.append(record)
     epoch_seconds.append(time.perf_counter() - epoch_start)
-    writer.scalars(epoch, {
-        'train/loss': record['train_loss'], 'train/accuracy': record['train_accuracy'],
-        'test/loss': record['test_loss'], 'test/accuracy': record['test_accuracy'],
-        'learning_rate': record['learning_rate'],
-        'examples_per_second': record['examples_per_second']})
-    writer.flush()
     checkpointer.save(epoch, state)
-    eta = np.mean(epoch_seconds) * (config.num_epochs - epoch)
-    logging.info('epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  '
-                 'lr %.2e  %s ex/s  eta %s', epoch, config.num_epochs,
-                 record['train_loss'], 100 * record['train_accuracy'],
-                 record['test_loss'], 100 * record['test_accuracy'],
-                 record['learning_rate'], f"{record['examples_per_second']:,.0f}",
-                 _format_duration(eta))
-    _write_metrics(workdir, history, num_params, spec, compile_seconds,
-                   time.perf_counter() - wall_start, config.num_epochs)
+    if is_best:  # Kept apart: the rolling checkpoints may have dropped it.
+      best_checkpointer.save(epoch, state)
+    if writer:
+      writer.scalars(epoch, {
+          'train/loss': record['train_loss'], 'train/accuracy': record['train_accuracy'],
+          'test/loss': record['test_loss'], 'test/accuracy': record['test_accuracy'],
+          'learning_rate': record['learning_rate'],
+          'examples_per_second': record['examples_per_second']})
+      writer.flush()
+    log('epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  '
+        'lr %.2e  %s ex/s  eta %s', epoch, config.num_epochs, record['train_loss'],
+        100 * record['train_accuracy'], record['test_loss'],
+        100 * record['test_accuracy'], record['learning_rate'],
+        f"{record['examples_per_second']:,.0f}", run_metrics.format_duration(
+            np.mean(epoch_seconds) * (config.num_epochs - epoch)))
+    write_metrics()
     if on_epoch_end:
-      on_epoch_end({**record, 'num_epochs': config.num_epochs})
+      on_epoch_end({**record, 'num_epochs': config.num_epochs}, state)
   checkpointer.close()
-  writer.close()
-  return _write_metrics(workdir, history, num_params, spec, compile_seconds,
-                        time.perf_counter() - wall_start, config.num_epochs)
-
-
-def _write_metrics(workdir: pathlib.Path, history: list[dict[str, Any]], num_params: int,
-                   spec: input_pipeline.DatasetSpec, compile_seconds: float,
-                   wall_seconds: float, num_epochs: int) -> dict[str, Any]:
-  """metrics.json: the final and best epoch, timings, and every epoch's record."""
-  best = max(history, key=lambda r: r['test_accuracy']) if history else None
-  metrics = {
-      'completed': bool(history) and history[-1]['epoch'] == num_epochs,
-      'final': history[-1] if history else None,
-      'best_epoch': best and best['epoch'],
-      'best_test_accuracy': best and best['test_accuracy'],
-      'num_params': num_params,
-      'dataset': spec.name,
-      'device': jax.devices()[0].device_kind,
-      'host': host_description(),
-      'compile_seconds': compile_seconds,
-      'train_seconds': sum(r['train_seconds'] for r in history),
-      'wall_seconds_this_process': wall_seconds,
-      'history': history,
-  }
-  (workdir / 'metrics.json').write_text(json.dumps(metrics, indent=2) + '\n')
-  return metrics
+  best_checkpointer.close()
+  if writer:
+    writer.close()
+  return write_metrics()

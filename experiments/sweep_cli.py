@@ -6,7 +6,6 @@ python -m experiments.<name> [--workdir=runs/<name>] [--seeds=3] [--parallel=0]
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from typing import Any, TextIO
@@ -14,7 +13,7 @@ from typing import Any, TextIO
 from absl import flags
 from ml_collections import config_flags
 
-from cnn_jax import results, sweep
+from cnn_jax import results, run_metrics, sweep
 from cnn_jax.options import ConfigError
 from experiments import cli
 
@@ -31,14 +30,6 @@ def define_flags(name: str) -> None:
   config_flags.DEFINE_config_file('config', f'configs/{name}.py', 'Sweep config: the '
                                   'base training config, its GRID and BASELINE.',
                                   lock_config=True)
-
-
-def _duration(seconds: float) -> str:
-  if math.isnan(seconds):
-    return '?'
-  minutes, seconds = divmod(int(round(seconds)), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f'{hours}:{minutes:02d}:{seconds:02d}'
 
 
 class Progress:
@@ -84,8 +75,8 @@ class Progress:
 
   def _print(self, message: str, newline: bool) -> None:
     status = (f'[{self._done}/{self._total} runs] '
-              f'elapsed {_duration(time.perf_counter() - self._start)} '
-              f'eta {_duration(self._eta())}')
+              f'elapsed {run_metrics.format_duration(time.perf_counter() - self._start)} '
+              f'eta {run_metrics.format_duration(self._eta())}')
     if self._tty:
       width = 30
       filled = int(width * self._done / max(1, self._total))

@@ -2,24 +2,39 @@ r"""Trains one model: python -m experiments.train --config=configs/default.py --
 
 Override any field: --config.dropout_placement=after_fc1 --config.num_epochs=3
 Rerun with the same --workdir to resume from its latest checkpoint.
+
+Every visible device trains (data parallel). Several hosts: start the same command on
+each with --distributed (and --coordinator_address=HOST:PORT --num_processes=N
+--process_id=I unless the environment or a Slurm/MPI/TPU launcher provides them).
 """
 
 from absl import flags
 from ml_collections import config_flags
 
-from cnn_jax import train
+from cnn_jax import parallel, train
 from experiments import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard and metrics.')
 config_flags.DEFINE_config_file('config', 'configs/default.py', 'Training config file.',
                                 lock_config=True)
+flags.DEFINE_bool('distributed', False, 'Join a multi-process run with '
+                  'jax.distributed.initialize before training.')
+flags.DEFINE_string('coordinator_address', None, 'HOST:PORT of process 0 '
+                    '(default: $JAX_COORDINATOR_ADDRESS or auto-detected).')
+flags.DEFINE_integer('num_processes', None, 'Processes in the run (default: '
+                     '$JAX_NUM_PROCESSES or auto-detected).')
+flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1 (default: '
+                     '$JAX_PROCESS_ID or auto-detected).')
 flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv):
   if len(argv) > 1:
     raise SystemExit(f'error: unexpected arguments {argv[1:]}')
+  if FLAGS.distributed:
+    parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
+                                    FLAGS.process_id)
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

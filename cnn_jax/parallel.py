@@ -1,0 +1,104 @@
+"""Data parallelism with `jax.jit` over a `Mesh`: the batch split over a 'data' axis,
+parameters and optimizer state replicated. One code path from 1 device to many hosts.
+
+Each process feeds its own slice of every global batch
+(`jax.make_array_from_process_local_data`); XLA inserts the gradient all-reduce.
+Multi-host runs join through `jax.distributed.initialize` (JAX's own runtime).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from cnn_jax.options import ConfigError
+
+DATA_AXIS = 'data'
+
+
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+  """Joins this process to a multi-process run (call before anything touches JAX).
+
+  Unset arguments come from $JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES and
+  $JAX_PROCESS_ID, else from JAX's cluster auto-detection (Slurm, Open MPI, TPU pods,
+  Kubernetes). On CPU the processes talk over gloo.
+  """
+  env = os.environ
+  if num_processes is None and env.get('JAX_NUM_PROCESSES'):
+    num_processes = int(env['JAX_NUM_PROCESSES'])
+  if process_id is None and env.get('JAX_PROCESS_ID'):
+    process_id = int(env['JAX_PROCESS_ID'])
+  # Harmless on GPU/TPU; without it multi-process CPU collectives are unavailable.
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataParallel:
+  """The mesh of all devices (all processes) along 'data', and its shardings."""
+  mesh: Mesh
+
+  @classmethod
+  def create(cls) -> 'DataParallel':
+    # Auto axes: XLA propagates the batch sharding through reshapes (the pooling) by
+    # itself; the default Explicit axes would need every reshape annotated.
+    mesh = jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
+                         axis_types=(jax.sharding.AxisType.Auto,))
+    return cls(mesh)
+
+  @property
+  def num_devices(self) -> int:
+    return self.mesh.size
+
+  @property
+  def replicated(self) -> NamedSharding:
+    return NamedSharding(self.mesh, PartitionSpec())
+
+  @property
+  def batch(self) -> NamedSharding:
+    return NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
+
+  def check_batch_size(self, field: str, batch_size: int) -> None:
+    """ConfigError unless the global batch splits evenly over devices and processes."""
+    if batch_size % self.num_devices:
+      raise ConfigError(
+          f'config.{field}={batch_size} is invalid: the global batch is split over '
+          f'{self.num_devices} devices, so it must be a multiple of {self.num_devices}')
+
+  def local_slice(self, batch_size: int) -> slice:
+    """The rows of every global batch of `batch_size` that this process feeds: those
+    its own devices hold (one contiguous block, asked of the sharding itself)."""
+    rows = [index[0] for index in self.batch.addressable_devices_indices_map(
+        (batch_size,)).values()]
+    start = min(r.start or 0 for r in rows)
+    stop = max(batch_size if r.stop is None else r.stop for r in rows)
+    if stop - start != batch_size // jax.process_count():
+      raise ValueError(f'this process\'s devices hold rows {start}:{stop} of a batch of '
+                       f'{batch_size}: not one contiguous block per process')
+    return slice(start, stop)
+
+  def global_batch(self, *local: np.ndarray, batch_size: int) -> tuple[jax.Array, ...]:
+    """Global arrays sharded over 'data' from this process's rows of each."""
+    return tuple(
+        jax.make_array_from_process_local_data(self.batch, x, (batch_size, *x.shape[1:]))
+        for x in local)
+
+
+def is_primary() -> bool:
+  """True in the one process that writes logs, metrics and TensorBoard events."""
+  return jax.process_index() == 0
+
+
+def to_host(tree: Any) -> Any:
+  """NumPy copies of replicated arrays; every process holds them whole, so no
+  cross-host gather is needed (np.asarray alone refuses arrays spanning hosts)."""
+  return jax.tree.map(
+      lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, tree)

@@ -1,0 +1,90 @@
+"""Data parallelism: the same training on 1 device, 8 devices, and 2 processes."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import default
+from cnn_jax import options, parallel
+
+
+def test_batch_must_split_over_devices():
+  dp = parallel.DataParallel.create()
+  dp.check_batch_size('batch_size', 128)
+  assert dp.local_slice(128) == slice(0, 128)  # One process feeds every row.
+  fake = parallel.DataParallel.__new__(parallel.DataParallel)
+  object.__setattr__(fake, 'mesh', type('M', (), {'size': 8})())
+  with pytest.raises(options.ConfigError, match=r'config.batch_size=100 .* multiple of 8'):
+    fake.check_batch_size('batch_size', 100)
+
+
+def _worker(repo_root, out_dir, data_dir, *extra, devices=1):
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+             PYTHONPATH=str(repo_root), JAX_PLATFORMS='cpu')
+  return subprocess.Popen(
+      [sys.executable, str(repo_root / 'tests' / 'parallel_worker.py'), str(out_dir),
+       data_dir, *map(str, extra)], cwd=repo_root, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(*workers, timeout=420):
+  for w in workers:
+    try:
+      out, _ = w.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+      for other in workers:
+        other.kill()
+      raise
+    assert w.returncode == 0, out[-4000:]
+
+
+def _params(path):
+  with np.load(path) as f:
+    return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope='module')
+def one_device(mnist_data_dir, tmp_path_factory):
+  out = tmp_path_factory.mktemp('one_device')
+  repo_root = __import__('pathlib').Path(__file__).resolve().parent.parent
+  _finish(_worker(repo_root, out, mnist_data_dir))
+  return _params(out / 'params_0.npz')
+
+
+def _assert_close(a, b):
+  assert a.keys() == b.keys()
+  for key in a:
+    if key in ('devices', 'processes'):
+      continue
+    np.testing.assert_allclose(a[key], b[key], rtol=2e-4, atol=2e-5, err_msg=key)
+
+
+@pytest.mark.slow
+def test_eight_devices_match_one(one_device, mnist_data_dir, repo_root, tmp_path):
+  _finish(_worker(repo_root, tmp_path, mnist_data_dir, devices=8))
+  eight = _params(tmp_path / 'params_0.npz')
+  assert (int(eight['devices']), int(one_device['devices'])) == (8, 1)
+  _assert_close(eight, one_device)
+
+
+@pytest.mark.slow
+def test_two_processes_match_each_other_and_one_device(one_device, mnist_data_dir,
+                                                       repo_root, tmp_path):
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  address = f'127.0.0.1:{port}'
+  workers = [_worker(repo_root, tmp_path, mnist_data_dir, address, 2, i)
+             for i in range(2)]
+  _finish(*workers)
+  first, second = (_params(tmp_path / f'params_{i}.npz') for i in range(2))
+  assert (int(first['processes']), int(first['devices'])) == (2, 2)
+  for key in first:
+    np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+  _assert_close(first, one_device)
+  assert (tmp_path / 'run' / 'metrics.json').exists()  # Written once, by process 0.
+  assert sorted(p.name for p in (tmp_path / 'run' / 'checkpoints').iterdir()) == ['1', '2']
