@@ -5,6 +5,7 @@ No TensorFlow on this path: the training process only imports TF to prepare data
 
 from __future__ import annotations
 
+import struct
 import time
 from typing import Any, Mapping
 
@@ -46,6 +47,15 @@ class SummaryWriter:
     summary = hparams_summary.hparams_pb({k: hparam_value(v) for k, v in values.items()},
                                          trial_id=group)
     self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=0,
+                                           summary=summary))
+
+  def image(self, step: int, tag: str, png: bytes) -> None:
+    """A PNG for TensorBoard's Images dashboard."""
+    width, height = struct.unpack('>II', png[16:24])  # From the IHDR chunk.
+    image = summary_pb2.Summary.Image(height=height, width=width, colorspace=4,
+                                      encoded_image_string=png)
+    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, image=image)])
+    self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=step,
                                            summary=summary))
 
   def flush(self) -> None:

@@ -1,0 +1,178 @@
+"""What the network learned, as arrays and figures: conv1's filters, feature maps,
+receptive fields (computed and measured by gradients), the confusion matrix, and the
+most confident mistakes.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnn_jax import geometry, models
+
+SPATIAL_KINDS = ('Conv2D', 'Activation', 'MaxPool', 'AvgPool')
+
+
+def spatial_layers(table: Sequence[geometry.Layer]) -> list[geometry.Layer]:
+  """The layers with a receptive field (conv, activation, pool), in order."""
+  return [r for r in table if r.receptive_field is not None and r.name != 'input']
+
+
+def computed_field(row: geometry.Layer, i: int, j: int, input_hw: tuple[int, int]
+                   ) -> np.ndarray:
+  """Boolean input mask of unit (i, j) of `row`, from the geometry formulas."""
+  (top, bottom), (left, right) = (row.receptive_field.region(i, input_hw[0]),
+                                  row.receptive_field.region(j, input_hw[1]))
+  mask = np.zeros(input_hw, bool)
+  mask[top:bottom, left:right] = True
+  return mask
+
+
+def gradient_field(model: nn.Module, params: Any, layer: str, i: int, j: int,
+                   input_shape: Sequence[int], num_inputs: int = 8, seed: int = 0
+                   ) -> np.ndarray:
+  """Boolean input mask where unit (i, j) of `layer` (all channels) has a non-zero
+  gradient, over random inputs: the receptive field the network really has.
+
+  Several random inputs, because one input can hide pixels: a ReLU that is off, or a
+  max-pool that picks another pixel of its window, gives them zero gradient.
+  """
+  x = jax.random.normal(jax.random.key(seed), (num_inputs, *input_shape))
+
+  def unit(x):
+    _, outputs = models.layer_outputs(model, {'params': params}, x)
+    return outputs[layer][:, i, j, :].sum()
+
+  grad = jax.grad(unit)(x)
+  return np.asarray(jnp.abs(grad).sum(axis=(0, 3)) > 0)
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int
+                     ) -> np.ndarray:
+  """counts[true, predicted]."""
+  counts = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(counts, (np.asarray(labels), np.asarray(predictions)), 1)
+  return counts
+
+
+def confident_mistakes(probabilities: np.ndarray, labels: np.ndarray, k: int
+                       ) -> np.ndarray:
+  """Indices of the k wrong predictions with the highest predicted probability."""
+  predicted = probabilities.argmax(-1)
+  wrong = np.nonzero(predicted != labels)[0]
+  confidence = probabilities[wrong, predicted[wrong]]
+  return wrong[np.argsort(-confidence, kind='stable')[:k]]
+
+
+def _plt():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def _png(fig) -> bytes:
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format='png', dpi=100)
+  _plt().close(fig)
+  return buffer.getvalue()
+
+
+def plot_filters(kernel: np.ndarray) -> bytes:
+  """conv1's filters (k×k×1×C) as a grid of images; red positive, blue negative."""
+  plt = _plt()
+  count = kernel.shape[-1]
+  cols = 8
+  rows = -(-count // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.2))
+  limit = np.abs(kernel).max()
+  for c, ax in enumerate(np.ravel(axes)):
+    ax.axis('off')
+    if c < count:
+      ax.imshow(kernel[:, :, 0, c], cmap='RdBu_r', vmin=-limit, vmax=limit)
+      ax.set_title(str(c), fontsize=7)
+  fig.suptitle(f'conv1: {count} filters {kernel.shape[0]}×{kernel.shape[1]} '
+               '(red > 0, blue < 0)')
+  return _png(fig)
+
+
+def plot_feature_maps(image: np.ndarray, outputs: Mapping[str, np.ndarray],
+                      layers: Sequence[str], channels: int = 8) -> bytes:
+  """The input and the first `channels` maps of each layer, one row per layer."""
+  plt = _plt()
+  fig, axes = plt.subplots(len(layers) + 1, channels,
+                           figsize=(channels * 1.2, (len(layers) + 1) * 1.3))
+  for ax in np.ravel(axes):
+    ax.axis('off')
+  axes[0, 0].imshow(image.squeeze(), cmap='gray')
+  axes[0, 0].set_title('input', fontsize=7)
+  for r, name in enumerate(layers, start=1):
+    maps = outputs[name]
+    for c in range(min(channels, maps.shape[-1])):
+      axes[r, c].imshow(maps[..., c], cmap='viridis')
+      axes[r, c].set_title(f'{name} ch{c} {maps.shape[0]}×{maps.shape[1]}', fontsize=6)
+  fig.suptitle('feature maps of one test digit')
+  fig.tight_layout()
+  return _png(fig)
+
+
+def plot_receptive_fields(image: np.ndarray, fields: Sequence[tuple[str, np.ndarray,
+                                                                    np.ndarray]]) -> bytes:
+  """Per layer: the computed field (box) and the gradient field (shade) on the input."""
+  plt = _plt()
+  fig, axes = plt.subplots(1, len(fields), figsize=(2.2 * len(fields), 2.6))
+  for ax, (title, computed, measured) in zip(np.atleast_1d(axes), fields):
+    ax.imshow(image.squeeze(), cmap='gray')
+    ax.imshow(np.ma.masked_where(~measured, measured), cmap='autumn', alpha=0.45)
+    rows, cols = np.nonzero(computed)
+    ax.add_patch(_plt().Rectangle((cols.min() - 0.5, rows.min() - 0.5),
+                                  cols.max() - cols.min() + 1, rows.max() - rows.min() + 1,
+                                  fill=False, edgecolor='cyan', linewidth=1.5))
+    ax.set_title(title, fontsize=7)
+    ax.axis('off')
+  fig.suptitle('receptive field of one unit per layer: box = formulas, '
+               'shade = non-zero gradient')
+  fig.tight_layout()
+  return _png(fig)
+
+
+def plot_confusion(counts: np.ndarray) -> bytes:
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(6, 5.2))
+  ax.imshow(np.log1p(counts), cmap='Blues')
+  for (t, p), n in np.ndenumerate(counts):
+    if n:
+      ax.text(p, t, str(n), ha='center', va='center', fontsize=6,
+              color='white' if t == p else 'black')
+  ax.set_xlabel('predicted')
+  ax.set_ylabel('true')
+  ax.set_xticks(range(len(counts)))
+  ax.set_yticks(range(len(counts)))
+  accuracy = np.trace(counts) / counts.sum()
+  ax.set_title(f'confusion matrix, test set ({counts.sum():,} images, '
+               f'{100 * accuracy:.2f}% correct)')
+  fig.tight_layout()
+  return _png(fig)
+
+
+def plot_mistakes(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
+                  indices: np.ndarray) -> bytes:
+  plt = _plt()
+  cols = 8
+  rows = max(1, -(-len(indices) // cols))
+  fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.6))
+  for ax in np.ravel(axes):
+    ax.axis('off')
+  for ax, index in zip(np.ravel(axes), indices):
+    predicted = probabilities[index].argmax()
+    ax.imshow(images[index].squeeze(), cmap='gray')
+    ax.set_title(f'#{index}: true {labels[index]}\npred {predicted} '
+                 f'({100 * probabilities[index, predicted]:.0f}%)', fontsize=7)
+  fig.suptitle('the most confident mistakes on the test set')
+  fig.tight_layout()
+  return _png(fig)
