@@ -1,15 +1,27 @@
-"""Orbax checkpoints of a TrainState, one per epoch, numbered by epoch."""
+"""Orbax checkpoints of a TrainState: one per epoch, numbered by epoch; the best epoch
+kept apart; and a mid-epoch one written when a run is stopped by a signal.
+
+Orbax writes each checkpoint to a temporary directory and renames it when complete, so
+a process killed mid-write leaves no checkpoint that looks finished; leftover temporary
+directories are removed when the directory is opened again.
+"""
 
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
+from absl import logging
 from flax.training import train_state
 import jax
 import orbax.checkpoint as ocp
 
-
 BEST_DIR = 'best_checkpoint'  # In a run's workdir: the epoch with the best test accuracy.
+INTERRUPTED_DIR = 'interrupted'  # Mid-epoch state of a run stopped by a signal.
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint in a directory could be read."""
 
 
 def _tree(state: train_state.TrainState) -> dict:
@@ -18,28 +30,63 @@ def _tree(state: train_state.TrainState) -> dict:
 
 
 class Checkpointer:
-  """Saves after each epoch (keeping the last `keep`) and restores the latest."""
+  """Saves numbered checkpoints (keeping the last `keep`) and restores them."""
 
   def __init__(self, directory: str | pathlib.Path, keep: int):
+    self.directory = pathlib.Path(directory).absolute()
     self._manager = ocp.CheckpointManager(
-        pathlib.Path(directory).absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        self.directory, options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, cleanup_tmp_directories=True))
 
   def latest_epoch(self) -> int | None:
     return self._manager.latest_step()
 
   def all_epochs(self) -> list[int]:
-    return list(self._manager.all_steps())
+    return sorted(self._manager.all_steps())
 
-  def save(self, epoch: int, state: train_state.TrainState) -> None:
-    """Starts writing in the background; the next save or `close` waits for it."""
-    self._manager.save(epoch, args=ocp.args.StandardSave(_tree(state)))
+  def save(self, epoch: int, state: train_state.TrainState, **extra: Any) -> None:
+    """Starts writing in the background; the next save or `close` waits for it.
 
-  def restore(self, epoch: int, like: train_state.TrainState) -> train_state.TrainState:
-    """The state saved at `epoch`, with `like`'s structure, shapes and code."""
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _tree(like))
+    `extra` arrays (e.g. a partial epoch's running sums) are saved alongside.
+    """
+    self._manager.save(epoch, args=ocp.args.StandardSave({**_tree(state), **extra}))
+
+  def restore(self, epoch: int, like: train_state.TrainState, **extra_like: Any
+              ) -> train_state.TrainState | tuple[train_state.TrainState, dict]:
+    """The state saved at `epoch`, with `like`'s structure, shapes, shardings and code;
+    with `extra_like`, also the extra arrays: (state, extra)."""
+    target = {**_tree(like), **extra_like}
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     restored = self._manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
-    return like.replace(**restored)
+    state = like.replace(**{k: restored[k] for k in ('step', 'params', 'opt_state')})
+    if extra_like:
+      return state, {k: restored[k] for k in extra_like}
+    return state
+
+  def restore_latest_good(self, like: train_state.TrainState, **extra_like: Any
+                          ) -> tuple[int, Any] | None:
+    """(epoch, restore(...)) of the newest readable checkpoint, None if there is none.
+
+    A checkpoint that fails to load (truncated or corrupt file) is reported with its
+    path and the previous one is tried; if none loads, CheckpointError.
+    """
+    epochs = self.all_epochs()
+    errors = []
+    for epoch in reversed(epochs):
+      try:
+        return epoch, self.restore(epoch, like, **extra_like)
+      except Exception as e:  # pylint: disable=broad-except  # Orbax/TensorStore errors vary.
+        message = f'{self.directory / str(epoch)}: cannot be read ({type(e).__name__}: ' \
+                  f'{str(e).splitlines()[0][:200] if str(e) else ""})'
+        logging.error('Checkpoint %s; trying the one before it', message)
+        errors.append(message)
+    if errors:
+      raise CheckpointError('no checkpoint could be read: ' + '; '.join(errors))
+    return None
+
+  def delete_all(self) -> None:
+    for epoch in self.all_epochs():
+      self._manager.delete(epoch)
 
   def close(self) -> None:
     self._manager.wait_until_finished()
@@ -53,10 +100,10 @@ def load_for_inference(workdir: str | pathlib.Path, like: train_state.TrainState
   for which, directory in (('best', workdir / BEST_DIR), ('latest', workdir / 'checkpoints')):
     if directory.is_dir():
       checkpointer = Checkpointer(directory, keep=1)
-      epoch = checkpointer.latest_epoch()
-      if epoch is not None:
-        state = checkpointer.restore(epoch, like)
-        checkpointer.close()
+      found = checkpointer.restore_latest_good(like)
+      checkpointer.close()
+      if found is not None:
+        epoch, state = found
         return state, epoch, which
   raise FileNotFoundError(f'{workdir} has no checkpoint: train it first with '
                           f'python -m experiments.train --workdir={workdir}')

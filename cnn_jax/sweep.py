@@ -13,7 +13,9 @@ JAX is only imported inside the processes that train.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import fcntl
 import importlib.util
 import json
 import math
@@ -25,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import ml_collections
 
-from cnn_jax import options
+from cnn_jax import options, safety
 
 SWEEP_FILE = 'sweep.json'  # At the sweep root: grid, baseline, seeds.
 RUN_FILE = 'run.json'  # In each run's directory: its overrides and seed.
@@ -117,7 +119,7 @@ def run_state(run_dir: pathlib.Path) -> tuple[str, int]:
 @dataclasses.dataclass
 class Outcome:
   run: Run
-  status: str  # 'skipped' (finished before), 'trained' or 'failed'.
+  status: str  # 'skipped' (finished before or by another process), 'trained', 'failed'.
   error: str = ''
 
 
@@ -134,15 +136,41 @@ def _init_worker(core_sets: Any, events: Any) -> None:
     os.sched_setaffinity(0, cores)
 
 
+LOCK_FILE = '.lock'
+
+
+class RunLockedError(RuntimeError):
+  """Another process is training this run right now."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | pathlib.Path):
+  """Holds an exclusive lock on the run while it trains, so two sweep processes on one
+  directory never train the same run twice. The OS drops it when the holder dies, even
+  by kill -9, so a stale lock never blocks a rerun."""
+  with open(pathlib.Path(run_dir) / LOCK_FILE, 'a') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise RunLockedError(f'{run_dir} is being trained by another process') from None
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _train(config_dict: dict[str, Any], run_dir: str, group: str, name: str) -> None:
   # Imported here: only the processes that train load JAX (and size its thread pool
   # after the worker has been pinned to its cores).
   from absl import logging  # pylint: disable=g-import-not-at-top
   from cnn_jax import train  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)  # The sweep's progress display replaces it.
-  train.train_and_evaluate(
-      ml_collections.ConfigDict(config_dict), run_dir, hparams_group=group,
-      on_epoch_end=lambda record, state: _emit({'run': name, **record}))
+  with run_lock(run_dir):
+    if run_state(pathlib.Path(run_dir))[0] == 'done':
+      raise RunLockedError(f'{run_dir} was finished by another process meanwhile')
+    train.train_and_evaluate(
+        ml_collections.ConfigDict(config_dict), run_dir, hparams_group=group,
+        on_epoch_end=lambda record, state: _emit({'run': name, **record}))
 
 
 def default_parallelism(num_runs: int) -> int:
@@ -209,6 +237,10 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
       try:
         _train(*job(run))
         outcome = Outcome(run, 'trained')
+      except RunLockedError as e:
+        outcome = Outcome(run, 'skipped', str(e))
+      except safety.Interrupted:
+        raise  # Ctrl-C / SIGTERM stops the sweep, not just this run.
       except Exception as e:  # pylint: disable=broad-except
         outcome = Outcome(run, 'failed', f'{type(e).__name__}: {e}')
       outcomes.append(outcome)
@@ -235,8 +267,15 @@ def _run_in_processes(pending: list[Run], job: Callable[[Run], tuple], parallel:
       _drain(events, notify)
       for future in done:
         error = future.exception()
-        outcome = Outcome(futures[future], 'failed' if error else 'trained',
-                          f'{type(error).__name__}: {error}' if error else '')
+        if isinstance(error, safety.Interrupted):
+          for pending_future in remaining:
+            pending_future.cancel()
+          raise error
+        if isinstance(error, RunLockedError):
+          outcome = Outcome(futures[future], 'skipped', str(error))
+        else:
+          outcome = Outcome(futures[future], 'failed' if error else 'trained',
+                            f'{type(error).__name__}: {error}' if error else '')
         outcomes.append(outcome)
         notify('run', outcome)
   _drain(events, notify)

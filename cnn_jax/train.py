@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from cnn_jax import checkpoints, geometry, input_pipeline, models, options, parallel
-from cnn_jax import run_metrics
+from cnn_jax import run_metrics, safety
 from cnn_jax.metric_writers import SummaryWriter
 
 TrainState = train_state.TrainState
@@ -129,7 +129,14 @@ def make_train_step(dp: parallel.DataParallel):
 
   def step(state, totals, images, labels, seed, epoch, index):
     state, metrics = train_step(state, (images, labels), step_rng(seed, epoch, index))
-    return state, jax.tree.map(jnp.add, totals, metrics)
+    # The first step of the epoch whose loss was NaN/Inf (-1: none), found without
+    # a host sync per step; the host looks when it logs and at the end of the epoch.
+    first_bad = jnp.where((totals['first_nonfinite_step'] < 0)
+                          & ~jnp.isfinite(metrics['loss']), index,
+                          totals['first_nonfinite_step'])
+    return state, {'loss': totals['loss'] + metrics['loss'],
+                   'accuracy': totals['accuracy'] + metrics['accuracy'],
+                   'first_nonfinite_step': first_bad}
 
   return jax.jit(step, donate_argnums=(0, 1),
                  in_shardings=(rep, rep, dp.batch, dp.batch, rep, rep, rep),
@@ -175,15 +182,17 @@ def evaluate(state: TrainState, images: np.ndarray, labels: np.ndarray, mask: np
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                        *, hparams_group: str | None = None,
-                       on_epoch_end: Callable[[dict[str, Any], TrainState], None] | None = None
-                       ) -> dict[str, Any]:
+                       on_epoch_end: Callable[[dict[str, Any], TrainState], None] | None = None,
+                       allow_config_change: bool = False) -> dict[str, Any]:
   """Trains per `config`, evaluating, logging and checkpointing every epoch.
 
   Rerun on the same workdir, it resumes after the latest checkpointed epoch. Writes
   config.json, TensorBoard events and metrics.json (history and final figures) there,
   from process 0 only. `hparams_group` names the HParams dashboard's group (runs that
   differ only in seed); `on_epoch_end(record, state)` runs in every process after each
-  epoch's checkpoint.
+  epoch's checkpoint. A workdir holding another configuration is refused unless
+  `allow_config_change`. SIGTERM/SIGINT: the current step finishes, a mid-epoch
+  checkpoint is written, and `safety.Interrupted` is raised; the rerun resumes there.
   """
   wall_start = time.perf_counter()
   cfg = config.to_dict()
@@ -204,6 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   log = logging.info if primary else lambda *args: None
 
   workdir = pathlib.Path(workdir)
+  safety.check_workdir_config(workdir, cfg, allow_config_change)
   workdir.mkdir(parents=True, exist_ok=True)
   if primary:
     (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
@@ -220,21 +230,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   checkpointer = checkpoints.Checkpointer(workdir / 'checkpoints',
                                           config.checkpoints_to_keep)
   best_checkpointer = checkpoints.Checkpointer(workdir / checkpoints.BEST_DIR, keep=1)
-  start_epoch = checkpointer.latest_epoch() or 0
+  interrupted = checkpoints.Checkpointer(workdir / checkpoints.INTERRUPTED_DIR, keep=1)
+  zeros = jax.jit(lambda: {'loss': jnp.zeros(()), 'accuracy': jnp.zeros(()),
+                           'first_nonfinite_step': -jnp.ones((), jnp.int32)},
+                  out_shardings=dp.replicated)
+  start_epoch, start_index, resumed_totals = 0, 0, None
+  found = checkpointer.restore_latest_good(state)
+  if found:
+    start_epoch, state = found
+    log('Resumed from the checkpoint of epoch %d in %s', start_epoch, workdir)
+  mid_step = interrupted.latest_epoch()  # Numbered by global step.
+  if mid_step is not None and mid_step > start_epoch * steps_per_epoch:
+    found = interrupted.restore_latest_good(state, totals=zeros())
+    if found:
+      mid_step, (state, extra) = found
+      start_epoch = (mid_step - 1) // steps_per_epoch
+      start_index, resumed_totals = mid_step - start_epoch * steps_per_epoch, extra['totals']
+      log('Resumed from the interrupted checkpoint at epoch %d step %d', start_epoch + 1,
+          start_index)
   history = run_metrics.load_history(workdir / 'metrics.json', start_epoch)
   writer = SummaryWriter(str(workdir)) if primary else None
-  if start_epoch:
-    state = checkpointer.restore(start_epoch, state)
-    log('Resumed from the checkpoint of epoch %d in %s', start_epoch, workdir)
-  elif writer:
+  if not start_epoch and not start_index and writer:
     writer.hparams(cfg, group=hparams_group)
 
   batch = config.batch_size
   rows = dp.local_slice(batch)
   test_arrays = pad_to_multiple(test_split, config.eval_batch_size)
   seed = np.int32(config.seed)
-  zeros = jax.jit(lambda: {'loss': jnp.zeros(()), 'accuracy': jnp.zeros(())},
-                  out_shardings=dp.replicated)
   step = make_train_step(dp)
   compile_seconds = 0.0
   if start_epoch < config.num_epochs:
@@ -259,62 +281,92 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         wall_seconds_this_process=time.perf_counter() - wall_start)
     return metrics
 
-  epoch_seconds = []
-  for epoch in range(start_epoch + 1, config.num_epochs + 1):
-    epoch_start = time.perf_counter()
-    perm = np.asarray(epoch_permutation(config.seed, epoch, num_train))
-    totals = zeros()
-    for index in range(steps_per_epoch):
-      mine = perm[index * batch + rows.start:index * batch + rows.stop]
-      images, labels = dp.global_batch(train_split.images[mine], train_split.labels[mine],
-                                       batch_size=batch)
-      state, totals = step(state, totals, images, labels, seed, np.int32(epoch),
-                           np.int32(index))
-      done = index + 1
-      if primary and done % config.log_every_steps == 0 and done < steps_per_epoch:
-        loss = float(parallel.to_host(totals['loss'])) / done  # Waits for the device.
-        elapsed = time.perf_counter() - epoch_start
-        steps_left = (config.num_epochs - epoch + 1) * steps_per_epoch - done
-        log('epoch %d/%d step %d/%d  loss %.4f  %s ex/s  eta %s', epoch,
-            config.num_epochs, done, steps_per_epoch, loss,
-            f'{done * batch / elapsed:,.0f}',
-            run_metrics.format_duration(steps_left * elapsed / done))
-    totals = parallel.to_host(totals)
-    train_seconds = time.perf_counter() - epoch_start
-    test = evaluate(state, *test_arrays, config.eval_batch_size, dp)
-    record = {
-        'epoch': epoch,
-        'train_loss': float(totals['loss']) / steps_per_epoch,
-        'train_accuracy': float(totals['accuracy']) / steps_per_epoch,
-        'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
-        'learning_rate': float(schedule(int(parallel.to_host(state.step)) - 1)),
-        'examples_per_second': steps_per_epoch * batch / train_seconds,
-        'train_seconds': train_seconds,
-    }
-    is_best = all(record['test_accuracy'] > r['test_accuracy'] for r in history)
-    history.append(record)
-    epoch_seconds.append(time.perf_counter() - epoch_start)
-    checkpointer.save(epoch, state)
-    if is_best:  # Kept apart: the rolling checkpoints may have dropped it.
-      best_checkpointer.save(epoch, state)
-    if writer:
-      writer.scalars(epoch, {
-          'train/loss': record['train_loss'], 'train/accuracy': record['train_accuracy'],
-          'test/loss': record['test_loss'], 'test/accuracy': record['test_accuracy'],
-          'learning_rate': record['learning_rate'],
-          'examples_per_second': record['examples_per_second']})
-      writer.flush()
-    log('epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  '
-        'lr %.2e  %s ex/s  eta %s', epoch, config.num_epochs, record['train_loss'],
-        100 * record['train_accuracy'], record['test_loss'],
-        100 * record['test_accuracy'], record['learning_rate'],
-        f"{record['examples_per_second']:,.0f}", run_metrics.format_duration(
-            np.mean(epoch_seconds) * (config.num_epochs - epoch)))
+  def stop_if_diverged(totals, epoch: int) -> None:
+    bad_step = int(parallel.to_host(totals['first_nonfinite_step']))
+    if bad_step < 0:
+      return
+    good = checkpointer.latest_epoch()
+    facts['failed'] = {'reason': 'non-finite loss', 'epoch': epoch, 'step': bad_step + 1}
     write_metrics()
-    if on_epoch_end:
-      on_epoch_end({**record, 'num_epochs': config.num_epochs}, state)
-  checkpointer.close()
-  best_checkpointer.close()
-  if writer:
-    writer.close()
+    raise safety.NonFiniteLossError(
+        f'the training loss became NaN or Inf at epoch {epoch}, step {bad_step + 1}; '
+        f'the last good checkpoint is ' + (f'epoch {good} in {checkpointer.directory}'
+                                          if good else 'none (it diverged in epoch 1)')
+        + '. Lower config.learning_rate or check the data')
+
+  epoch_seconds = []
+  stop = safety.StopSignal().__enter__()  # SIGTERM/SIGINT: stop after the current step.
+  try:
+    for epoch in range(start_epoch + 1, config.num_epochs + 1):
+      epoch_start = time.perf_counter()
+      perm = np.asarray(epoch_permutation(config.seed, epoch, num_train))
+      first = start_index if epoch == start_epoch + 1 else 0
+      totals = resumed_totals if first else zeros()
+      for index in range(first, steps_per_epoch):
+        mine = perm[index * batch + rows.start:index * batch + rows.stop]
+        images, labels = dp.global_batch(train_split.images[mine],
+                                         train_split.labels[mine], batch_size=batch)
+        state, totals = step(state, totals, images, labels, seed, np.int32(epoch),
+                             np.int32(index))
+        done = index + 1
+        if stop.requested:
+          global_step = (epoch - 1) * steps_per_epoch + done
+          interrupted.save(global_step, state, totals=totals)
+          raise safety.Interrupted(
+              f'{stop.requested}: stopped at epoch {epoch} step {done}/{steps_per_epoch}'
+              f' and saved {interrupted.directory / str(global_step)}; rerun the same '
+              'command to resume from there')
+        if primary and done % config.log_every_steps == 0 and done < steps_per_epoch:
+          stop_if_diverged(totals, epoch)  # Waits for the device, like the loss below.
+          loss = float(parallel.to_host(totals['loss'])) / done
+          elapsed = time.perf_counter() - epoch_start
+          steps_left = (config.num_epochs - epoch + 1) * steps_per_epoch - done
+          log('epoch %d/%d step %d/%d  loss %.4f  %s ex/s  eta %s', epoch,
+              config.num_epochs, done, steps_per_epoch, loss,
+              f'{(done - first) * batch / elapsed:,.0f}',
+              run_metrics.format_duration(steps_left * elapsed / max(1, done - first)))
+      stop_if_diverged(totals, epoch)
+      totals = parallel.to_host(totals)
+      train_seconds = time.perf_counter() - epoch_start
+      test = evaluate(state, *test_arrays, config.eval_batch_size, dp)
+      record = {
+          'epoch': epoch,
+          'train_loss': float(totals['loss']) / steps_per_epoch,
+          'train_accuracy': float(totals['accuracy']) / steps_per_epoch,
+          'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
+          'learning_rate': float(schedule(int(parallel.to_host(state.step)) - 1)),
+          'examples_per_second': (steps_per_epoch - first) * batch / train_seconds,
+          'train_seconds': train_seconds,
+      }
+      is_best = all(record['test_accuracy'] > r['test_accuracy'] for r in history)
+      history.append(record)
+      epoch_seconds.append(time.perf_counter() - epoch_start)
+      checkpointer.save(epoch, state)
+      if is_best:  # Kept apart: the rolling checkpoints may have dropped it.
+        best_checkpointer.save(epoch, state)
+      if first:
+        interrupted.delete_all()  # The epoch checkpoint supersedes it.
+      if writer:
+        writer.scalars(epoch, {
+            'train/loss': record['train_loss'], 'train/accuracy': record['train_accuracy'],
+            'test/loss': record['test_loss'], 'test/accuracy': record['test_accuracy'],
+            'learning_rate': record['learning_rate'],
+            'examples_per_second': record['examples_per_second']})
+        writer.flush()
+      log('epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  '
+          'lr %.2e  %s ex/s  eta %s', epoch, config.num_epochs, record['train_loss'],
+          100 * record['train_accuracy'], record['test_loss'],
+          100 * record['test_accuracy'], record['learning_rate'],
+          f"{record['examples_per_second']:,.0f}", run_metrics.format_duration(
+              np.mean(epoch_seconds) * (config.num_epochs - epoch)))
+      write_metrics()
+      if on_epoch_end:
+        on_epoch_end({**record, 'num_epochs': config.num_epochs}, state)
+  finally:
+    stop.__exit__()
+    # Also on errors: waits for checkpoints still being written in the background.
+    for c in (checkpointer, best_checkpointer, interrupted):
+      c.close()
+    if writer:
+      writer.close()
   return write_metrics()

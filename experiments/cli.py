@@ -10,8 +10,10 @@ from typing import Callable, Sequence
 from absl import app
 from absl import logging as absl_logging
 
+from cnn_jax.checkpoints import CheckpointError
 from cnn_jax.input_pipeline import DatasetUnavailableError
 from cnn_jax.options import ConfigError
+from cnn_jax.safety import Interrupted, NonFiniteLossError
 
 
 _OURS = (str(pathlib.Path(__file__).resolve().parent.parent / 'cnn_jax'),
@@ -35,6 +37,12 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
     except (ConfigError, DatasetUnavailableError) as e:
       print(f'error: {e}', file=sys.stderr)
       sys.exit(2)
+    except (NonFiniteLossError, CheckpointError) as e:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(1)
+    except Interrupted as e:
+      print(f'interrupted: {e}', file=sys.stderr)
+      sys.exit(130)
 
   absl_logging.get_absl_handler().addFilter(_InfoFromCnnJaxOnly())
   app.run(guarded)

@@ -26,6 +26,8 @@ flags.DEFINE_integer('num_processes', None, 'Processes in the run (default: '
                      '$JAX_NUM_PROCESSES or auto-detected).')
 flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1 (default: '
                      '$JAX_PROCESS_ID or auto-detected).')
+flags.DEFINE_bool('allow_config_change', False, 'Continue a workdir whose config.json '
+                  'differs from --config (otherwise refused, naming the fields).')
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -35,7 +37,8 @@ def main(argv):
   if FLAGS.distributed:
     parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
                                     FLAGS.process_id)
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                           allow_config_change=FLAGS.allow_config_change)
 
 
 if __name__ == '__main__':

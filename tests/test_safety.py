@@ -1,0 +1,188 @@
+"""Reliability: workdir safety, locks, corrupt files, divergence, and kills at random
+moments that must not change the final parameters."""
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import default
+from cnn_jax import checkpoints, input_pipeline, models, safety, sweep, train
+
+
+def test_workdir_with_another_config_is_refused_naming_both(tmp_path):
+  config = default.get_config().to_dict()
+  (tmp_path / 'config.json').write_text(json.dumps(config))
+  safety.check_workdir_config(tmp_path, config)  # The same config: fine.
+  changed = dict(config, log_every_steps=7, data_dir='/elsewhere')
+  safety.check_workdir_config(tmp_path, changed)  # Changes that compute the same.
+  other = dict(config, padding=0, dataset='fashion_mnist')
+  with pytest.raises(safety.WorkdirConflictError) as error:
+    safety.check_workdir_config(tmp_path, other)
+  message = str(error.value)
+  assert "dataset: 'mnist' there, 'fashion_mnist' now" in message
+  assert 'padding: 1 there, 0 now' in message and '--allow_config_change' in message
+  safety.check_workdir_config(tmp_path, other, allow_change=True)
+  (tmp_path / 'config.json').write_text('{truncated')
+  with pytest.raises(safety.WorkdirConflictError, match='not valid JSON'):
+    safety.check_workdir_config(tmp_path, config)
+
+
+def test_a_run_locked_by_another_process_is_not_trained_twice(tmp_path):
+  with sweep.run_lock(tmp_path):
+    with pytest.raises(sweep.RunLockedError):
+      with sweep.run_lock(tmp_path):
+        pass
+  with sweep.run_lock(tmp_path):  # Released: free again.
+    pass
+  # A lock held by a process that is then killed -9 is released by the OS.
+  holder = subprocess.Popen([sys.executable, '-c', (
+      'import fcntl, sys, time; f = open(sys.argv[1], "a"); '
+      'fcntl.flock(f, fcntl.LOCK_EX); print("locked", flush=True); time.sleep(60)'),
+      str(tmp_path / sweep.LOCK_FILE)], stdout=subprocess.PIPE, text=True)
+  assert holder.stdout.readline().strip() == 'locked'
+  with pytest.raises(sweep.RunLockedError):
+    with sweep.run_lock(tmp_path):
+      pass
+  holder.kill()
+  holder.wait()
+  with sweep.run_lock(tmp_path):
+    pass
+
+
+def test_stop_signal_defers_sigterm_until_the_loop_looks():
+  with safety.StopSignal() as stop:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.05)
+    assert stop.requested == 'SIGTERM'  # Still alive: the loop decides when to stop.
+  assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def _state(config):
+  tx, _ = train.create_optimizer(config, 10)
+  return train.create_train_state(jax.random.key(0), models.create_model(config, 10),
+                                  (28, 28, 1), tx)
+
+
+@pytest.mark.slow
+def test_divergence_and_corrupt_checkpoints(small_config, tmp_path, caplog):
+  workdir = tmp_path / 'run'
+  first = train.train_and_evaluate(small_config, workdir)
+
+  # A checkpoint truncated on disk: named in the log, the one before it is used, and
+  # the rerun lands exactly where the uninterrupted run did.
+  for path in (workdir / 'checkpoints' / '2').rglob('*'):
+    if path.is_file():
+      path.write_bytes(b'')
+  metrics = json.loads((workdir / 'metrics.json').read_text())
+  metrics['history'], metrics['completed'] = metrics['history'][:1], False
+  (workdir / 'metrics.json').write_text(json.dumps(metrics))
+  again = train.train_and_evaluate(small_config, workdir)
+  assert str(workdir / 'checkpoints' / '2') in caplog.text
+  assert again['final']['train_loss'] == first['final']['train_loss']
+  assert again['final']['test_accuracy'] == first['final']['test_accuracy']
+
+  # Another architecture in the same workdir: refused before anything is touched.
+  other = small_config.copy_and_resolve_references()
+  other.padding = 0
+  with pytest.raises(safety.WorkdirConflictError, match='padding: 1 there, 0 now'):
+    train.train_and_evaluate(other, workdir)
+
+  # A learning rate that blows up: stopped with the epoch and step, marked failed.
+  diverging = small_config.copy_and_resolve_references()
+  diverging.update(optimizer='sgd', learning_rate=1e12, lr_schedule='constant')
+  with pytest.raises(safety.NonFiniteLossError, match=r'at epoch 1, step \d+'):
+    train.train_and_evaluate(diverging, tmp_path / 'diverged')
+  failed = json.loads((tmp_path / 'diverged' / 'metrics.json').read_text())
+  assert failed['failed']['reason'] == 'non-finite loss' and not failed['completed']
+
+
+@pytest.mark.slow
+def test_tampered_mnist_file_fails_its_checksum_and_leaves_nothing_half_prepared(
+    repo_root, tmp_path):
+  manual = tmp_path / 'manual'
+  shutil.copytree(repo_root / 'data' / 'mnist', manual)
+  victim = manual / 't10k-labels-idx1-ubyte.gz'
+  victim.write_bytes(victim.read_bytes()[:-100])  # Truncated.
+  config = default.get_config().to_dict()
+  config.update(data_dir=str(tmp_path / 'tfds'), manual_dir=str(manual))
+  with pytest.raises(input_pipeline.DatasetUnavailableError) as error:
+    input_pipeline.load_dataset(config)
+  assert 'checksum' in str(error.value).lower() or 'size' in str(error.value).lower()
+  assert not input_pipeline._builder(config).is_prepared()  # pylint: disable=protected-access
+  shutil.copy(repo_root / 'data' / 'mnist' / victim.name, victim)  # Repaired: it works.
+  _, _, test = input_pipeline.load_dataset(dict(config, max_train_examples=10))
+  assert len(test.labels) == 10_000
+
+
+@pytest.mark.slow
+def test_killed_at_random_moments_ends_on_the_uninterrupted_parameters(
+    small_config, repo_root, tmp_path):
+  small_config.update(num_epochs=3, log_every_steps=5)
+  reference = train.train_and_evaluate(small_config, tmp_path / 'reference')
+  workdir = tmp_path / 'killed'
+  command = [sys.executable, '-m', 'experiments.train', f'--workdir={workdir}'] + [
+      f'--config.{k}={small_config[k]}' for k in
+      ('data_dir', 'max_train_examples', 'max_test_examples', 'num_epochs',
+       'log_every_steps')]
+  rng = np.random.default_rng(1234)  # Random moments, the same ones on every CI run.
+  kills = []
+  for attempt in range(12):
+    process = subprocess.Popen(command, cwd=repo_root, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines, training = [], threading.Event()
+
+    def read(process=process, lines=lines, training=training):
+      for line in process.stdout:
+        lines.append(line)
+        if re.search(r'epoch \d+/\d+ step \d+/\d+', line):  # The loop is running.
+          training.set()
+      training.set()  # Ended.
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    how = (signal.SIGKILL, signal.SIGTERM)[len(kills) % 2] if len(kills) < 4 else None
+    if how == signal.SIGKILL:  # Any moment: start-up, a step, a checkpoint being written.
+      time.sleep(rng.uniform(2.0, 25.0))
+    elif how == signal.SIGTERM:  # Inside the training loop, to test the clean stop.
+      training.wait(timeout=300)
+      time.sleep(rng.uniform(0.0, 2.0))
+    if how is not None and process.poll() is None:
+      process.send_signal(how)
+    process.wait(timeout=600)
+    reader.join()
+    output = ''.join(lines)
+    if process.returncode == 0:
+      break
+    kills.append((signal.Signals(how).name, process.returncode))
+    if how == signal.SIGTERM:
+      assert process.returncode == 130, output[-3000:]
+      assert 'interrupted: SIGTERM: stopped at epoch' in output
+      assert 'rerun the same command to resume' in output
+    else:
+      assert process.returncode == -9, output[-3000:]
+  else:
+    pytest.fail(f'never finished; kills: {kills}')
+  print(f'kills survived: {kills}')
+  assert len(kills) == 4
+  metrics = json.loads((workdir / 'metrics.json').read_text())
+  assert metrics['completed']
+  for ours, theirs in zip(metrics['history'], reference['history'], strict=True):
+    for key in ('train_loss', 'train_accuracy', 'test_loss', 'test_accuracy'):
+      assert ours[key] == theirs[key], (key, ours, theirs)
+  like = _state(small_config)
+  a = checkpoints.Checkpointer(workdir / 'checkpoints', 3).restore(3, like)
+  b = checkpoints.Checkpointer(tmp_path / 'reference' / 'checkpoints', 3).restore(3, like)
+  for x, y in zip(jax.tree.leaves((a.params, a.opt_state)),
+                  jax.tree.leaves((b.params, b.opt_state))):
+    np.testing.assert_array_equal(x, y)
