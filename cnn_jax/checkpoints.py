@@ -84,6 +84,11 @@ class Checkpointer:
       raise CheckpointError('no checkpoint could be read: ' + '; '.join(errors))
     return None
 
+  def wait(self) -> None:
+    """Waits for a save in flight. Orbax names its cross-process barriers by step alone,
+    so two managers saving the same step at once collide in multi-process runs."""
+    self._manager.wait_until_finished()
+
   def delete_all(self) -> None:
     for epoch in self.all_epochs():
       self._manager.delete(epoch)

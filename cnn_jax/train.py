@@ -311,6 +311,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         done = index + 1
         if stop.requested:
           global_step = (epoch - 1) * steps_per_epoch + done
+          checkpointer.wait()
+          best_checkpointer.wait()
           interrupted.save(global_step, state, totals=totals)
           raise safety.Interrupted(
               f'{stop.requested}: stopped at epoch {epoch} step {done}/{steps_per_epoch}'
@@ -343,6 +345,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       epoch_seconds.append(time.perf_counter() - epoch_start)
       checkpointer.save(epoch, state)
       if is_best:  # Kept apart: the rolling checkpoints may have dropped it.
+        checkpointer.wait()  # Same step number: see Checkpointer.wait.
         best_checkpointer.save(epoch, state)
       if first:
         interrupted.delete_all()  # The epoch checkpoint supersedes it.

@@ -128,7 +128,8 @@ def test_tampered_mnist_file_fails_its_checksum_and_leaves_nothing_half_prepared
 @pytest.mark.slow
 def test_killed_at_random_moments_ends_on_the_uninterrupted_parameters(
     small_config, repo_root, tmp_path):
-  small_config.update(num_epochs=3, log_every_steps=5)
+  # 78 steps/epoch × 3: long enough that every planned kill lands before the end.
+  small_config.update(num_epochs=3, log_every_steps=5, max_train_examples=10_000)
   reference = train.train_and_evaluate(small_config, tmp_path / 'reference')
   workdir = tmp_path / 'killed'
   command = [sys.executable, '-m', 'experiments.train', f'--workdir={workdir}'] + [
@@ -136,6 +137,8 @@ def test_killed_at_random_moments_ends_on_the_uninterrupted_parameters(
       ('data_dir', 'max_train_examples', 'max_test_examples', 'num_epochs',
        'log_every_steps')]
   rng = np.random.default_rng(1234)  # Random moments, the same ones on every CI run.
+  plan = [(signal.SIGKILL, 'start-up'), (signal.SIGTERM, 'training'),
+          (signal.SIGKILL, 'training'), (signal.SIGTERM, 'training')]
   kills = []
   for attempt in range(12):
     process = subprocess.Popen(command, cwd=repo_root, stdout=subprocess.PIPE,
@@ -151,12 +154,13 @@ def test_killed_at_random_moments_ends_on_the_uninterrupted_parameters(
 
     reader = threading.Thread(target=read)
     reader.start()
-    how = (signal.SIGKILL, signal.SIGTERM)[len(kills) % 2] if len(kills) < 4 else None
-    if how == signal.SIGKILL:  # Any moment: start-up, a step, a checkpoint being written.
-      time.sleep(rng.uniform(2.0, 25.0))
-    elif how == signal.SIGTERM:  # Inside the training loop, to test the clean stop.
+    # Killed during start-up (imports, data, compile), then three times mid-training.
+    how, when = plan[len(kills)] if len(kills) < len(plan) else (None, None)
+    if when == 'start-up':
+      time.sleep(rng.uniform(0.5, 3.0))
+    elif when == 'training':  # 0-1 s after the loop's first progress line.
       training.wait(timeout=300)
-      time.sleep(rng.uniform(0.0, 2.0))
+      time.sleep(rng.uniform(0.0, 1.0))
     if how is not None and process.poll() is None:
       process.send_signal(how)
     process.wait(timeout=600)
