@@ -143,6 +143,13 @@ def make_train_step(dp: parallel.DataParallel):
                  out_shardings=(rep, rep))
 
 
+def make_zero_totals(dp: parallel.DataParallel):
+  """A jitted function returning the step's running sums at the start of an epoch."""
+  return jax.jit(lambda: {'loss': jnp.zeros(()), 'accuracy': jnp.zeros(()),
+                          'first_nonfinite_step': -jnp.ones((), jnp.int32)},
+                 out_shardings=dp.replicated)
+
+
 def pad_to_multiple(split: input_pipeline.Split, multiple: int
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(images, labels, mask) padded to a whole number of batches; mask 0 on padding."""
@@ -231,9 +238,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                           config.checkpoints_to_keep)
   best_checkpointer = checkpoints.Checkpointer(workdir / checkpoints.BEST_DIR, keep=1)
   interrupted = checkpoints.Checkpointer(workdir / checkpoints.INTERRUPTED_DIR, keep=1)
-  zeros = jax.jit(lambda: {'loss': jnp.zeros(()), 'accuracy': jnp.zeros(()),
-                           'first_nonfinite_step': -jnp.ones((), jnp.int32)},
-                  out_shardings=dp.replicated)
+  zeros = make_zero_totals(dp)
   start_epoch, start_index, resumed_totals = 0, 0, None
   found = checkpointer.restore_latest_good(state)
   if found:

@@ -37,6 +37,18 @@ def _data(batch: int, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
           rng.integers(0, 10, (count, batch)).astype(np.int32))
 
 
+def _throughput(run, batch: int) -> float:
+  """Examples/s of `run(first_step, count)`: warm-up untimed, then the median of
+  --repeats timings of --steps steps."""
+  run(0, FLAGS.warmup)
+  times = []
+  for _ in range(FLAGS.repeats):
+    start = time.perf_counter()
+    run(FLAGS.warmup, FLAGS.steps)
+    times.append(time.perf_counter() - start)
+  return FLAGS.steps * batch / statistics.median(times)
+
+
 def time_cnn_jax(batch: int) -> dict[str, float]:
   config = default.get_config()
   config.batch_size = batch
@@ -45,9 +57,7 @@ def time_cnn_jax(batch: int) -> dict[str, float]:
   state = train.create_train_state(jax.random.key(0), models.create_model(config, 10),
                                    (28, 28, 1), tx, dp.replicated)
   images, labels = _data(batch, FLAGS.warmup + FLAGS.steps)
-  zeros = jax.jit(lambda: {'loss': jax.numpy.zeros(()), 'accuracy': jax.numpy.zeros(()),
-                           'first_nonfinite_step': -jax.numpy.ones((), 'int32')},
-                  out_shardings=dp.replicated)
+  zeros = train.make_zero_totals(dp)
   start = time.perf_counter()
   abstract = [jax.ShapeDtypeStruct(a.shape[1:], a.dtype, sharding=dp.batch)
               for a in (images, labels)]
@@ -64,13 +74,7 @@ def time_cnn_jax(batch: int) -> dict[str, float]:
       state, totals = step(state, totals, x, y, np.int32(0), np.int32(1), np.int32(i))
     jax.block_until_ready(state)
 
-  run(0, FLAGS.warmup)
-  times = []
-  for _ in range(FLAGS.repeats):
-    start = time.perf_counter()
-    run(FLAGS.warmup, FLAGS.steps)
-    times.append(time.perf_counter() - start)
-  return {'examples_per_second': FLAGS.steps * batch / statistics.median(times),
+  return {'examples_per_second': _throughput(run, batch),
           'compile_seconds': compile_seconds}
 
 
@@ -97,14 +101,8 @@ def time_torch(batch: int) -> dict[str, float]:
       loss.backward()
       optimizer.step()
 
-  run(0, FLAGS.warmup)
-  times = []
-  for _ in range(FLAGS.repeats):
-    start = time.perf_counter()
-    run(FLAGS.warmup, FLAGS.steps)
-    times.append(time.perf_counter() - start)
-  return {'examples_per_second': FLAGS.steps * batch / statistics.median(times),
-          'compile_seconds': 0.0, 'torch_version': torch.__version__}
+  return {'examples_per_second': _throughput(run, batch), 'compile_seconds': 0.0,
+          'torch_version': torch.__version__}
 
 
 def main(argv):
