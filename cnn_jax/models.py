@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_jax import geometry
+from cnn_jax import geometry, layers
 from cnn_jax.options import Activation, ModelKind, Pooling
 
 
@@ -89,10 +89,9 @@ class CNN(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     act = activation_fn(self.activation, self.leaky_relu_slope)
-    pad = ((self.padding, self.padding),) * 2
     for i, features in enumerate(self.conv_features, start=1):
-      x = nn.Conv(features, (self.kernel_size,) * 2, strides=self.conv_stride,
-                  padding=pad, name=f'conv{i}')(x)
+      x = layers.Conv2D(features, self.kernel_size, self.conv_stride, self.padding,
+                        name=f'conv{i}')(x)
       _record(self, f'conv{i}', x)
       x = act(x)
       _record(self, f'act{i}', x)

@@ -9,6 +9,7 @@ Multi-host runs join through `jax.distributed.initialize` (JAX's own runtime).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any
 
@@ -41,17 +42,46 @@ def initialize_distributed(coordinator_address: str | None = None,
                              num_processes=num_processes, process_id=process_id)
 
 
+def use_cpu_cores(count: int | None = None) -> int:
+  """Makes XLA:CPU one device per core this process may run on (default: all of them).
+
+  Why: XLA:CPU runs this network's convolutions and matmuls on one core per device
+  (measured: the same step time with 1 or 2 cores allowed), so on a one-device CPU the
+  other cores idle. One device per core turns them into data parallelism: 2.1× the
+  training throughput on 2 cores. Call before anything touches JAX; afterwards, or where
+  XLA_FLAGS already sets --xla_force_host_platform_device_count, it changes nothing.
+  Returns the device count asked for (0 where it changed nothing).
+  """
+  if 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', ''):
+    return 0
+  count = count or len(os.sched_getaffinity(0))
+  try:
+    jax.config.update('jax_num_cpu_devices', count)
+  except RuntimeError:  # Backends already initialized: too late to change.
+    return 0
+  return count
+
+
 @dataclasses.dataclass(frozen=True)
 class DataParallel:
   """The mesh of all devices (all processes) along 'data', and its shardings."""
   mesh: Mesh
 
   @classmethod
-  def create(cls) -> 'DataParallel':
+  def create(cls, *batch_sizes: int) -> 'DataParallel':
+    """All devices; in a single process, only as many as evenly split `batch_sizes`.
+
+    (A batch of 100 on 8 devices runs on 4; across processes every device must take
+    part, and `check_batch_size` says which batch sizes work.)
+    """
+    devices = jax.devices()
+    if jax.process_count() == 1 and batch_sizes:
+      common = math.gcd(*batch_sizes)
+      devices = devices[:max(d for d in range(1, len(devices) + 1) if common % d == 0)]
     # Auto axes: XLA propagates the batch sharding through reshapes (the pooling) by
     # itself; the default Explicit axes would need every reshape annotated.
-    mesh = jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
-                         axis_types=(jax.sharding.AxisType.Auto,))
+    mesh = Mesh(np.array(devices), (DATA_AXIS,),
+                axis_types=(jax.sharding.AxisType.Auto,))
     return cls(mesh)
 
   @property

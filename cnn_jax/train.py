@@ -173,7 +173,11 @@ def evaluate(state: TrainState, images: np.ndarray, labels: np.ndarray, mask: np
 
   Every process holds the whole padded split and feeds its rows of each batch.
   """
-  dp = dp or parallel.DataParallel.create()
+  dp = dp or parallel.DataParallel.create(batch_size)
+  # Let queued train steps finish first: with several XLA:CPU devices in one process,
+  # the eval step's all-reduce dispatched behind them was seen to deadlock (rendezvous
+  # timeout) when the runtime's threads were all waiting.
+  jax.block_until_ready(state)
   rows = dp.local_slice(batch_size)
   totals = None
   for start in range(0, images.shape[0], batch_size):
@@ -204,7 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   wall_start = time.perf_counter()
   cfg = config.to_dict()
   options.validate_config(cfg)
-  dp = parallel.DataParallel.create()
+  dp = parallel.DataParallel.create(config.batch_size, config.eval_batch_size)
   dp.check_batch_size('batch_size', config.batch_size)
   dp.check_batch_size('eval_batch_size', config.eval_batch_size)
   spec = input_pipeline.dataset_spec(cfg)

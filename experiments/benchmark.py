@@ -1,14 +1,21 @@
-r"""Steady-state training throughput, cnn_jax vs a plain PyTorch reference, same machine:
-python -m experiments.benchmark [--batch_sizes=128,32] [--steps=40]   (pip install -e '.[bench]')
+r"""cnn_jax vs a plain PyTorch reference of the same network and recipe, same machine:
+python -m experiments.benchmark [--batch_sizes=128,32] [--target_accuracy=0.99]
+(pip install -e '.[bench]')
 
-Both train the article's CNN (dropout before FC1, Adam 1e-3) on in-memory random uint8
-images (throughput does not depend on pixel values); compile time is reported apart;
-each figure is the median of --repeats timings of --steps steps after --warmup steps.
-Prints a table with the ratio and writes --output (JSON). Not yet here (issue 4): time to
-99% test accuracy.
+1. Steady-state training throughput: both train the article's CNN (dropout before FC1,
+   Adam 1e-3) on in-memory random uint8 images (throughput does not depend on pixel
+   values); each figure is the median of --repeats timings of --steps steps after
+   --warmup steps; compile time apart.
+2. Time to --target_accuracy MNIST test accuracy with the default config's recipe
+   (batch 128, Adam 1e-3, cosine over 5 epochs, the same example order for both): the
+   training time until the first evaluation (every --eval_every_steps) that reaches it,
+   evaluation time excluded, compile time apart.
+
+Prints tables with ratios; writes --output (JSON) and --markdown (the README's table).
 """
 
 import json
+import math
 import os
 import pathlib
 import statistics
@@ -19,7 +26,7 @@ import jax
 import numpy as np
 
 from configs import default
-from cnn_jax import models, parallel, run_metrics, train
+from cnn_jax import input_pipeline, models, parallel, run_metrics, train
 from experiments import cli
 
 FLAGS = flags.FLAGS
@@ -29,6 +36,10 @@ flags.DEFINE_integer('warmup', 5, 'Untimed steps first.')
 flags.DEFINE_integer('repeats', 3, 'Timings per figure; the median is reported.')
 flags.DEFINE_bool('torch', True, 'Also time the PyTorch reference.')
 flags.DEFINE_string('output', 'runs/benchmark.json', 'Where the JSON goes.')
+flags.DEFINE_string('markdown', None, 'Also write the tables here (e.g. results/benchmark.md).')
+flags.DEFINE_float('target_accuracy', 0.99, 'Test accuracy to time; 0 skips that part.')
+flags.DEFINE_integer('eval_every_steps', 100, 'Test-set evaluations this often.')
+flags.DEFINE_string('data_dir', None, 'TFDS data dir (default: the config\'s).')
 
 
 def _data(batch: int, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +64,7 @@ def time_cnn_jax(batch: int) -> dict[str, float]:
   config = default.get_config()
   config.batch_size = batch
   tx, _ = train.create_optimizer(config, steps_per_epoch=1000)
-  dp = parallel.DataParallel.create()
+  dp = parallel.DataParallel.create(batch)
   state = train.create_train_state(jax.random.key(0), models.create_model(config, 10),
                                    (28, 28, 1), tx, dp.replicated)
   images, labels = _data(batch, FLAGS.warmup + FLAGS.steps)
@@ -78,15 +89,21 @@ def time_cnn_jax(batch: int) -> dict[str, float]:
           'compile_seconds': compile_seconds}
 
 
-def time_torch(batch: int) -> dict[str, float]:
+def _torch_model():
+  """The article's CNN in PyTorch (its default initializers), and the torch module."""
   import torch  # pylint: disable=g-import-not-at-top
   from torch import nn  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
   torch.set_num_threads(len(os.sched_getaffinity(0)))
-  model = nn.Sequential(
+  return torch, nn.Sequential(
       nn.Conv2d(1, 32, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2, 2),
       nn.Conv2d(32, 64, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
       nn.Dropout(0.25), nn.Linear(3136, 128), nn.Linear(128, 10))
+
+
+def time_torch(batch: int) -> dict[str, float]:
+  torch, model = _torch_model()
+  nn = torch.nn
   optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
   images, labels = _data(batch, FLAGS.warmup + FLAGS.steps)
   x_all = torch.from_numpy(images).permute(0, 1, 4, 2, 3).contiguous()  # NCHW
@@ -105,27 +122,179 @@ def time_torch(batch: int) -> dict[str, float]:
           'torch_version': torch.__version__}
 
 
+class _Clock:
+  """Training seconds only: `pause()` around evaluations."""
+
+  def __init__(self):
+    self.seconds, self._start = 0.0, time.perf_counter()
+
+  def pause(self):
+    self.seconds += time.perf_counter() - self._start
+
+  def resume(self):
+    self._start = time.perf_counter()
+
+
+def _time_to_accuracy(config, train_split, run_step, evaluate) -> dict[str, float]:
+  """Runs `run_step(epoch, step, rows)` over the config's epochs in the order the trainer
+  uses, evaluating every --eval_every_steps (clock paused) until --target_accuracy."""
+  batch = config.batch_size
+  steps_per_epoch = len(train_split.labels) // batch
+  clock, accuracy, step = _Clock(), 0.0, 0
+  for epoch in range(config.num_epochs):
+    order = np.asarray(train.epoch_permutation(config.seed, epoch, len(train_split.labels)))
+    for i in range(steps_per_epoch):
+      run_step(epoch, i, order[i * batch:(i + 1) * batch])
+      step += 1
+      if step % FLAGS.eval_every_steps == 0 or i == steps_per_epoch - 1:
+        clock.pause()  # `evaluate` waits for the device.
+        accuracy = evaluate()
+        if accuracy >= FLAGS.target_accuracy:
+          return {'seconds': clock.seconds, 'steps': step, 'epochs': step / steps_per_epoch,
+                  'accuracy': accuracy, 'reached': True}
+        clock.resume()
+  return {'seconds': clock.seconds, 'steps': step, 'epochs': step / steps_per_epoch,
+          'accuracy': accuracy, 'reached': False}
+
+
+def cnn_jax_time_to_accuracy(config, train_split, test_split) -> dict[str, float]:
+  start = time.perf_counter()
+  dp = parallel.DataParallel.create(config.batch_size, config.eval_batch_size)
+  tx, _ = train.create_optimizer(config, len(train_split.labels) // config.batch_size)
+  state = train.create_train_state(jax.random.key(config.seed),
+                                   models.create_model(config, 10), (28, 28, 1), tx,
+                                   dp.replicated)
+  zeros = train.make_zero_totals(dp)
+  totals = zeros()
+  abstract = [jax.ShapeDtypeStruct((config.batch_size, *a.shape[1:]), a.dtype,
+                                   sharding=dp.batch)
+              for a in (train_split.images, train_split.labels)]
+  seed = np.int32(config.seed)
+  step = train.make_train_step(dp).lower(state, totals, *abstract, seed, np.int32(0),
+                                         np.int32(0)).compile()
+  test = train.pad_to_multiple(test_split, config.eval_batch_size)
+
+  def evaluate() -> float:
+    return train.evaluate(state, *test, config.eval_batch_size, dp)['accuracy']
+
+  evaluate()  # Compiles the eval step.
+  compile_seconds = time.perf_counter() - start
+
+  def run_step(epoch, index, rows):
+    nonlocal state, totals
+    x, y = dp.global_batch(train_split.images[rows], train_split.labels[rows],
+                           batch_size=config.batch_size)
+    state, totals = step(state, totals, x, y, seed, np.int32(epoch), np.int32(index))
+
+  result = _time_to_accuracy(config, train_split, run_step, evaluate)
+  return {**result, 'compile_seconds': compile_seconds}
+
+
+def torch_time_to_accuracy(config, train_split, test_split) -> dict[str, float]:
+  torch, model = _torch_model()
+  optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+  total_steps = config.num_epochs * (len(train_split.labels) // config.batch_size)
+  # optax.warmup_cosine_decay_schedule(0, lr, 0, total) as the trainer uses it.
+  scheduler = torch.optim.lr_scheduler.LambdaLR(
+      optimizer, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total_steps) / total_steps)))
+  to_tensor = lambda images: torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+  train_y = torch.from_numpy(train_split.labels).long()
+  test_x, test_y = to_tensor(test_split.images), torch.from_numpy(test_split.labels)
+
+  def evaluate() -> float:
+    model.eval()
+    with torch.no_grad():
+      correct = sum(int((model(test_x[i:i + config.eval_batch_size]).argmax(1)
+                         == test_y[i:i + config.eval_batch_size]).sum())
+                    for i in range(0, len(test_y), config.eval_batch_size))
+    model.train()
+    return correct / len(test_y)
+
+  def run_step(epoch, index, rows):
+    del epoch, index
+    optimizer.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.cross_entropy(model(to_tensor(train_split.images[rows])),
+                                             train_y[rows])
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+
+  model.train()
+  return {**_time_to_accuracy(config, train_split, run_step, evaluate),
+          'compile_seconds': 0.0}
+
+
+def _throughput_table(results) -> list[str]:
+  lines = ['| batch | cnn_jax ex/s | compile s | PyTorch eager ex/s | cnn_jax / PyTorch |',
+           '|---:|---:|---:|---:|---:|']
+  for row in results['rows']:
+    ours, theirs = row['cnn_jax'], row['torch']
+    lines.append(f"| {row['batch']} | {ours['examples_per_second']:,.0f} | "
+                 f"{ours['compile_seconds']:.1f} | " +
+                 (f"{theirs['examples_per_second']:,.0f} | {row['ratio']:.2f}× |" if theirs
+                  else 'not run | |'))
+  return lines
+
+
+def _accuracy_table(results) -> list[str]:
+  target = results['time_to_accuracy']['target']
+  lines = [f'| to {target:.1%} test accuracy | training s | + compile s | steps | epochs '
+           '| accuracy reached |', '|---|---:|---:|---:|---:|---:|']
+  for name, r in results['time_to_accuracy']['runs'].items():
+    lines.append(f"| {name} | {r['seconds']:.1f}{'' if r['reached'] else ' (not reached)'}"
+                 f" | {r['compile_seconds']:.1f} | {r['steps']} | {r['epochs']:.2f} | "
+                 f"{r['accuracy']:.2%} |")
+  return lines
+
+
 def main(argv):
   if len(argv) > 1:
     raise SystemExit(f'error: unexpected arguments {argv[1:]}')
   results = {'machine': f'{jax.devices()[0].device_kind} ({run_metrics.host_description()})',
-             'threads': len(os.sched_getaffinity(0)), 'rows': []}
-  print(f"machine: {results['machine']}, {results['threads']} threads\n")
-  print('| batch | cnn_jax ex/s | compile s | PyTorch eager ex/s | cnn_jax / PyTorch |')
-  print('|---:|---:|---:|---:|---:|')
-  for batch in map(int, FLAGS.batch_sizes):
-    ours = time_cnn_jax(batch)
-    theirs = time_torch(batch) if FLAGS.torch else None
-    ratio = ours['examples_per_second'] / theirs['examples_per_second'] if theirs else None
-    results['rows'].append({'batch': batch, 'cnn_jax': ours, 'torch': theirs,
-                            'ratio': ratio})
-    print(f"| {batch} | {ours['examples_per_second']:,.0f} | {ours['compile_seconds']:.1f} | "
-          + (f"{theirs['examples_per_second']:,.0f} | {ratio:.2f}× |" if theirs
-             else 'not run | |'))
+             'threads': len(os.sched_getaffinity(0)),
+             'cpu_devices': jax.local_device_count(), 'rows': []}
+  header = (f"machine: {results['machine']}, {results['threads']} threads "
+            f"({results['cpu_devices']} XLA device(s))")
+  print(header + '\n', flush=True)
+  batches = list(map(int, FLAGS.batch_sizes))
+  timing = {'cnn_jax': {b: time_cnn_jax(b) for b in batches}}
+  data = None
+  if FLAGS.target_accuracy:
+    config = default.get_config()
+    config.data_dir = FLAGS.data_dir or config.data_dir
+    _, train_split, test_split = input_pipeline.load_dataset(config.to_dict())
+    data = (config, train_split, test_split)
+    runs = {'cnn_jax': cnn_jax_time_to_accuracy(*data)}
+  # PyTorch last: with its threads started in this process, the next XLA:CPU
+  # all-reduce across this process's devices was seen to deadlock (rendezvous timeout).
+  if FLAGS.torch:
+    timing['torch'] = {b: time_torch(b) for b in batches}
+    if data:
+      runs['PyTorch eager'] = torch_time_to_accuracy(*data)
+  for b in batches:
+    ours, theirs = timing['cnn_jax'][b], timing.get('torch', {}).get(b)
+    results['rows'].append({
+        'batch': b, 'cnn_jax': ours, 'torch': theirs,
+        'ratio': ours['examples_per_second'] / theirs['examples_per_second']
+                 if theirs else None})
+  tables = _throughput_table(results)
+  if data:
+    results['time_to_accuracy'] = {'target': FLAGS.target_accuracy,
+                                   'eval_every_steps': FLAGS.eval_every_steps, 'runs': runs}
+    tables += [''] + _accuracy_table(results)
+  print('\n'.join(tables))
   path = pathlib.Path(FLAGS.output)
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(results, indent=2) + '\n')
   print(f'\nWrote {path}')
+  if FLAGS.markdown:
+    command = ' '.join(['python -m experiments.benchmark'] + [
+        f'--{f}={FLAGS[f].serialize().split("=", 1)[1]}'
+        for f in ('batch_sizes', 'target_accuracy', 'eval_every_steps') if FLAGS[f].present])
+    markdown = pathlib.Path(FLAGS.markdown)
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text('\n'.join([f'{header}; `{command}`', ''] + tables) + '\n')
+    print(f'Wrote {markdown}')
 
 
 if __name__ == '__main__':

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 from absl import app
 from absl import logging as absl_logging
 
+from cnn_jax import parallel
 from cnn_jax.checkpoints import CheckpointError
 from cnn_jax.input_pipeline import DatasetUnavailableError
 from cnn_jax.options import ConfigError
@@ -29,7 +30,8 @@ class _InfoFromCnnJaxOnly(logging.Filter):
 
 
 def run(main: Callable[[Sequence[str]], None]) -> None:
-  """absl's app.run, with config and dataset errors printed as `error: …`, exit 2."""
+  """absl's app.run, with config and dataset errors printed as `error: …`, exit 2,
+  and one CPU device per core (see `parallel.use_cpu_cores`)."""
 
   def guarded(argv: Sequence[str]) -> None:
     try:
@@ -45,4 +47,5 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
       sys.exit(130)
 
   absl_logging.get_absl_handler().addFilter(_InfoFromCnnJaxOnly())
+  parallel.use_cpu_cores()
   app.run(guarded)

@@ -5,7 +5,11 @@ import pathlib
 import pytest
 
 from configs import default
-from cnn_jax import input_pipeline
+from cnn_jax import input_pipeline, parallel
+
+# As every entry point does (experiments/cli.py): in-process training runs data-parallel
+# over one CPU device per core, so the tests take the code path users get.
+parallel.use_cpu_cores()
 
 
 @pytest.fixture(scope='session')

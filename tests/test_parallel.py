@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -88,3 +89,15 @@ def test_two_processes_match_each_other_and_one_device(one_device, mnist_data_di
   _assert_close(first, one_device)
   assert (tmp_path / 'run' / 'metrics.json').exists()  # Written once, by process 0.
   assert sorted(p.name for p in (tmp_path / 'run' / 'checkpoints').iterdir()) == ['1', '2']
+
+
+def test_single_process_uses_the_devices_that_split_the_batch():
+  n = jax.device_count()  # One per core here: conftest calls parallel.use_cpu_cores().
+  assert parallel.DataParallel.create().num_devices == n
+  assert parallel.DataParallel.create(n * 64, n * 500).num_devices == n
+  assert parallel.DataParallel.create(1).num_devices == 1
+  for batch in (7, 33, 100, 1000):
+    d = parallel.DataParallel.create(batch).num_devices
+    assert batch % d == 0 and not any(batch % k == 0 for k in range(d + 1, n + 1))
+  # Too late once JAX has started: nothing changes.
+  assert parallel.use_cpu_cores(n + 1) == 0 and jax.device_count() == n

@@ -144,7 +144,9 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   outcomes = sweep.run_sweep('t', base, grid, baseline, range(2), workdir)
   assert [o.status for o in outcomes] == ['skipped'] * 4  # A rerun trains nothing.
 
-  # An interrupted run (its last epoch lost) resumes from its checkpoint, bit-identically.
+  # An interrupted run (its last epoch lost) resumes from its checkpoint. Not bit-identically
+  # here: the sweep trained it in a process pinned to one core (1 CPU device), this process
+  # resumes it on one device per core, which sums the gradients in another order.
   run_dir = workdir / names[0]
   before = json.loads((run_dir / 'metrics.json').read_text())
   lost = json.loads((run_dir / 'metrics.json').read_text())
@@ -156,4 +158,4 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   after = json.loads((run_dir / 'metrics.json').read_text())
   assert after['completed']
   for key in ('train_loss', 'test_loss', 'test_accuracy'):
-    assert after['final'][key] == before['final'][key]
+    assert after['final'][key] == pytest.approx(before['final'][key], rel=1e-4)
