@@ -143,6 +143,17 @@ def make_train_step(dp: parallel.DataParallel):
                  out_shardings=(rep, rep))
 
 
+def compile_train_step(dp: parallel.DataParallel, state: TrainState, totals: Any,
+                       batch_size: int, images: np.ndarray, labels: np.ndarray):
+  """`make_train_step(dp)` compiled ahead of time for global batches of `batch_size`
+  examples shaped like those of `images`/`labels`, so its compile time is measured apart
+  from the first step's."""
+  abstract = [jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), a.dtype, sharding=dp.batch)
+              for a in (images, labels)]
+  return make_train_step(dp).lower(state, totals, *abstract, np.int32(0), np.int32(0),
+                                   np.int32(0)).compile()
+
+
 def make_zero_totals(dp: parallel.DataParallel):
   """A jitted function returning the step's running sums at the start of an epoch."""
   return jax.jit(lambda: {'loss': jnp.zeros(()), 'accuracy': jnp.zeros(()),
@@ -270,11 +281,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   compile_seconds = 0.0
   if start_epoch < config.num_epochs:
     compile_start = time.perf_counter()
-    abstract_batch = [jax.ShapeDtypeStruct((batch, *a.shape[1:]), a.dtype,
-                                           sharding=dp.batch)
-                      for a in (train_split.images, train_split.labels)]
-    step = step.lower(state, zeros(), *abstract_batch, seed, np.int32(0),
-                      np.int32(0)).compile()
+    step = compile_train_step(dp, state, zeros(), batch, train_split.images,
+                              train_split.labels)
     compile_seconds = time.perf_counter() - compile_start
     log('Compiled the train step in %.1f s', compile_seconds)
 

@@ -60,21 +60,28 @@ def _throughput(run, batch: int) -> float:
   return FLAGS.steps * batch / statistics.median(times)
 
 
+def _cnn_jax_trainer(config, dp: parallel.DataParallel, steps_per_epoch: int,
+                     images: np.ndarray, labels: np.ndarray):
+  """(state, make zero totals, compiled step, its compile seconds) for `config`, with
+  batches shaped like those of `images`/`labels`, as `train.train_and_evaluate` builds
+  them."""
+  tx, _ = train.create_optimizer(config, steps_per_epoch)
+  state = train.create_train_state(jax.random.key(config.seed),
+                                   models.create_model(config, 10), (28, 28, 1), tx,
+                                   dp.replicated)
+  zeros = train.make_zero_totals(dp)
+  start = time.perf_counter()
+  step = train.compile_train_step(dp, state, zeros(), config.batch_size, images, labels)
+  return state, zeros, step, time.perf_counter() - start
+
+
 def time_cnn_jax(batch: int) -> dict[str, float]:
   config = default.get_config()
   config.batch_size = batch
-  tx, _ = train.create_optimizer(config, steps_per_epoch=1000)
-  dp = parallel.DataParallel.create(batch)
-  state = train.create_train_state(jax.random.key(0), models.create_model(config, 10),
-                                   (28, 28, 1), tx, dp.replicated)
   images, labels = _data(batch, FLAGS.warmup + FLAGS.steps)
-  zeros = train.make_zero_totals(dp)
-  start = time.perf_counter()
-  abstract = [jax.ShapeDtypeStruct(a.shape[1:], a.dtype, sharding=dp.batch)
-              for a in (images, labels)]
-  step = train.make_train_step(dp).lower(state, zeros(), *abstract, np.int32(0),
-                                         np.int32(0), np.int32(0)).compile()
-  compile_seconds = time.perf_counter() - start
+  dp = parallel.DataParallel.create(batch)
+  state, zeros, step, compile_seconds = _cnn_jax_trainer(config, dp, 1000, images[0],
+                                                         labels[0])
   totals = zeros()
 
   def run(first: int, count: int):
@@ -144,6 +151,11 @@ def time_to_accuracy(config, num_examples: int, run_step, evaluate, target: floa
   batch = config.batch_size
   steps_per_epoch = num_examples // batch
   clock, accuracy, step = _Clock(), 0.0, 0
+
+  def result() -> dict[str, float]:
+    return {'seconds': clock.seconds, 'steps': step, 'epochs': step / steps_per_epoch,
+            'accuracy': accuracy, 'reached': accuracy >= target}
+
   for epoch in range(config.num_epochs):
     order = np.asarray(train.epoch_permutation(config.seed, epoch, num_examples))
     for i in range(steps_per_epoch):
@@ -154,28 +166,19 @@ def time_to_accuracy(config, num_examples: int, run_step, evaluate, target: floa
         clock.pause()
         accuracy = evaluate()
         if accuracy >= target:
-          return {'seconds': clock.seconds, 'steps': step, 'epochs': step / steps_per_epoch,
-                  'accuracy': accuracy, 'reached': True}
+          return result()
         clock.resume()
-  return {'seconds': clock.seconds, 'steps': step, 'epochs': step / steps_per_epoch,
-          'accuracy': accuracy, 'reached': False}
+  return result()
 
 
 def cnn_jax_time_to_accuracy(config, train_split, test_split) -> dict[str, float]:
   start = time.perf_counter()
   dp = parallel.DataParallel.create(config.batch_size, config.eval_batch_size)
-  tx, _ = train.create_optimizer(config, len(train_split.labels) // config.batch_size)
-  state = train.create_train_state(jax.random.key(config.seed),
-                                   models.create_model(config, 10), (28, 28, 1), tx,
-                                   dp.replicated)
-  zeros = train.make_zero_totals(dp)
+  state, zeros, step, _ = _cnn_jax_trainer(
+      config, dp, len(train_split.labels) // config.batch_size, train_split.images,
+      train_split.labels)
   totals = zeros()
-  abstract = [jax.ShapeDtypeStruct((config.batch_size, *a.shape[1:]), a.dtype,
-                                   sharding=dp.batch)
-              for a in (train_split.images, train_split.labels)]
   seed = np.int32(config.seed)
-  step = train.make_train_step(dp).lower(state, totals, *abstract, seed, np.int32(0),
-                                         np.int32(0)).compile()
   test = train.pad_to_multiple(test_split, config.eval_batch_size)
 
   def evaluate() -> float:
@@ -272,8 +275,7 @@ def main(argv):
     _, train_split, test_split = input_pipeline.load_dataset(config.to_dict())
     data = (config, train_split, test_split)
     runs = {'cnn_jax': cnn_jax_time_to_accuracy(*data)}
-  # PyTorch last: with its threads started in this process, the next XLA:CPU
-  # all-reduce across this process's devices was seen to deadlock (rendezvous timeout).
+  # PyTorch last, so its thread pools are not running yet while JAX is timed.
   if FLAGS.torch:
     timing['torch'] = {b: time_torch(b) for b in batches}
     if data:
