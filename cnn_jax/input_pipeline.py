@@ -10,7 +10,9 @@ import dataclasses
 import functools
 import os
 import pathlib
+import shutil
 import socket
+import tempfile
 import urllib.parse
 from typing import Any, Mapping, NamedTuple
 
@@ -122,8 +124,15 @@ def _prepare(builder, config: Mapping[str, Any]) -> None:
     raise DatasetUnavailableError(
         f'dataset {name!r} is not prepared in {builder.data_dir} and cannot be '
         f'downloaded: {urllib.parse.urlparse(urls[0]).hostname} is unreachable. {advice}')
+  # A fresh extraction folder per attempt: after a failed attempt TFDS's extractor
+  # threads may still be writing to the old one, and a retry in the same process
+  # that extracted the same file there raced them (FileExistsError on rename).
+  downloads = pathlib.Path(builder.data_dir_root) / 'downloads'
+  downloads.mkdir(parents=True, exist_ok=True)
+  extract_dir = tempfile.mkdtemp(prefix='extracted-', dir=downloads)
   download_config = tfds.download.DownloadConfig(
-      manual_dir=str(manual_dir) if manual_dir else None, try_download_gcs=False)
+      manual_dir=str(manual_dir) if manual_dir else None, extract_dir=extract_dir,
+      try_download_gcs=False)
   try:
     builder.download_and_prepare(download_config=download_config)
   except Exception as e:  # TFDS raises many kinds; the user needs one message.
@@ -131,6 +140,8 @@ def _prepare(builder, config: Mapping[str, Any]) -> None:
         f'dataset {name!r} could not be prepared in {builder.data_dir}: '
         f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}. {advice}'
     ) from e
+  finally:  # The prepared records are all that is read later.
+    shutil.rmtree(extract_dir, ignore_errors=True)
 
 
 def load_dataset(config: Mapping[str, Any]) -> tuple[DatasetSpec, Split, Split]:

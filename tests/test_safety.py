@@ -123,6 +123,9 @@ def test_tampered_mnist_file_fails_its_checksum_and_leaves_nothing_half_prepared
   shutil.copy(repo_root / 'data' / 'mnist' / victim.name, victim)  # Repaired: it works.
   _, _, test = input_pipeline.load_dataset(dict(config, max_train_examples=10))
   assert len(test.labels) == 10_000
+  # Each attempt extracts into its own folder (a retry raced the failed attempt's
+  # extractor threads in one shared folder) and removes it afterwards.
+  assert not list((tmp_path / 'tfds' / 'downloads').glob('extracted*'))
 
 
 @pytest.mark.slow
