@@ -173,15 +173,25 @@ def _train(config_dict: dict[str, Any], run_dir: str, group: str, name: str) -> 
         on_epoch_end=lambda record, state: _emit({'run': name, **record}))
 
 
+def _accelerated() -> bool:
+  """Whether JAX has an accelerator plugin installed (asked without importing JAX)."""
+  return any(importlib.util.find_spec(m) for m in (
+      'jax_cuda12_plugin', 'jax_cuda13_plugin', 'jax_rocm7_plugin', 'libtpu'))
+
+
 def default_parallelism(num_runs: int) -> int:
   """Processes to train in: one per core on a CPU-only host, else 1 (one accelerator)."""
-  accelerated = any(importlib.util.find_spec(m) for m in (
-      'jax_cuda12_plugin', 'jax_cuda13_plugin', 'jax_rocm7_plugin', 'libtpu'))
-  if accelerated:
+  if _accelerated():
     return 1
   cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (
       os.cpu_count() or 1)
   return max(1, min(cores, num_runs))
+
+
+def default_vmap_seeds() -> bool:
+  """Train a configuration's seeds together (`cnn_jax.seeds`) only with an accelerator:
+  on XLA:CPU it measured slower than one seed after another."""
+  return _accelerated()
 
 
 def _core_sets(parallel: int) -> list[set[int]]:
@@ -194,14 +204,16 @@ def _core_sets(parallel: int) -> list[set[int]]:
 
 def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping[str, Any]],
               baseline: Mapping[str, Any], seeds: Iterable[int],
-              workdir: str | pathlib.Path, *, parallel: int = 1,
+              workdir: str | pathlib.Path, *, parallel: int = 1, vmap_seeds: bool = False,
               progress: Callable[[str, dict[str, Any]], None] | None = None
               ) -> list[Outcome]:
   """Trains every run not finished yet; returns what happened to each run.
 
   `progress(kind, info)` hears 'start' (runs, pending), 'epoch' (a run's epoch record),
   'run' (an Outcome) as they happen. A run that raises is recorded as failed and the
-  others go on.
+  others go on. `vmap_seeds`: the new runs of each configuration train together in one
+  program (`cnn_jax.seeds`); if that fails they train one by one, each resuming from
+  its own checkpoints.
   """
   runs = plan(base, grid, seeds)
   workdir = pathlib.Path(workdir)
@@ -223,36 +235,87 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
       outcomes.append(Outcome(run, 'skipped'))
     else:
       pending.append(run)
+  groups = _seed_groups(pending, workdir) if vmap_seeds else [[r] for r in pending]
   notify('start', {'runs': runs, 'pending': pending,
                    'epochs_done': {r.name: run_state(workdir / r.name)[1] for r in pending},
-                   'parallel': min(parallel, max(1, len(pending)))})
+                   'parallel': min(parallel, max(1, len(groups)))})
 
-  def job(run: Run) -> tuple[dict[str, Any], str, str, str]:
-    return run.config(base).to_dict(), str(workdir / run.name), run.key, run.name
+  def jobs(group: list[Run]) -> list[tuple[dict[str, Any], str, str, str]]:
+    return [(run.config(base).to_dict(), str(workdir / run.name), run.key, run.name)
+            for run in group]
 
-  if parallel <= 1 or len(pending) <= 1:
+  if parallel <= 1 or len(groups) <= 1:
     global _emit
     _emit = lambda event: notify('epoch', event)
-    for run in pending:
-      try:
-        _train(*job(run))
-        outcome = Outcome(run, 'trained')
-      except RunLockedError as e:
-        outcome = Outcome(run, 'skipped', str(e))
-      except safety.Interrupted:
-        raise  # Ctrl-C / SIGTERM stops the sweep, not just this run.
-      except Exception as e:  # pylint: disable=broad-except
-        outcome = Outcome(run, 'failed', f'{type(e).__name__}: {e}')
-      outcomes.append(outcome)
-      notify('run', outcome)
+    for group in groups:
+      # Ctrl-C / SIGTERM (safety.Interrupted) stops the sweep, not just this run.
+      for run, result in zip(group, _train_runs(jobs(group), vmap_seeds)):
+        outcomes.append(Outcome(run, *result))
+        notify('run', outcomes[-1])
     return outcomes
-  return outcomes + _run_in_processes(pending, job, parallel, notify)
+  return outcomes + _run_in_processes(groups, jobs, vmap_seeds, parallel, notify)
 
 
-def _run_in_processes(pending: list[Run], job: Callable[[Run], tuple], parallel: int,
-                      notify: Callable[[str, Any], None]) -> list[Outcome]:
+def _seed_groups(pending: list[Run], workdir: pathlib.Path) -> list[list[Run]]:
+  """Pending runs grouped by configuration; runs that already trained an epoch or
+  hold checkpoints stay alone (they resume on their own)."""
+  groups: dict[int, list[Run]] = {}
+  alone = []
+  for run in pending:
+    if run_state(workdir / run.name)[0] == 'new' and not any(
+        (workdir / run.name / 'checkpoints').glob('*')):
+      groups.setdefault(run.index, []).append(run)
+    else:
+      alone.append([run])
+  return list(groups.values()) + alone
+
+
+def _train_runs(jobs: list[tuple[dict[str, Any], str, str, str]], together: bool
+                ) -> list[tuple[str, str]]:
+  """(status, error) of each job: trained together if asked and there are several,
+  else (or if that fails) one after another."""
+  if together and len(jobs) > 1:
+    try:
+      _train_together(jobs)
+      return [('trained', '')] * len(jobs)
+    except safety.Interrupted:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      from absl import logging  # pylint: disable=g-import-not-at-top
+      logging.warning('Training seeds together failed (%s: %s); training them one by '
+                      'one, each from its own checkpoints', type(e).__name__, e)
+  results = []
+  for job in jobs:
+    try:
+      _train(*job)
+      results.append(('trained', ''))
+    except RunLockedError as e:
+      results.append(('skipped', str(e)))
+    except safety.Interrupted:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      results.append(('failed', f'{type(e).__name__}: {e}'))
+  return results
+
+
+def _train_together(jobs: list[tuple[dict[str, Any], str, str, str]]) -> None:
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from cnn_jax import seeds  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.WARNING)
+  with contextlib.ExitStack() as locks:
+    for _, run_dir, _, _ in jobs:
+      locks.enter_context(run_lock(run_dir))
+    seeds.train_seeds(
+        ml_collections.ConfigDict(jobs[0][0]), [config['seed'] for config, *_ in jobs],
+        [run_dir for _, run_dir, _, _ in jobs], hparams_group=jobs[0][2],
+        on_epoch_end=lambda i, record, state: _emit({'run': jobs[i][3], **record}))
+
+
+def _run_in_processes(groups: list[list[Run]], jobs: Callable[[list[Run]], list],
+                      together: bool, parallel: int, notify: Callable[[str, Any], None]
+                      ) -> list[Outcome]:
   context = multiprocessing.get_context('spawn')  # JAX is not fork-safe.
-  parallel = min(parallel, len(pending))
+  parallel = min(parallel, len(groups))
   core_sets, events = context.Queue(), context.Queue()
   for cores in _core_sets(parallel):
     core_sets.put(cores)
@@ -260,7 +323,7 @@ def _run_in_processes(pending: list[Run], job: Callable[[Run], tuple], parallel:
   with concurrent.futures.ProcessPoolExecutor(
       parallel, mp_context=context, initializer=_init_worker,
       initargs=(core_sets, events)) as pool:
-    futures = {pool.submit(_train, *job(run)): run for run in pending}
+    futures = {pool.submit(_train_runs, jobs(group), together): group for group in groups}
     remaining = set(futures)
     while remaining:
       done, remaining = concurrent.futures.wait(remaining, timeout=1.0)
@@ -271,13 +334,12 @@ def _run_in_processes(pending: list[Run], job: Callable[[Run], tuple], parallel:
           for pending_future in remaining:
             pending_future.cancel()
           raise error
-        if isinstance(error, RunLockedError):
-          outcome = Outcome(futures[future], 'skipped', str(error))
-        else:
-          outcome = Outcome(futures[future], 'failed' if error else 'trained',
-                            f'{type(error).__name__}: {error}' if error else '')
-        outcomes.append(outcome)
-        notify('run', outcome)
+        group = futures[future]
+        results = ([('failed', f'{type(error).__name__}: {error}')] * len(group) if error
+                   else future.result())
+        for run, result in zip(group, results):
+          outcomes.append(Outcome(run, *result))
+          notify('run', outcomes[-1])
   _drain(events, notify)
   return outcomes
 

@@ -35,14 +35,16 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Training recipe.
   config.optimizer = 'adam'  # adam | adamw | sgd
-  config.learning_rate = 1e-3
+  # Measured to reach 99% test accuracy soonest (issue 4): 99.05–99.12% after 2 epochs
+  # over seeds; 1e-3 without warmup needed 2.35 epochs to reach 99%. 5 epochs: ~99.2%.
+  config.learning_rate = 3e-3
   config.lr_schedule = 'cosine'  # constant | cosine (to 0 at the last step)
-  config.warmup_epochs = 0.0
+  config.warmup_epochs = 0.1
   config.momentum = 0.9  # sgd only.
   config.weight_decay = 0.0  # adamw (decoupled) and sgd (L2).
   config.batch_size = 128
   config.eval_batch_size = 1000
-  config.num_epochs = 5
+  config.num_epochs = 2
   config.seed = 0
 
   config.log_every_steps = 100

@@ -3,11 +3,12 @@ python -m experiments.benchmark [--batch_sizes=128,32] [--target_accuracy=0.99]
 (pip install -e '.[bench]')
 
 1. Steady-state training throughput: both train the article's CNN (dropout before FC1,
-   Adam 1e-3) on in-memory random uint8 images (throughput does not depend on pixel
+   Adam) on in-memory random uint8 images (throughput does not depend on pixel
    values); each figure is the median of --repeats timings of --steps steps after
    --warmup steps; compile time apart.
 2. Time to --target_accuracy MNIST test accuracy with the default config's recipe
-   (batch 128, Adam 1e-3, cosine over 5 epochs, the same example order for both): the
+   (configs/default.py: batch, Adam, learning-rate schedule, epochs; the PyTorch
+   reference follows the same schedule step by step and the same example order): the
    training time until the first evaluation (every --eval_every_steps) that reaches it,
    evaluation time excluded, compile time apart.
 
@@ -15,7 +16,6 @@ Prints tables with ratios; writes --output (JSON) and --markdown (the README's t
 """
 
 import json
-import math
 import os
 import pathlib
 import statistics
@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from configs import default
-from cnn_jax import input_pipeline, models, parallel, run_metrics, train
+from cnn_jax import input_pipeline, models, parallel, run_metrics, seeds, train
 from experiments import cli
 
 FLAGS = flags.FLAGS
@@ -40,6 +40,9 @@ flags.DEFINE_string('markdown', None, 'Also write the tables here (e.g. results/
 flags.DEFINE_float('target_accuracy', 0.99, 'Test accuracy to time; 0 skips that part.')
 flags.DEFINE_integer('eval_every_steps', 100, 'Test-set evaluations this often.')
 flags.DEFINE_string('data_dir', None, 'TFDS data dir (default: the config\'s).')
+flags.DEFINE_integer('vmap_seeds', 0, 'Also time this many seeds trained together '
+                     '(cnn_jax.seeds) against one seed at a time, both on one device, at '
+                     'the default batch size; 0 skips.')
 
 
 def _data(batch: int, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -75,11 +78,12 @@ def _cnn_jax_trainer(config, dp: parallel.DataParallel, steps_per_epoch: int,
   return state, zeros, step, time.perf_counter() - start
 
 
-def time_cnn_jax(batch: int) -> dict[str, float]:
+def time_cnn_jax(batch: int, dp: parallel.DataParallel | None = None
+                 ) -> dict[str, float]:
   config = default.get_config()
   config.batch_size = batch
   images, labels = _data(batch, FLAGS.warmup + FLAGS.steps)
-  dp = parallel.DataParallel.create(batch)
+  dp = dp or parallel.DataParallel.create(batch)
   state, zeros, step, compile_seconds = _cnn_jax_trainer(config, dp, 1000, images[0],
                                                          labels[0])
   totals = zeros()
@@ -96,6 +100,40 @@ def time_cnn_jax(batch: int) -> dict[str, float]:
           'compile_seconds': compile_seconds}
 
 
+def time_vmap_seeds(count: int) -> dict[str, float]:
+  """Examples/s (all seeds together) of `count` seeds in one vmapped program, and of
+  one seed alone, both on the first device."""
+  config = default.get_config()
+  batch = config.batch_size
+  images, labels = _data(batch, FLAGS.warmup + FLAGS.steps)
+  images = np.repeat(images[:, None], count, axis=1)  # (steps, seeds, batch, ...)
+  labels = np.repeat(labels[:, None], count, axis=1)
+  tx, _ = train.create_optimizer(config, 1000)
+  states = seeds.create_train_states(range(count), models.create_model(config, 10),
+                                     (28, 28, 1), tx)
+  totals = seeds.zero_totals(count)
+  seed_array = np.arange(count, dtype=np.int32)
+  start = time.perf_counter()
+  step = seeds.make_train_step().lower(states, totals, images[0], labels[0], seed_array,
+                                       np.int32(0), np.int32(0)).compile()
+  compile_seconds = time.perf_counter() - start
+
+  def run(first: int, steps: int):
+    nonlocal states, totals
+    for i in range(first, first + steps):
+      states, totals = step(states, totals, images[i % len(images)],
+                            labels[i % len(labels)], seed_array, np.int32(1), np.int32(i))
+    jax.block_until_ready(states)
+
+  one_device = parallel.DataParallel(jax.sharding.Mesh(
+      np.array(jax.devices()[:1]), (parallel.DATA_AXIS,),
+      axis_types=(jax.sharding.AxisType.Auto,)))
+  return {'seeds': count, 'device': jax.devices()[0].device_kind, 'batch': batch,
+          'together_examples_per_second': _throughput(run, batch * count),
+          'together_compile_seconds': compile_seconds,
+          'alone_examples_per_second': time_cnn_jax(batch, one_device)['examples_per_second']}
+
+
 def _torch_model():
   """The article's CNN in PyTorch (its default initializers), and the torch module."""
   import torch  # pylint: disable=g-import-not-at-top
@@ -108,18 +146,22 @@ def _torch_model():
       nn.Dropout(0.25), nn.Linear(3136, 128), nn.Linear(128, 10))
 
 
+def _torch_images(torch, images: np.ndarray):
+  """uint8 NHWC → float NCHW in [0, 1], what train.preprocess does in the JAX step."""
+  return torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float() / 255.0
+
+
 def time_torch(batch: int) -> dict[str, float]:
   torch, model = _torch_model()
   nn = torch.nn
   optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
   images, labels = _data(batch, FLAGS.warmup + FLAGS.steps)
-  x_all = torch.from_numpy(images).permute(0, 1, 4, 2, 3).contiguous()  # NCHW
   y_all = torch.from_numpy(labels).long()
   model.train()
 
   def run(first: int, count: int):
     for i in range(first, first + count):
-      x = x_all[i % len(x_all)].float() / 255.0
+      x = _torch_images(torch, images[i % len(images)])
       optimizer.zero_grad(set_to_none=True)
       loss = nn.functional.cross_entropy(model(x), y_all[i % len(y_all)])
       loss.backward()
@@ -157,7 +199,8 @@ def time_to_accuracy(config, num_examples: int, run_step, evaluate, target: floa
             'accuracy': accuracy, 'reached': accuracy >= target}
 
   for epoch in range(config.num_epochs):
-    order = np.asarray(train.epoch_permutation(config.seed, epoch, num_examples))
+    # A writable copy: torch refuses read-only index arrays.
+    order = np.array(train.epoch_permutation(config.seed, epoch, num_examples))
     for i in range(steps_per_epoch):
       run_step(epoch, i, order[i * batch:(i + 1) * batch])
       step += 1
@@ -200,15 +243,19 @@ def cnn_jax_time_to_accuracy(config, train_split, test_split) -> dict[str, float
 
 
 def torch_time_to_accuracy(config, train_split, test_split) -> dict[str, float]:
+  if config.optimizer != 'adam':
+    raise ValueError(f'the PyTorch reference uses Adam, not {config.optimizer!r}')
   torch, model = _torch_model()
   optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-  total_steps = config.num_epochs * (len(train_split.labels) // config.batch_size)
-  # optax.warmup_cosine_decay_schedule(0, lr, 0, total) as the trainer uses it.
+  steps_per_epoch = len(train_split.labels) // config.batch_size
+  # The trainer's own schedule (warmup, decay), tabulated once per step.
+  _, schedule = train.create_optimizer(config, steps_per_epoch)
+  rates = np.asarray(jax.vmap(schedule)(np.arange(config.num_epochs * steps_per_epoch + 1)))
   scheduler = torch.optim.lr_scheduler.LambdaLR(
-      optimizer, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total_steps) / total_steps)))
-  to_tensor = lambda images: torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-  train_y = torch.from_numpy(train_split.labels).long()
-  test_x, test_y = to_tensor(test_split.images), torch.from_numpy(test_split.labels)
+      optimizer, lambda t: float(rates[min(t, len(rates) - 1)]) / config.learning_rate)
+  train_y = torch.from_numpy(np.array(train_split.labels)).long()
+  test_x = _torch_images(torch, test_split.images)
+  test_y = torch.from_numpy(np.array(test_split.labels))
 
   def evaluate() -> float:
     model.eval()
@@ -222,7 +269,7 @@ def torch_time_to_accuracy(config, train_split, test_split) -> dict[str, float]:
   def run_step(epoch, index, rows):
     del epoch, index
     optimizer.zero_grad(set_to_none=True)
-    loss = torch.nn.functional.cross_entropy(model(to_tensor(train_split.images[rows])),
+    loss = torch.nn.functional.cross_entropy(model(_torch_images(torch, train_split.images[rows])),
                                              train_y[rows])
     loss.backward()
     optimizer.step()
@@ -244,6 +291,15 @@ def _throughput_table(results) -> list[str]:
                  (f"{theirs['examples_per_second']:,.0f} | {row['ratio']:.2f}× |" if theirs
                   else 'not run | |'))
   return lines
+
+
+def _seeds_table(r) -> list[str]:
+  return ['| seeds on one device | together ex/s (all seeds) | one at a time ex/s | '
+          'together / one at a time |', '|---|---:|---:|---:|',
+          f"| {r['seeds']} × batch {r['batch']} ({r['device']}) | "
+          f"{r['together_examples_per_second']:,.0f} | "
+          f"{r['alone_examples_per_second']:,.0f} | "
+          f"{r['together_examples_per_second'] / r['alone_examples_per_second']:.2f}× |"]
 
 
 def _accuracy_table(results) -> list[str]:
@@ -287,6 +343,9 @@ def main(argv):
         'ratio': ours['examples_per_second'] / theirs['examples_per_second']
                  if theirs else None})
   tables = _throughput_table(results)
+  if FLAGS.vmap_seeds:
+    results['vmap_seeds'] = time_vmap_seeds(FLAGS.vmap_seeds)
+    tables += [''] + _seeds_table(results['vmap_seeds'])
   if data:
     results['time_to_accuracy'] = {'target': FLAGS.target_accuracy,
                                    'eval_every_steps': FLAGS.eval_every_steps, 'runs': runs}
@@ -299,7 +358,8 @@ def main(argv):
   if FLAGS.markdown:
     command = ' '.join(['python -m experiments.benchmark'] + [
         f'--{f}={FLAGS[f].serialize().split("=", 1)[1]}'
-        for f in ('batch_sizes', 'target_accuracy', 'eval_every_steps') if FLAGS[f].present])
+        for f in ('batch_sizes', 'target_accuracy', 'eval_every_steps', 'vmap_seeds')
+        if FLAGS[f].present])
     markdown = pathlib.Path(FLAGS.markdown)
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text('\n'.join([f'{header}; `{command}`', ''] + tables) + '\n')

@@ -27,6 +27,9 @@ def define_flags(name: str) -> None:
   flags.DEFINE_integer('parallel', 0, 'Runs trained side by side, one process each, '
                        'pinned to its own cores. 0: one per core on a CPU-only host, '
                        '1 with an accelerator.')
+  flags.DEFINE_enum('vmap_seeds', 'auto', ['auto', 'true', 'false'], 'Train the seeds '
+                    'of each configuration together in one program (jax.vmap). auto: '
+                    'only with an accelerator (on CPU it measured slower).')
   config_flags.DEFINE_config_file('config', f'configs/{name}.py', 'Sweep config: the '
                                   'base training config, its GRID and BASELINE.',
                                   lock_config=True)
@@ -102,8 +105,11 @@ def main(name: str) -> None:
     grid, baseline = sweep.load_grid(config_file)
     seeds = range(FLAGS.seeds)
     parallel = FLAGS.parallel or sweep.default_parallelism(len(grid) * max(1, FLAGS.seeds))
+    vmap_seeds = (sweep.default_vmap_seeds() if FLAGS.vmap_seeds == 'auto'
+                  else FLAGS.vmap_seeds == 'true')
     outcomes = sweep.run_sweep(name, FLAGS.config, grid, baseline, seeds, FLAGS.workdir,
-                               parallel=parallel, progress=Progress())
+                               parallel=parallel, vmap_seeds=vmap_seeds,
+                               progress=Progress())
     sys.stderr.write('\n')
     command = f'python -m experiments.{name} --workdir={FLAGS.workdir}'
     markdown, _ = results.write_results(FLAGS.workdir, command)

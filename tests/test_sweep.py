@@ -159,3 +159,36 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   assert after['completed']
   for key in ('train_loss', 'test_loss', 'test_accuracy'):
     assert after['final'][key] == pytest.approx(before['final'][key], rel=1e-4)
+
+
+def test_vmap_seeds_sweep_trains_each_configuration_once_and_falls_back_alone(
+    small_config, tmp_path):
+  small_config.max_train_examples = 256
+  small_config.max_test_examples = 200
+  small_config.num_epochs = 1
+  grid = [{'dropout_placement': 'none'}, {'dropout_placement': 'after_fc1'}]
+  events = []
+  outcomes = sweep.run_sweep('t', small_config, grid, {}, range(2), tmp_path / 'ok',
+                             vmap_seeds=True, progress=lambda k, i: events.append((k, i)))
+  assert [o.status for o in outcomes] == ['trained'] * 4
+  for o in outcomes:
+    metrics = json.loads((tmp_path / 'ok' / o.run.name / 'metrics.json').read_text())
+    assert metrics['completed'] and metrics['seeds_trained_together'] == 2
+  assert sorted(i['run'] for k, i in events if k == 'epoch') == sorted(
+      o.run.name for o in outcomes)
+
+  # Diverging: the group fails together, then each run alone, and each says why.
+  small_config.learning_rate = 1e9
+  outcomes = sweep.run_sweep('t', small_config, grid[:1], {}, range(2), tmp_path / 'nan',
+                             vmap_seeds=True)
+  assert [o.status for o in outcomes] == ['failed'] * 2
+  assert all('NonFiniteLossError' in o.error for o in outcomes)
+
+
+def test_seed_groups_leave_started_runs_alone(tmp_path):
+  runs = sweep.plan(default.get_config(), [{'padding': 0}, {'padding': 1}], range(2))
+  started = tmp_path / runs[1].name
+  (started / 'checkpoints' / '1').mkdir(parents=True)
+  groups = sweep._seed_groups(runs, tmp_path)  # pylint: disable=protected-access
+  assert [[r.name for r in g] for g in groups] == [
+      [runs[0].name], [runs[2].name, runs[3].name], [runs[1].name]]

@@ -38,7 +38,7 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch(small_config):
 def test_optimizers_and_schedules(optimizer, schedule):
   config = default.get_config()
   config.update(optimizer=optimizer, lr_schedule=schedule, warmup_epochs=1.0,
-                num_epochs=4, weight_decay=1e-4)
+                num_epochs=4, weight_decay=1e-4, learning_rate=1e-3)
   tx, lr = train.create_optimizer(config, steps_per_epoch=10)
   assert float(lr(0)) == 0.0  # Warmup starts at zero ...
   assert float(lr(10)) == pytest.approx(1e-3)  # ... and peaks after one epoch.
