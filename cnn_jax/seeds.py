@@ -156,64 +156,63 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int],
         wall_seconds_this_process=time.perf_counter() - wall_start)
         for w, h in zip(workdirs, histories)]
 
-  stop = safety.StopSignal().__enter__()
-  try:
-    for epoch in range(1, config.num_epochs + 1):
-      epoch_start = time.perf_counter()
-      orders = np.stack([np.asarray(train.epoch_permutation(s, epoch, num_train))
-                         for s in seeds])
-      totals = zero_totals(len(seeds))
-      for index in range(steps_per_epoch):
-        rows = orders[:, index * batch:(index + 1) * batch]
-        states, totals = step(states, totals, train_split.images[rows],
-                              train_split.labels[rows], seed_array, np.int32(epoch),
-                              np.int32(index))
-        if stop.requested:
-          raise safety.Interrupted(
-              f'{stop.requested}: stopped at epoch {epoch} step {index + 1}; rerun to '
-              'resume each run from its last finished epoch')
-      totals = jax.tree.map(np.asarray, totals)
-      train_seconds = time.perf_counter() - epoch_start
-      bad = [s for s, b in zip(seeds, totals['first_nonfinite_step']) if b >= 0]
-      if bad:
-        raise safety.NonFiniteLossError(
-            f'the training loss became NaN or Inf at epoch {epoch} for seed(s) {bad}; '
-            'lower config.learning_rate or check the data')
-      tests = evaluate(states, *test_arrays, config.eval_batch_size)
-      rate = float(schedule(int(np.asarray(states.step)[0]) - 1))
-      for i, (history, test) in enumerate(zip(histories, tests)):
-        record = {
-            'epoch': epoch,
-            'train_loss': float(totals['loss'][i]) / steps_per_epoch,
-            'train_accuracy': float(totals['accuracy'][i]) / steps_per_epoch,
-            'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
-            'learning_rate': rate,
-            # This run's examples per second of wall time; the seeds together did
-            # len(seeds) times as many.
-            'examples_per_second': steps_per_epoch * batch / train_seconds,
-            'train_seconds': train_seconds,
-        }
-        is_best = all(record['test_accuracy'] > r['test_accuracy'] for r in history)
-        history.append(record)
-        saver, best = savers[i]
-        state = seed_state(states, i)
-        saver.save(epoch, state)
-        if is_best:
-          saver.wait()  # Same step number: see Checkpointer.wait.
-          best.save(epoch, state)
-        writers[i].scalars(epoch, {
-            'train/loss': record['train_loss'], 'train/accuracy': record['train_accuracy'],
-            'test/loss': record['test_loss'], 'test/accuracy': record['test_accuracy'],
-            'learning_rate': rate, 'examples_per_second': record['examples_per_second']})
-        writers[i].flush()
-        if on_epoch_end:
-          on_epoch_end(i, {**record, 'num_epochs': config.num_epochs}, state)
-      write_all()
-  finally:
-    stop.__exit__()
-    for saver, best in savers:
-      saver.close()
-      best.close()
-    for writer in writers:
-      writer.close()
+  with safety.StopSignal() as stop:
+    try:
+      for epoch in range(1, config.num_epochs + 1):
+        epoch_start = time.perf_counter()
+        orders = np.stack([np.asarray(train.epoch_permutation(s, epoch, num_train))
+                           for s in seeds])
+        totals = zero_totals(len(seeds))
+        for index in range(steps_per_epoch):
+          rows = orders[:, index * batch:(index + 1) * batch]
+          states, totals = step(states, totals, train_split.images[rows],
+                                train_split.labels[rows], seed_array, np.int32(epoch),
+                                np.int32(index))
+          if stop.requested:
+            raise safety.Interrupted(
+                f'{stop.requested}: stopped at epoch {epoch} step {index + 1}; rerun to '
+                'resume each run from its last finished epoch')
+        totals = jax.tree.map(np.asarray, totals)
+        train_seconds = time.perf_counter() - epoch_start
+        bad = [s for s, b in zip(seeds, totals['first_nonfinite_step']) if b >= 0]
+        if bad:
+          raise safety.NonFiniteLossError(
+              f'the training loss became NaN or Inf at epoch {epoch} for seed(s) {bad}; '
+              'lower config.learning_rate or check the data')
+        tests = evaluate(states, *test_arrays, config.eval_batch_size)
+        rate = float(schedule(int(np.asarray(states.step)[0]) - 1))
+        for i, (history, test) in enumerate(zip(histories, tests)):
+          record = {
+              'epoch': epoch,
+              'train_loss': float(totals['loss'][i]) / steps_per_epoch,
+              'train_accuracy': float(totals['accuracy'][i]) / steps_per_epoch,
+              'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
+              'learning_rate': rate,
+              # This run's examples per second of wall time; the seeds together did
+              # len(seeds) times as many.
+              'examples_per_second': steps_per_epoch * batch / train_seconds,
+              'train_seconds': train_seconds,
+          }
+          is_best = all(record['test_accuracy'] > r['test_accuracy'] for r in history)
+          history.append(record)
+          saver, best = savers[i]
+          state = seed_state(states, i)
+          saver.save(epoch, state)
+          if is_best:
+            saver.wait()  # Same step number: see Checkpointer.wait.
+            best.save(epoch, state)
+          writers[i].scalars(epoch, {
+              'train/loss': record['train_loss'], 'train/accuracy': record['train_accuracy'],
+              'test/loss': record['test_loss'], 'test/accuracy': record['test_accuracy'],
+              'learning_rate': rate, 'examples_per_second': record['examples_per_second']})
+          writers[i].flush()
+          if on_epoch_end:
+            on_epoch_end(i, {**record, 'num_epochs': config.num_epochs}, state)
+        write_all()
+    finally:
+      for saver, best in savers:
+        saver.close()
+        best.close()
+      for writer in writers:
+        writer.close()
   return write_all()

@@ -4,16 +4,17 @@ A grid is data (configs/*_sweep.py): a list of override dicts, one per configura
 Every run lives in `<workdir>/<field=value,...,seed=N>/`, so rerunning a sweep skips
 finished runs and resumes unfinished ones from their checkpoints.
 
-On CPU, several runs train side by side, each process pinned to its own cores: one
-process per core measured 1.65× the throughput of one process using both cores of the
-2-core CI machine (XLA:CPU scales poorly across cores for a network this small).
-JAX is only imported inside the processes that train.
+Runs train one after another in this process by default, which uses every core as an
+XLA device (`parallel.use_cpu_cores`): on the 2-core CI machine that trained twice as
+fast as one process per core pinned to it (`parallel=2`; measured in issue 4). With
+`parallel` > 1, JAX is only imported inside the processes that train.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import ctypes
 import dataclasses
 import fcntl
 import importlib.util
@@ -22,6 +23,7 @@ import math
 import multiprocessing
 import os
 import pathlib
+import signal
 import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -128,9 +130,17 @@ class Outcome:
 _emit: Callable[[dict[str, Any]], None] = lambda event: None
 
 
-def _init_worker(core_sets: Any, events: Any) -> None:
+def _init_worker(core_sets: Any, events: Any, parent: int) -> None:
   global _emit
   _emit = events.put
+  # Linux: SIGTERM this worker when the sweep process dies, even by kill -9. An orphan
+  # went on training (measured) and held its run's lock, so a rerun skipped that run.
+  try:
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+  except (OSError, AttributeError):
+    pass  # Not Linux: the worker outlives a killed sweep.
+  if os.getppid() != parent:  # The sweep died before prctl took effect.
+    os.kill(os.getpid(), signal.SIGTERM)
   cores = core_sets.get()
   if cores and hasattr(os, 'sched_setaffinity'):
     os.sched_setaffinity(0, cores)
@@ -177,15 +187,6 @@ def _accelerated() -> bool:
   """Whether JAX has an accelerator plugin installed (asked without importing JAX)."""
   return any(importlib.util.find_spec(m) for m in (
       'jax_cuda12_plugin', 'jax_cuda13_plugin', 'jax_rocm7_plugin', 'libtpu'))
-
-
-def default_parallelism(num_runs: int) -> int:
-  """Processes to train in: one per core on a CPU-only host, else 1 (one accelerator)."""
-  if _accelerated():
-    return 1
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (
-      os.cpu_count() or 1)
-  return max(1, min(cores, num_runs))
 
 
 def default_vmap_seeds() -> bool:
@@ -322,7 +323,7 @@ def _run_in_processes(groups: list[list[Run]], jobs: Callable[[list[Run]], list]
   outcomes = []
   with concurrent.futures.ProcessPoolExecutor(
       parallel, mp_context=context, initializer=_init_worker,
-      initargs=(core_sets, events)) as pool:
+      initargs=(core_sets, events, os.getpid())) as pool:
     futures = {pool.submit(_train_runs, jobs(group), together): group for group in groups}
     remaining = set(futures)
     while remaining:

@@ -312,81 +312,81 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         + '. Lower config.learning_rate or check the data')
 
   epoch_seconds = []
-  stop = safety.StopSignal().__enter__()  # SIGTERM/SIGINT: stop after the current step.
-  try:
-    for epoch in range(start_epoch + 1, config.num_epochs + 1):
-      epoch_start = time.perf_counter()
-      perm = np.asarray(epoch_permutation(config.seed, epoch, num_train))
-      first = start_index if epoch == start_epoch + 1 else 0
-      totals = resumed_totals if first else zeros()
-      for index in range(first, steps_per_epoch):
-        mine = perm[index * batch + rows.start:index * batch + rows.stop]
-        images, labels = dp.global_batch(train_split.images[mine],
-                                         train_split.labels[mine], batch_size=batch)
-        state, totals = step(state, totals, images, labels, seed, np.int32(epoch),
-                             np.int32(index))
-        done = index + 1
-        if stop.requested:
-          global_step = (epoch - 1) * steps_per_epoch + done
-          checkpointer.wait()
-          best_checkpointer.wait()
-          interrupted.save(global_step, state, totals=totals)
-          raise safety.Interrupted(
-              f'{stop.requested}: stopped at epoch {epoch} step {done}/{steps_per_epoch}'
-              f' and saved {interrupted.directory / str(global_step)}; rerun the same '
-              'command to resume from there')
-        if primary and done % config.log_every_steps == 0 and done < steps_per_epoch:
-          stop_if_diverged(totals, epoch)  # Waits for the device, like the loss below.
-          loss = float(parallel.to_host(totals['loss'])) / done
-          elapsed = time.perf_counter() - epoch_start
-          steps_left = (config.num_epochs - epoch + 1) * steps_per_epoch - done
-          log('epoch %d/%d step %d/%d  loss %.4f  %s ex/s  eta %s', epoch,
-              config.num_epochs, done, steps_per_epoch, loss,
-              f'{(done - first) * batch / elapsed:,.0f}',
-              run_metrics.format_duration(steps_left * elapsed / max(1, done - first)))
-      stop_if_diverged(totals, epoch)
-      totals = parallel.to_host(totals)
-      train_seconds = time.perf_counter() - epoch_start
-      test = evaluate(state, *test_arrays, config.eval_batch_size, dp)
-      record = {
-          'epoch': epoch,
-          'train_loss': float(totals['loss']) / steps_per_epoch,
-          'train_accuracy': float(totals['accuracy']) / steps_per_epoch,
-          'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
-          'learning_rate': float(schedule(int(parallel.to_host(state.step)) - 1)),
-          'examples_per_second': (steps_per_epoch - first) * batch / train_seconds,
-          'train_seconds': train_seconds,
-      }
-      is_best = all(record['test_accuracy'] > r['test_accuracy'] for r in history)
-      history.append(record)
-      epoch_seconds.append(time.perf_counter() - epoch_start)
-      checkpointer.save(epoch, state)
-      if is_best:  # Kept apart: the rolling checkpoints may have dropped it.
-        checkpointer.wait()  # Same step number: see Checkpointer.wait.
-        best_checkpointer.save(epoch, state)
-      if first:
-        interrupted.delete_all()  # The epoch checkpoint supersedes it.
+  # SIGTERM/SIGINT: stop after the current step.
+  with safety.StopSignal() as stop:
+    try:
+      for epoch in range(start_epoch + 1, config.num_epochs + 1):
+        epoch_start = time.perf_counter()
+        perm = np.asarray(epoch_permutation(config.seed, epoch, num_train))
+        first = start_index if epoch == start_epoch + 1 else 0
+        totals = resumed_totals if first else zeros()
+        for index in range(first, steps_per_epoch):
+          mine = perm[index * batch + rows.start:index * batch + rows.stop]
+          images, labels = dp.global_batch(train_split.images[mine],
+                                           train_split.labels[mine], batch_size=batch)
+          state, totals = step(state, totals, images, labels, seed, np.int32(epoch),
+                               np.int32(index))
+          done = index + 1
+          if stop.requested:
+            global_step = (epoch - 1) * steps_per_epoch + done
+            checkpointer.wait()
+            best_checkpointer.wait()
+            interrupted.save(global_step, state, totals=totals)
+            raise safety.Interrupted(
+                f'{stop.requested}: stopped at epoch {epoch} step {done}/{steps_per_epoch}'
+                f' and saved {interrupted.directory / str(global_step)}; rerun the same '
+                'command to resume from there')
+          if primary and done % config.log_every_steps == 0 and done < steps_per_epoch:
+            stop_if_diverged(totals, epoch)  # Waits for the device, like the loss below.
+            loss = float(parallel.to_host(totals['loss'])) / done
+            elapsed = time.perf_counter() - epoch_start
+            steps_left = (config.num_epochs - epoch + 1) * steps_per_epoch - done
+            log('epoch %d/%d step %d/%d  loss %.4f  %s ex/s  eta %s', epoch,
+                config.num_epochs, done, steps_per_epoch, loss,
+                f'{(done - first) * batch / elapsed:,.0f}',
+                run_metrics.format_duration(steps_left * elapsed / max(1, done - first)))
+        stop_if_diverged(totals, epoch)
+        totals = parallel.to_host(totals)
+        train_seconds = time.perf_counter() - epoch_start
+        test = evaluate(state, *test_arrays, config.eval_batch_size, dp)
+        record = {
+            'epoch': epoch,
+            'train_loss': float(totals['loss']) / steps_per_epoch,
+            'train_accuracy': float(totals['accuracy']) / steps_per_epoch,
+            'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
+            'learning_rate': float(schedule(int(parallel.to_host(state.step)) - 1)),
+            'examples_per_second': (steps_per_epoch - first) * batch / train_seconds,
+            'train_seconds': train_seconds,
+        }
+        is_best = all(record['test_accuracy'] > r['test_accuracy'] for r in history)
+        history.append(record)
+        epoch_seconds.append(time.perf_counter() - epoch_start)
+        checkpointer.save(epoch, state)
+        if is_best:  # Kept apart: the rolling checkpoints may have dropped it.
+          checkpointer.wait()  # Same step number: see Checkpointer.wait.
+          best_checkpointer.save(epoch, state)
+        if first:
+          interrupted.delete_all()  # The epoch checkpoint supersedes it.
+        if writer:
+          writer.scalars(epoch, {
+              'train/loss': record['train_loss'], 'train/accuracy': record['train_accuracy'],
+              'test/loss': record['test_loss'], 'test/accuracy': record['test_accuracy'],
+              'learning_rate': record['learning_rate'],
+              'examples_per_second': record['examples_per_second']})
+          writer.flush()
+        log('epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  '
+            'lr %.2e  %s ex/s  eta %s', epoch, config.num_epochs, record['train_loss'],
+            100 * record['train_accuracy'], record['test_loss'],
+            100 * record['test_accuracy'], record['learning_rate'],
+            f"{record['examples_per_second']:,.0f}", run_metrics.format_duration(
+                np.mean(epoch_seconds) * (config.num_epochs - epoch)))
+        write_metrics()
+        if on_epoch_end:
+          on_epoch_end({**record, 'num_epochs': config.num_epochs}, state)
+    finally:
+      # Also on errors: waits for checkpoints still being written in the background.
+      for c in (checkpointer, best_checkpointer, interrupted):
+        c.close()
       if writer:
-        writer.scalars(epoch, {
-            'train/loss': record['train_loss'], 'train/accuracy': record['train_accuracy'],
-            'test/loss': record['test_loss'], 'test/accuracy': record['test_accuracy'],
-            'learning_rate': record['learning_rate'],
-            'examples_per_second': record['examples_per_second']})
-        writer.flush()
-      log('epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  '
-          'lr %.2e  %s ex/s  eta %s', epoch, config.num_epochs, record['train_loss'],
-          100 * record['train_accuracy'], record['test_loss'],
-          100 * record['test_accuracy'], record['learning_rate'],
-          f"{record['examples_per_second']:,.0f}", run_metrics.format_duration(
-              np.mean(epoch_seconds) * (config.num_epochs - epoch)))
-      write_metrics()
-      if on_epoch_end:
-        on_epoch_end({**record, 'num_epochs': config.num_epochs}, state)
-  finally:
-    stop.__exit__()
-    # Also on errors: waits for checkpoints still being written in the background.
-    for c in (checkpointer, best_checkpointer, interrupted):
-      c.close()
-    if writer:
-      writer.close()
+        writer.close()
   return write_metrics()

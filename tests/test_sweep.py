@@ -4,6 +4,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import time
 
 import pytest
 from scipy import stats as scipy_stats
@@ -192,3 +193,41 @@ def test_seed_groups_leave_started_runs_alone(tmp_path):
   groups = sweep._seed_groups(runs, tmp_path)  # pylint: disable=protected-access
   assert [[r.name for r in g] for g in groups] == [
       [runs[0].name], [runs[2].name, runs[3].name], [runs[1].name]]
+
+
+def _alive(pid: int) -> bool:
+  try:
+    status = pathlib.Path(f'/proc/{pid}/status').read_text()
+  except OSError:
+    return False
+  return '\nState:\tZ' not in status  # A zombie has stopped.
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not pathlib.Path('/proc/self/task').exists(), reason='Linux /proc')
+def test_killed_sweep_leaves_no_worker_training(small_config, repo_root, tmp_path):
+  config_file = tmp_path / 'two_runs.py'
+  config_file.write_text(
+      'from configs import default\n'
+      "GRID = [{'padding': 0}, {'padding': 1}]\n"
+      'def get_config():\n  return default.get_config()\n')
+  workdir = tmp_path / 'sweep'
+  sweep_process = subprocess.Popen(
+      [sys.executable, '-m', 'experiments.padding_sweep', f'--workdir={workdir}',
+       f'--config={config_file}', '--seeds=1', '--parallel=2',
+       f'--config.data_dir={small_config.data_dir}', '--config.num_epochs=100'],
+      cwd=repo_root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  children = pathlib.Path(f'/proc/{sweep_process.pid}/task/{sweep_process.pid}/children')
+  deadline = time.monotonic() + 300
+  workers = []
+  while time.monotonic() < deadline and not (workdir / 'padding=1,seed=0' / 'config.json').exists():
+    workers = [int(p) for p in children.read_text().split()] if children.exists() else workers
+    time.sleep(0.5)
+  workers = [int(p) for p in children.read_text().split()]
+  assert len(workers) >= 2  # The two workers (and multiprocessing's resource tracker).
+  sweep_process.kill()  # SIGKILL: the sweep cannot tell its workers.
+  sweep_process.wait()
+  deadline = time.monotonic() + 120
+  while time.monotonic() < deadline and any(_alive(p) for p in workers):
+    time.sleep(0.5)
+  assert not [p for p in workers if _alive(p)]
