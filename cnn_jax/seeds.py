@@ -53,12 +53,7 @@ def make_train_step():
   def step(states, totals, images, labels, seeds, epoch, index):
     rngs = jax.vmap(train.step_rng, in_axes=(0, None, None))(seeds, epoch, index)
     states, metrics = jax.vmap(train.train_step)(states, (images, labels), rngs)
-    first_bad = jnp.where((totals['first_nonfinite_step'] < 0)
-                          & ~jnp.isfinite(metrics['loss']), index,
-                          totals['first_nonfinite_step'])
-    return states, {'loss': totals['loss'] + metrics['loss'],
-                    'accuracy': totals['accuracy'] + metrics['accuracy'],
-                    'first_nonfinite_step': first_bad}
+    return states, train.add_to_totals(totals, metrics, index)
 
   return jax.jit(step, donate_argnums=(0, 1))
 

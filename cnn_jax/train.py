@@ -119,6 +119,18 @@ def step_rng(seed: int, epoch: int, step: jax.Array) -> jax.Array:
   return jax.random.fold_in(key, step)
 
 
+def add_to_totals(totals: Any, metrics: Mapping[str, jax.Array], index: jax.Array) -> Any:
+  """The epoch's running sums after step `index`: loss and accuracy added, and the first
+  step whose loss was NaN/Inf (-1: none), found without a host sync per step; the host
+  looks when it logs and at the end of the epoch. Elementwise, so per seed too."""
+  first_bad = jnp.where((totals['first_nonfinite_step'] < 0)
+                        & ~jnp.isfinite(metrics['loss']), index,
+                        totals['first_nonfinite_step'])
+  return {'loss': totals['loss'] + metrics['loss'],
+          'accuracy': totals['accuracy'] + metrics['accuracy'],
+          'first_nonfinite_step': first_bad}
+
+
 def make_train_step(dp: parallel.DataParallel):
   """The jitted step over the mesh: batch split over 'data', state and sums replicated.
 
@@ -129,14 +141,7 @@ def make_train_step(dp: parallel.DataParallel):
 
   def step(state, totals, images, labels, seed, epoch, index):
     state, metrics = train_step(state, (images, labels), step_rng(seed, epoch, index))
-    # The first step of the epoch whose loss was NaN/Inf (-1: none), found without
-    # a host sync per step; the host looks when it logs and at the end of the epoch.
-    first_bad = jnp.where((totals['first_nonfinite_step'] < 0)
-                          & ~jnp.isfinite(metrics['loss']), index,
-                          totals['first_nonfinite_step'])
-    return state, {'loss': totals['loss'] + metrics['loss'],
-                   'accuracy': totals['accuracy'] + metrics['accuracy'],
-                   'first_nonfinite_step': first_bad}
+    return state, add_to_totals(totals, metrics, index)
 
   return jax.jit(step, donate_argnums=(0, 1),
                  in_shardings=(rep, rep, dp.batch, dp.batch, rep, rep, rep),
