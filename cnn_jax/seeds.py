@@ -34,10 +34,8 @@ def create_train_states(seeds: Sequence[int], model, input_shape: tuple[int, ...
                         ) -> train.TrainState:
   """The initial states of `seeds`, stacked on a leading axis: entry i equals
   `train.create_train_state(jax.random.key(seeds[i]), ...)`."""
-  def init(seed):
-    params = model.init(jax.random.key(seed), jnp.zeros((1, *input_shape)))['params']
-    return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-  return jax.jit(jax.vmap(init))(jnp.asarray(seeds, jnp.int32))
+  return jax.vmap(lambda seed: train.create_train_state(
+      jax.random.key(seed), model, input_shape, tx))(jnp.asarray(seeds, jnp.int32))
 
 
 def seed_state(states: train.TrainState, i: int) -> train.TrainState:
