@@ -1,20 +1,25 @@
 """TFDS image datasets as arrays in memory; MNIST prepares offline from data/mnist.
 
-MNIST is 47 MB as uint8, so the whole split is loaded once and handed to the trainer,
-which keeps it on the device and draws batches there (no host input pipeline per step).
+MNIST is 47 MB as uint8, so the whole split is loaded once and handed to the trainer.
+The arrays are also kept as .npz beside the TFDS data: importing TensorFlow and reading
+the records cost every process 11 s (6.6 s + 4.1 s measured), the .npz 0.1 s.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.metadata
+import json
 import os
 import pathlib
 import shutil
 import socket
 import tempfile
 import urllib.parse
-from typing import Any, Mapping, NamedTuple
+import uuid
+import zipfile
+from typing import Any, BinaryIO, Callable, Mapping, NamedTuple
 
 import numpy as np
 
@@ -68,7 +73,8 @@ def _builder(config: Mapping[str, Any]):
 
 def dataset_spec(config: Mapping[str, Any]) -> DatasetSpec:
   """Shape and classes from the dataset's info, without reading or preparing data."""
-  return _spec(_builder(config), config)
+  cached = _cached_info(config)
+  return cached[0] if cached else _spec(_builder(config), config)
 
 
 def _spec(builder, config: Mapping[str, Any]) -> DatasetSpec:
@@ -147,10 +153,88 @@ def _prepare(builder, config: Mapping[str, Any]) -> None:
 def load_dataset(config: Mapping[str, Any]) -> tuple[DatasetSpec, Split, Split]:
   """(spec, train, test) as uint8 images and int32 labels, sliced per the config.
 
-  Kept per process, read-only: reading MNIST's records takes 4–7 s, which every run of
-  a sweep paid again (its worker processes train many runs each).
+  Kept per process, read-only (a sweep's runs share them), and on disk (see the module
+  docstring).
   """
   return _load_dataset(*(config[k] for k in _DATA_FIELDS))
+
+
+# Below <data dir>/cnn_jax_arrays/<dataset>-tfds<version>/: info.json (the spec, and
+# which prepared dataset the arrays came from) and one .npz per split and slice.
+_ARRAYS_DIR = 'cnn_jax_arrays'
+
+
+def _arrays_dir(config: Mapping[str, Any]) -> pathlib.Path:
+  """Found without TFDS's import; TFDS's version is in the name because it decides
+  what an unversioned dataset name means."""
+  root = (config['data_dir'] or os.environ.get('TFDS_DATA_DIR')
+          or '~/tensorflow_datasets')
+  key = f"{config['dataset']}-tfds{importlib.metadata.version('tensorflow-datasets')}"
+  return pathlib.Path(root).expanduser() / _ARRAYS_DIR / key.replace('/', '_')
+
+
+def _prepared_stamp(prepared_dir: str | os.PathLike[str]) -> int | None:
+  """Changes when TFDS prepares the dataset again (None: not prepared any more)."""
+  try:
+    return os.stat(pathlib.Path(prepared_dir) / 'dataset_info.json').st_mtime_ns
+  except OSError:
+    return None
+
+
+def _cached_info(config: Mapping[str, Any]) -> tuple[DatasetSpec, int] | None:
+  """(spec, stamp) of arrays saved from the dataset as it is prepared now, if any."""
+  try:
+    info = json.loads((_arrays_dir(config) / 'info.json').read_text())
+    spec = DatasetSpec(config['dataset'], tuple(info['input_shape']),
+                       info['num_classes'], info['image_key'], info['label_key'])
+    stamp, prepared = info['stamp'], info['prepared']
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+  return (spec, stamp) if stamp == _prepared_stamp(prepared) else None
+
+
+def _split_file(config: Mapping[str, Any], split: str, limit: int) -> pathlib.Path:
+  return _arrays_dir(config) / (f'{split}[:{limit}].npz' if limit else f'{split}.npz')
+
+
+def _read_cached(path: pathlib.Path, stamp: int) -> Split | None:
+  """The split saved at `path` from the dataset as stamped, or None (absent, stale,
+  unreadable)."""
+  try:
+    with np.load(path) as saved:
+      if int(saved['stamp']) != stamp:
+        return None
+      split = Split(saved['images'], saved['labels'])
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    return None
+  if (split.images.dtype != np.uint8 or split.labels.dtype != np.int32
+      or len(split.images) != len(split.labels)):
+    return None
+  return split
+
+
+def _atomic_write(path: pathlib.Path, write: Callable[[BinaryIO], Any]) -> None:
+  """`write(file)` into a temporary file renamed onto `path`, so a reader never sees a
+  half-written file; best effort (a read-only data dir keeps no cache)."""
+  temporary = path.with_name(f'.{path.name}.{uuid.uuid4().hex}.tmp')
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(temporary, 'wb') as f:
+      write(f)
+    os.replace(temporary, path)
+  except OSError:
+    temporary.unlink(missing_ok=True)
+
+
+def _save_info(config: Mapping[str, Any], spec: DatasetSpec, builder) -> int | None:
+  stamp = _prepared_stamp(builder.data_dir)
+  if stamp is not None:
+    info = {'input_shape': spec.input_shape, 'num_classes': spec.num_classes,
+            'image_key': spec.image_key, 'label_key': spec.label_key,
+            'prepared': str(builder.data_dir), 'stamp': stamp}
+    _atomic_write(_arrays_dir(config) / 'info.json',
+                  lambda f: f.write(json.dumps(info, indent=2).encode()))
+  return stamp
 
 
 _DATA_FIELDS = ('dataset', 'data_dir', 'manual_dir', 'max_train_examples',
@@ -160,21 +244,35 @@ _DATA_FIELDS = ('dataset', 'data_dir', 'manual_dir', 'max_train_examples',
 @functools.lru_cache(maxsize=2)
 def _load_dataset(*values: Any) -> tuple[DatasetSpec, Split, Split]:
   config = dict(zip(_DATA_FIELDS, values))
+  cached = _cached_info(config)
+  if cached:
+    splits = [_read_cached(_split_file(config, name, limit), cached[1])
+              for name, limit in (('train', config['max_train_examples']),
+                                  ('test', config['max_test_examples']))]
+    if all(splits):
+      for split in splits:
+        for array in split:
+          array.flags.writeable = False  # Shared by every later caller.
+      return cached[0], splits[0], splits[1]
   builder = _builder(config)
   spec = _spec(builder, config)
   _prepare(builder, config)
+  stamp = _save_info(config, spec, builder)
   tfds = _tfds()
   splits = []
-  for split, limit in (('train', config['max_train_examples']),
-                       ('test', config['max_test_examples'])):
-    if split not in builder.info.splits:
+  for name, limit in (('train', config['max_train_examples']),
+                      ('test', config['max_test_examples'])):
+    if name not in builder.info.splits:
       raise DatasetUnavailableError(
-          f"dataset {spec.name!r} has no {split!r} split; it has "
+          f"dataset {spec.name!r} has no {name!r} split; it has "
           f"{', '.join(builder.info.splits)}")
     images, labels = tfds.as_numpy(builder.as_dataset(
-        split=f'{split}[:{limit}]' if limit else split, batch_size=-1,
+        split=f'{name}[:{limit}]' if limit else name, batch_size=-1,
         as_supervised=True))
     split = Split(images.astype(np.uint8), labels.astype(np.int32))
+    if stamp is not None:
+      _atomic_write(_split_file(config, name, limit), functools.partial(
+          np.savez, images=split.images, labels=split.labels, stamp=np.int64(stamp)))
     for array in split:
       array.flags.writeable = False  # Shared by every later caller.
     splits.append(split)

@@ -318,9 +318,12 @@ def main(argv):
     raise SystemExit(f'error: unexpected arguments {argv[1:]}')
   results = {'machine': f'{jax.devices()[0].device_kind} ({run_metrics.host_description()})',
              'threads': len(os.sched_getaffinity(0)),
-             'cpu_devices': jax.local_device_count(), 'rows': []}
+             'cpu_devices': jax.local_device_count(),
+             'compilation_cache': jax.config.jax_compilation_cache_dir, 'rows': []}
   header = (f"machine: {results['machine']}, {results['threads']} threads "
-            f"({results['cpu_devices']} XLA device(s))")
+            f"({results['cpu_devices']} XLA device(s))" + (
+                f"; compiled programs reused from {results['compilation_cache']}"
+                if results['compilation_cache'] else ''))
   print(header + '\n', flush=True)
   batches = list(map(int, FLAGS.batch_sizes))
   timing = {'cnn_jax': {b: time_cnn_jax(b) for b in batches}}
@@ -367,4 +370,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, cache_compiled=False)  # Compile times are cold unless --compilation_cache.

@@ -8,14 +8,20 @@ import sys
 from typing import Callable, Sequence
 
 from absl import app
+from absl import flags
 from absl import logging as absl_logging
 
-from cnn_jax import parallel
+from cnn_jax import compilation_cache, parallel
 from cnn_jax.checkpoints import CheckpointError
 from cnn_jax.input_pipeline import DatasetUnavailableError
 from cnn_jax.options import ConfigError
 from cnn_jax.safety import Interrupted, NonFiniteLossError
 
+
+flags.DEFINE_string(
+    'compilation_cache', str(compilation_cache.default_root()),
+    'Directory that keeps XLA\'s compiled programs, so reruns and the runs of a sweep '
+    'skip compiling them again; \'\' turns it off. $JAX_COMPILATION_CACHE_DIR wins.')
 
 _OURS = (str(pathlib.Path(__file__).resolve().parent.parent / 'cnn_jax'),
          str(pathlib.Path(__file__).resolve().parent))
@@ -29,11 +35,14 @@ class _InfoFromCnnJaxOnly(logging.Filter):
     return record.levelno >= logging.WARNING or record.pathname.startswith(_OURS)
 
 
-def run(main: Callable[[Sequence[str]], None]) -> None:
+def run(main: Callable[[Sequence[str]], None], *, cache_compiled: bool = True) -> None:
   """absl's app.run, with config and dataset errors printed as `error: …`, exit 2,
-  and one CPU device per core (see `parallel.use_cpu_cores`)."""
+  one CPU device per core (see `parallel.use_cpu_cores`), and compiled programs kept
+  in --compilation_cache (off by default where `cache_compiled` is False: the
+  benchmark, which times cold compiles)."""
 
   def guarded(argv: Sequence[str]) -> None:
+    compilation_cache.enable(flags.FLAGS.compilation_cache)
     try:
       main(argv)
     except (ConfigError, DatasetUnavailableError) as e:
@@ -48,4 +57,6 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
 
   absl_logging.get_absl_handler().addFilter(_InfoFromCnnJaxOnly())
   parallel.use_cpu_cores()
+  if not cache_compiled:
+    flags.FLAGS.set_default('compilation_cache', '')
   app.run(guarded)

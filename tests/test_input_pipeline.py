@@ -1,5 +1,7 @@
 """MNIST from the repo's own files; other datasets fail clearly when offline."""
 
+import os
+import pathlib
 import time
 
 import numpy as np
@@ -41,3 +43,77 @@ def test_unreachable_dataset_fails_fast_with_advice(tmp_path):
   message = str(error.value)
   assert "dataset 'fashion_mnist' is not prepared" in message
   assert 'unreachable' in message and '--config.data_dir' in message
+
+
+def _fresh_load(config):
+  input_pipeline._load_dataset.cache_clear()  # pylint: disable=protected-access
+  return input_pipeline.load_dataset(config)
+
+
+def _no_tensorflow(monkeypatch):
+  def refuse(*args):
+    raise AssertionError('TFDS was asked although the arrays were saved')
+  monkeypatch.setattr(input_pipeline, '_builder', refuse)
+  monkeypatch.setattr(input_pipeline, '_tfds', refuse)
+
+
+def test_saved_arrays_load_again_without_tfds(small_config, monkeypatch):
+  spec, train, test = _fresh_load(small_config)
+  _no_tensorflow(monkeypatch)
+  assert input_pipeline.dataset_spec(small_config) == spec
+  spec2, train2, test2 = _fresh_load(small_config)
+  assert spec2 == spec
+  for a, b in ((train, train2), (test, test2)):
+    np.testing.assert_array_equal(a.images, b.images)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert b.images.dtype == np.uint8 and b.labels.dtype == np.int32
+    assert not b.images.flags.writeable
+  # Another slice is another file: asking for it reads the records again.
+  small_config.max_train_examples = 500
+  with pytest.raises(AssertionError, match='TFDS was asked'):
+    _fresh_load(small_config)
+
+
+def test_slices_match_the_full_split(small_config):
+  _, train, _ = _fresh_load(small_config)
+  small_config.max_train_examples = 1200
+  _, smaller, _ = _fresh_load(small_config)
+  np.testing.assert_array_equal(smaller.images, train.images[:1200])
+  np.testing.assert_array_equal(smaller.labels, train.labels[:1200])
+
+
+def test_arrays_of_a_dataset_prepared_again_are_not_used(small_config, monkeypatch):
+  _, train, _ = _fresh_load(small_config)
+  builder = input_pipeline._builder(small_config)  # pylint: disable=protected-access
+  info_file = pathlib.Path(builder.data_dir) / 'dataset_info.json'
+  stat = info_file.stat()
+  os.utime(info_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # "Prepared again".
+  asked = []
+  real_builder = input_pipeline._builder  # pylint: disable=protected-access
+  monkeypatch.setattr(input_pipeline, '_builder',
+                      lambda config: asked.append(1) or real_builder(config))
+  _, again, _ = _fresh_load(small_config)
+  assert asked, 'stale arrays were used'
+  np.testing.assert_array_equal(again.images, train.images)
+  _no_tensorflow(monkeypatch)  # Saved again, with the new stamp.
+  _fresh_load(small_config)
+
+
+@pytest.mark.parametrize('damage', ['garbage', 'truncated', 'wrong dtype'])
+def test_damaged_saved_arrays_are_read_again_from_the_records(small_config, damage):
+  _, train, _ = _fresh_load(small_config)
+  path = input_pipeline._split_file(  # pylint: disable=protected-access
+      small_config, 'train', small_config.max_train_examples)
+  if damage == 'garbage':
+    path.write_bytes(b'not an npz')
+  elif damage == 'truncated':
+    path.write_bytes(path.read_bytes()[:1000])
+  else:
+    with np.load(path) as saved:
+      np.savez(path, images=saved['images'].astype(np.float32), labels=saved['labels'],
+               stamp=saved['stamp'])
+  _, again, _ = _fresh_load(small_config)
+  np.testing.assert_array_equal(again.images, train.images)
+  assert again.images.dtype == np.uint8
+  with np.load(path) as saved:  # Written again, whole.
+    np.testing.assert_array_equal(saved['images'], train.images)
