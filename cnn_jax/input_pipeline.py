@@ -164,11 +164,13 @@ def load_dataset(config: Mapping[str, Any]) -> tuple[DatasetSpec, Split, Split]:
 _ARRAYS_DIR = 'cnn_jax_arrays'
 
 
-def _arrays_dir(config: Mapping[str, Any]) -> pathlib.Path:
+def _arrays_dir(config: Mapping[str, Any]) -> pathlib.Path | None:
   """Found without TFDS's import; TFDS's version is in the name because it decides
-  what an unversioned dataset name means."""
+  what an unversioned dataset name means. None for a remote data dir (gs://…)."""
   root = (config['data_dir'] or os.environ.get('TFDS_DATA_DIR')
           or '~/tensorflow_datasets')
+  if '://' in str(root):
+    return None
   key = f"{config['dataset']}-tfds{importlib.metadata.version('tensorflow-datasets')}"
   return pathlib.Path(root).expanduser() / _ARRAYS_DIR / key.replace('/', '_')
 
@@ -183,8 +185,11 @@ def _prepared_stamp(prepared_dir: str | os.PathLike[str]) -> int | None:
 
 def _cached_info(config: Mapping[str, Any]) -> tuple[DatasetSpec, int] | None:
   """(spec, stamp) of arrays saved from the dataset as it is prepared now, if any."""
+  directory = _arrays_dir(config)
+  if directory is None:
+    return None
   try:
-    info = json.loads((_arrays_dir(config) / 'info.json').read_text())
+    info = json.loads((directory / 'info.json').read_text())
     spec = DatasetSpec(config['dataset'], tuple(info['input_shape']),
                        info['num_classes'], info['image_key'], info['label_key'])
     stamp, prepared = info['stamp'], info['prepared']
@@ -227,6 +232,10 @@ def _atomic_write(path: pathlib.Path, write: Callable[[BinaryIO], Any]) -> None:
 
 
 def _save_info(config: Mapping[str, Any], spec: DatasetSpec, builder) -> int | None:
+  """Records what the arrays about to be saved come from; their stamp, or None when
+  nothing is saved."""
+  if _arrays_dir(config) is None:
+    return None
   stamp = _prepared_stamp(builder.data_dir)
   if stamp is not None:
     info = {'input_shape': spec.input_shape, 'num_classes': spec.num_classes,

@@ -57,3 +57,31 @@ def write_metrics(path: pathlib.Path | None, history: list[dict[str, Any]], *, n
   if path is not None:
     path.write_text(json.dumps(metrics, indent=2) + '\n')
   return metrics
+
+
+def epoch_record(epoch: int, loss_sum: float, accuracy_sum: float, steps: int,
+                 test: dict[str, float], learning_rate: float, examples: int,
+                 train_seconds: float) -> dict[str, Any]:
+  """One epoch's line of metrics.json, from the step sums of its `steps` steps."""
+  return {
+      'epoch': epoch,
+      'train_loss': float(loss_sum) / steps,
+      'train_accuracy': float(accuracy_sum) / steps,
+      'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
+      'learning_rate': learning_rate,
+      'examples_per_second': examples / train_seconds,
+      'train_seconds': train_seconds,
+  }
+
+
+def is_best(record: dict[str, Any], history: list[dict[str, Any]]) -> bool:
+  """Whether `record` beats every earlier epoch's test accuracy."""
+  return all(record['test_accuracy'] > r['test_accuracy'] for r in history)
+
+
+def tensorboard_scalars(record: dict[str, Any]) -> dict[str, float]:
+  """An epoch record as TensorBoard's scalar tags."""
+  return {'train/loss': record['train_loss'], 'train/accuracy': record['train_accuracy'],
+          'test/loss': record['test_loss'], 'test/accuracy': record['test_accuracy'],
+          'learning_rate': record['learning_rate'],
+          'examples_per_second': record['examples_per_second']}

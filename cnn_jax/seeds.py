@@ -175,29 +175,16 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int],
         tests = evaluate(states, *test_arrays, config.eval_batch_size)
         rate = float(schedule(int(np.asarray(states.step)[0]) - 1))
         for i, (history, test) in enumerate(zip(histories, tests)):
-          record = {
-              'epoch': epoch,
-              'train_loss': float(totals['loss'][i]) / steps_per_epoch,
-              'train_accuracy': float(totals['accuracy'][i]) / steps_per_epoch,
-              'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
-              'learning_rate': rate,
-              # This run's examples per second of wall time; the seeds together did
-              # len(seeds) times as many.
-              'examples_per_second': steps_per_epoch * batch / train_seconds,
-              'train_seconds': train_seconds,
-          }
-          is_best = all(record['test_accuracy'] > r['test_accuracy'] for r in history)
+          # This run's examples per second of wall time; the seeds together did
+          # len(seeds) times as many.
+          record = run_metrics.epoch_record(
+              epoch, totals['loss'][i], totals['accuracy'][i], steps_per_epoch, test,
+              rate, steps_per_epoch * batch, train_seconds)
+          best = run_metrics.is_best(record, history)
           history.append(record)
-          saver, best = savers[i]
           state = seed_state(states, i)
-          saver.save(epoch, state)
-          if is_best:
-            saver.wait()  # Same step number: see Checkpointer.wait.
-            best.save(epoch, state)
-          writers[i].scalars(epoch, {
-              'train/loss': record['train_loss'], 'train/accuracy': record['train_accuracy'],
-              'test/loss': record['test_loss'], 'test/accuracy': record['test_accuracy'],
-              'learning_rate': rate, 'examples_per_second': record['examples_per_second']})
+          train.save_epoch(*savers[i], epoch, state, best)
+          writers[i].scalars(epoch, run_metrics.tensorboard_scalars(record))
           writers[i].flush()
           if on_epoch_end:
             on_epoch_end(i, {**record, 'num_epochs': config.num_epochs}, state)

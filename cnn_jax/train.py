@@ -207,6 +207,17 @@ def evaluate(state: TrainState, images: np.ndarray, labels: np.ndarray, mask: np
           'accuracy': float(totals['correct'] / totals['count'])}
 
 
+def save_epoch(checkpointer: checkpoints.Checkpointer,
+               best_checkpointer: checkpoints.Checkpointer, epoch: int, state: TrainState,
+               is_best: bool) -> None:
+  """The epoch's checkpoint, and a copy kept apart if it is the best so far (the
+  rolling checkpoints may drop it later)."""
+  checkpointer.save(epoch, state)
+  if is_best:
+    checkpointer.wait()  # Same step number: see Checkpointer.wait.
+    best_checkpointer.save(epoch, state)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                        *, hparams_group: str | None = None,
                        on_epoch_end: Callable[[dict[str, Any], TrainState], None] | None = None,
@@ -354,30 +365,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         totals = parallel.to_host(totals)
         train_seconds = time.perf_counter() - epoch_start
         test = evaluate(state, *test_arrays, config.eval_batch_size, dp)
-        record = {
-            'epoch': epoch,
-            'train_loss': float(totals['loss']) / steps_per_epoch,
-            'train_accuracy': float(totals['accuracy']) / steps_per_epoch,
-            'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
-            'learning_rate': float(schedule(int(parallel.to_host(state.step)) - 1)),
-            'examples_per_second': (steps_per_epoch - first) * batch / train_seconds,
-            'train_seconds': train_seconds,
-        }
-        is_best = all(record['test_accuracy'] > r['test_accuracy'] for r in history)
+        record = run_metrics.epoch_record(
+            epoch, totals['loss'], totals['accuracy'], steps_per_epoch, test,
+            float(schedule(int(parallel.to_host(state.step)) - 1)),
+            (steps_per_epoch - first) * batch, train_seconds)
+        best = run_metrics.is_best(record, history)
         history.append(record)
         epoch_seconds.append(time.perf_counter() - epoch_start)
-        checkpointer.save(epoch, state)
-        if is_best:  # Kept apart: the rolling checkpoints may have dropped it.
-          checkpointer.wait()  # Same step number: see Checkpointer.wait.
-          best_checkpointer.save(epoch, state)
+        save_epoch(checkpointer, best_checkpointer, epoch, state, best)
         if first:
           interrupted.delete_all()  # The epoch checkpoint supersedes it.
         if writer:
-          writer.scalars(epoch, {
-              'train/loss': record['train_loss'], 'train/accuracy': record['train_accuracy'],
-              'test/loss': record['test_loss'], 'test/accuracy': record['test_accuracy'],
-              'learning_rate': record['learning_rate'],
-              'examples_per_second': record['examples_per_second']})
+          writer.scalars(epoch, run_metrics.tensorboard_scalars(record))
           writer.flush()
         log('epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  '
             'lr %.2e  %s ex/s  eta %s', epoch, config.num_epochs, record['train_loss'],

@@ -117,3 +117,12 @@ def test_damaged_saved_arrays_are_read_again_from_the_records(small_config, dama
   assert again.images.dtype == np.uint8
   with np.load(path) as saved:  # Written again, whole.
     np.testing.assert_array_equal(saved['images'], train.images)
+
+
+def test_arrays_are_kept_only_for_a_local_data_dir(tmp_path, monkeypatch):
+  config = {'dataset': 'mnist', 'data_dir': 'gs://bucket/tfds'}
+  assert input_pipeline._arrays_dir(config) is None  # pylint: disable=protected-access
+  assert input_pipeline._cached_info(config) is None  # pylint: disable=protected-access
+  monkeypatch.setenv('TFDS_DATA_DIR', str(tmp_path))
+  local = input_pipeline._arrays_dir({'dataset': 'mnist:3.0.1', 'data_dir': None})  # pylint: disable=protected-access
+  assert local.parent == tmp_path / 'cnn_jax_arrays' and local.name.startswith('mnist:3.0.1-tfds')

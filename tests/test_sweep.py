@@ -14,8 +14,8 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from configs import default
 from cnn_jax import options, results, sweep
 
-SWEEPS = ('dropout_sweep', 'padding_sweep', 'pooling_sweep', 'activation_sweep',
-          'mlp_vs_cnn')
+SWEEPS = ('dropout_sweep', 'dropout_by_padding_sweep', 'padding_sweep', 'pooling_sweep',
+          'activation_sweep', 'mlp_vs_cnn')
 
 
 def test_plan_names_every_configuration_and_seed():

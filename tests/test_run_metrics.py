@@ -1,0 +1,26 @@
+"""The per-epoch record both trainers write (train.py, seeds.py)."""
+
+import pytest
+
+from cnn_jax import run_metrics
+
+
+def test_epoch_record_turns_step_sums_into_means_and_rates():
+  record = run_metrics.epoch_record(3, 46.8, 421.2, 468, {'loss': 0.03, 'accuracy': 0.99},
+                                    1e-3, 59904, 32.0)
+  assert record == {'epoch': 3, 'train_loss': pytest.approx(0.1),
+                    'train_accuracy': pytest.approx(0.9), 'test_loss': 0.03,
+                    'test_accuracy': 0.99, 'learning_rate': 1e-3,
+                    'examples_per_second': pytest.approx(1872.0), 'train_seconds': 32.0}
+  assert run_metrics.tensorboard_scalars(record) == {
+      'train/loss': record['train_loss'], 'train/accuracy': record['train_accuracy'],
+      'test/loss': 0.03, 'test/accuracy': 0.99, 'learning_rate': 1e-3,
+      'examples_per_second': record['examples_per_second']}
+
+
+def test_best_means_strictly_better_than_every_earlier_epoch():
+  history = [{'test_accuracy': 0.98}, {'test_accuracy': 0.99}]
+  assert run_metrics.is_best({'test_accuracy': 0.5}, [])
+  assert run_metrics.is_best({'test_accuracy': 0.991}, history)
+  assert not run_metrics.is_best({'test_accuracy': 0.99}, history)  # A tie keeps the first.
+  assert not run_metrics.is_best({'test_accuracy': 0.985}, history)
