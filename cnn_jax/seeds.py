@@ -57,8 +57,7 @@ def make_train_step():
 
 
 def zero_totals(num_seeds: int) -> dict[str, jax.Array]:
-  return {'loss': jnp.zeros(num_seeds), 'accuracy': jnp.zeros(num_seeds),
-          'first_nonfinite_step': -jnp.ones(num_seeds, jnp.int32)}
+  return train.zero_totals((num_seeds,))
 
 
 _eval_step = jax.jit(jax.vmap(train.eval_step, in_axes=(0, None, None)))
@@ -73,8 +72,7 @@ def evaluate(states: train.TrainState, images: np.ndarray, labels: np.ndarray,
     sums = _eval_step(states, (images[rows], labels[rows]), mask[rows])
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.tree.map(np.asarray, totals)
-  return [{'loss': float(totals['loss'][i] / totals['count'][i]),
-           'accuracy': float(totals['correct'][i] / totals['count'][i])}
+  return [train.mean_metrics({k: v[i] for k, v in totals.items()})
           for i in range(len(totals['count']))]
 
 

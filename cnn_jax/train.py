@@ -159,11 +159,22 @@ def compile_train_step(dp: parallel.DataParallel, state: TrainState, totals: Any
                                    np.int32(0)).compile()
 
 
+def zero_totals(shape: tuple[int, ...] = ()) -> dict[str, jax.Array]:
+  """The step's running sums at the start of an epoch (see add_to_totals); shape (): one
+  seed, (seeds,): seeds trained together."""
+  return {'loss': jnp.zeros(shape), 'accuracy': jnp.zeros(shape),
+          'first_nonfinite_step': -jnp.ones(shape, jnp.int32)}
+
+
 def make_zero_totals(dp: parallel.DataParallel):
-  """A jitted function returning the step's running sums at the start of an epoch."""
-  return jax.jit(lambda: {'loss': jnp.zeros(()), 'accuracy': jnp.zeros(()),
-                          'first_nonfinite_step': -jnp.ones((), jnp.int32)},
-                 out_shardings=dp.replicated)
+  """A jitted function returning `zero_totals()` replicated over the mesh."""
+  return jax.jit(zero_totals, out_shardings=dp.replicated)
+
+
+def mean_metrics(sums: Mapping[str, Any]) -> dict[str, float]:
+  """Mean loss and accuracy from eval_step's sums (added over batches)."""
+  return {'loss': float(sums['loss'] / sums['count']),
+          'accuracy': float(sums['correct'] / sums['count'])}
 
 
 def pad_to_multiple(split: input_pipeline.Split, multiple: int
@@ -202,9 +213,7 @@ def evaluate(state: TrainState, images: np.ndarray, labels: np.ndarray, mask: np
                               batch_size=batch_size)
     sums = _sharded_eval_step(dp)(state, (x, y), m)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = parallel.to_host(totals)
-  return {'loss': float(totals['loss'] / totals['count']),
-          'accuracy': float(totals['correct'] / totals['count'])}
+  return mean_metrics(parallel.to_host(totals))
 
 
 def save_epoch(checkpointer: checkpoints.Checkpointer,
