@@ -9,6 +9,7 @@ import os
 import pathlib
 import platform
 
+from absl import logging
 import jax
 
 # JAX's own variables: a user who sets them has chosen, and is left alone.
@@ -58,7 +59,11 @@ def enable(root: str | os.PathLike[str] | None) -> pathlib.Path | None:
   if not root:
     return None
   directory = pathlib.Path(root).expanduser() / host_signature()
-  directory.mkdir(parents=True, exist_ok=True)
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+  except OSError as e:  # A read-only home, say: run, just without the cache.
+    logging.warning('Not caching compiled programs in %s: %s', directory, e)
+    return None
   os.environ[_DIR_VARIABLE] = str(directory)
   jax.config.update('jax_compilation_cache_dir', str(directory))
   for name, (variable, value) in _SETTINGS.items():

@@ -54,3 +54,9 @@ def test_jax_compilation_cache_dir_in_the_environment_wins(tmp_path):
   chosen = tmp_path / 'chosen'
   directory, _ = _run(tmp_path / 'ours', JAX_COMPILATION_CACHE_DIR=str(chosen))
   assert directory == str(chosen) and not (tmp_path / 'ours').exists()
+
+
+def test_an_unwritable_cache_directory_only_turns_caching_off(tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('a file where the cache directory should go')
+  assert _run(blocker / 'cache') == ('None', 0)
