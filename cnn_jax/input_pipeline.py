@@ -198,8 +198,14 @@ def _cached_info(config: Mapping[str, Any]) -> tuple[DatasetSpec, int] | None:
   return (spec, stamp) if stamp == _prepared_stamp(prepared) else None
 
 
-def _split_file(config: Mapping[str, Any], split: str, limit: int) -> pathlib.Path:
-  return _arrays_dir(config) / (f'{split}[:{limit}].npz' if limit else f'{split}.npz')
+def _split_file(directory: pathlib.Path, split: str, limit: int) -> pathlib.Path:
+  return directory / (f'{split}[:{limit}].npz' if limit else f'{split}.npz')
+
+
+def _read_only(split: Split) -> Split:
+  for array in split:
+    array.flags.writeable = False  # Shared by every later caller.
+  return split
 
 
 def _read_cached(path: pathlib.Path, stamp: int) -> Split | None:
@@ -231,17 +237,17 @@ def _atomic_write(path: pathlib.Path, write: Callable[[BinaryIO], Any]) -> None:
     temporary.unlink(missing_ok=True)
 
 
-def _save_info(config: Mapping[str, Any], spec: DatasetSpec, builder) -> int | None:
-  """Records what the arrays about to be saved come from; their stamp, or None when
-  nothing is saved."""
-  if _arrays_dir(config) is None:
+def _save_info(directory: pathlib.Path | None, spec: DatasetSpec, builder) -> int | None:
+  """Records what the arrays about to be saved in `directory` come from; their stamp,
+  or None when nothing is saved."""
+  if directory is None:
     return None
   stamp = _prepared_stamp(builder.data_dir)
   if stamp is not None:
     info = {'input_shape': spec.input_shape, 'num_classes': spec.num_classes,
             'image_key': spec.image_key, 'label_key': spec.label_key,
             'prepared': str(builder.data_dir), 'stamp': stamp}
-    _atomic_write(_arrays_dir(config) / 'info.json',
+    _atomic_write(directory / 'info.json',
                   lambda f: f.write(json.dumps(info, indent=2).encode()))
   return stamp
 
@@ -253,20 +259,18 @@ _DATA_FIELDS = ('dataset', 'data_dir', 'manual_dir', 'max_train_examples',
 @functools.lru_cache(maxsize=2)
 def _load_dataset(*values: Any) -> tuple[DatasetSpec, Split, Split]:
   config = dict(zip(_DATA_FIELDS, values))
+  directory = _arrays_dir(config)
   cached = _cached_info(config)
   if cached:
-    splits = [_read_cached(_split_file(config, name, limit), cached[1])
+    splits = [_read_cached(_split_file(directory, name, limit), cached[1])
               for name, limit in (('train', config['max_train_examples']),
                                   ('test', config['max_test_examples']))]
     if all(splits):
-      for split in splits:
-        for array in split:
-          array.flags.writeable = False  # Shared by every later caller.
-      return cached[0], splits[0], splits[1]
+      return cached[0], _read_only(splits[0]), _read_only(splits[1])
   builder = _builder(config)
   spec = _spec(builder, config)
   _prepare(builder, config)
-  stamp = _save_info(config, spec, builder)
+  stamp = _save_info(directory, spec, builder)
   tfds = _tfds()
   splits = []
   for name, limit in (('train', config['max_train_examples']),
@@ -280,9 +284,7 @@ def _load_dataset(*values: Any) -> tuple[DatasetSpec, Split, Split]:
         as_supervised=True))
     split = Split(images.astype(np.uint8), labels.astype(np.int32))
     if stamp is not None:
-      _atomic_write(_split_file(config, name, limit), functools.partial(
+      _atomic_write(_split_file(directory, name, limit), functools.partial(
           np.savez, images=split.images, labels=split.labels, stamp=np.int64(stamp)))
-    for array in split:
-      array.flags.writeable = False  # Shared by every later caller.
-    splits.append(split)
+    splits.append(_read_only(split))
   return spec, splits[0], splits[1]

@@ -103,7 +103,8 @@ def test_arrays_of_a_dataset_prepared_again_are_not_used(small_config, monkeypat
 def test_damaged_saved_arrays_are_read_again_from_the_records(small_config, damage):
   _, train, _ = _fresh_load(small_config)
   path = input_pipeline._split_file(  # pylint: disable=protected-access
-      small_config, 'train', small_config.max_train_examples)
+      input_pipeline._arrays_dir(small_config), 'train',  # pylint: disable=protected-access
+      small_config.max_train_examples)
   if damage == 'garbage':
     path.write_bytes(b'not an npz')
   elif damage == 'truncated':
