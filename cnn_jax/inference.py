@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from cnn_jax import checkpoints, input_pipeline, models, options, train
+from cnn_jax import checkpoints, input_pipeline, models, options, steps
 
 @dataclasses.dataclass(frozen=True)
 class TrainedRun:
@@ -37,8 +37,8 @@ def load_run(workdir: str | pathlib.Path) -> TrainedRun:
   model = models.create_model(config, spec.num_classes)
   # The optimizer state is restored too (the checkpoint holds it); its hyperparameters
   # do not matter here, its structure does.
-  tx, _ = train.create_optimizer(config, steps_per_epoch=1)
-  like = train.create_train_state(jax.random.key(0), model, spec.input_shape, tx)
+  tx, _ = steps.create_optimizer(config, steps_per_epoch=1)
+  like = steps.create_train_state(jax.random.key(0), model, spec.input_shape, tx)
   try:
     state, epoch, which = checkpoints.load_for_inference(workdir, like)
   except FileNotFoundError as e:
@@ -49,7 +49,7 @@ def probabilities(run: TrainedRun, images: np.ndarray, batch_size: int = 1000
                   ) -> np.ndarray:
   """Softmax class probabilities for uint8 NHWC images, in batches."""
   apply = jax.jit(lambda params, x: jax.nn.softmax(run.model.apply(
-      {'params': params}, train.preprocess(x))))
+      {'params': params}, steps.preprocess(x))))
   out = [np.asarray(apply(run.params, images[i:i + batch_size]))
          for i in range(0, len(images), batch_size)]
   return np.concatenate(out) if out else np.zeros((0, run.spec.num_classes), np.float32)

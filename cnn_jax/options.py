@@ -88,6 +88,14 @@ def _sizes(min_len: int) -> tuple[Callable[[Any], bool], str]:
   return ok, f'a tuple of >= {min_len} integers >= 1'
 
 
+def _auto_or_int(low: int) -> tuple[Callable[[Any], bool], str]:
+  # A number given on the command line to a field whose default is 'auto' arrives as text.
+  def ok(v: Any) -> bool:
+    return v == 'auto' or (_is_int(v) and v >= low) or (
+        isinstance(v, str) and v.isdecimal() and int(v) >= low)
+  return ok, f"'auto' or an integer >= {low}"
+
+
 def _name() -> tuple[Callable[[Any], bool], str]:
   return (lambda v: isinstance(v, str) and v.strip() != ''), 'a non-empty name'
 
@@ -128,6 +136,7 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     'eval_batch_size': _int(1),
     'num_epochs': _int(1),
     'seed': _int(0),
+    'steps_per_dispatch': _auto_or_int(1),
     'log_every_steps': _int(1),
     'checkpoints_to_keep': _int(1),
 }

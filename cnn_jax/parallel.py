@@ -1,8 +1,8 @@
 """Data parallelism with `jax.jit` over a `Mesh`: the batch split over a 'data' axis,
 parameters and optimizer state replicated. One code path from 1 device to many hosts.
 
-Each process feeds its own slice of every global batch
-(`jax.make_array_from_process_local_data`); XLA inserts the gradient all-reduce.
+Every process places the same dataset on its devices (`DataParallel.replicate`); each
+device gathers its share of every batch there, and XLA inserts the gradient all-reduce.
 Multi-host runs join through `jax.distributed.initialize` (JAX's own runtime).
 """
 
@@ -109,23 +109,9 @@ class DataParallel:
           f'config.{field}={batch_size} is invalid: the global batch is split over '
           f'{self.num_devices} devices, so it must be a multiple of {self.num_devices}')
 
-  def local_slice(self, batch_size: int) -> slice:
-    """The rows of every global batch of `batch_size` that this process feeds: those
-    its own devices hold (one contiguous block, asked of the sharding itself)."""
-    rows = [index[0] for index in self.batch.addressable_devices_indices_map(
-        (batch_size,)).values()]
-    start = min(r.start or 0 for r in rows)
-    stop = max(batch_size if r.stop is None else r.stop for r in rows)
-    if stop - start != batch_size // jax.process_count():
-      raise ValueError(f'this process\'s devices hold rows {start}:{stop} of a batch of '
-                       f'{batch_size}: not one contiguous block per process')
-    return slice(start, stop)
-
-  def global_batch(self, *local: np.ndarray, batch_size: int) -> tuple[jax.Array, ...]:
-    """Global arrays sharded over 'data' from this process's rows of each."""
-    return tuple(
-        jax.make_array_from_process_local_data(self.batch, x, (batch_size, *x.shape[1:]))
-        for x in local)
+  def replicate(self, x: np.ndarray) -> jax.Array:
+    """`x` (the same in every process) on every device of the mesh."""
+    return jax.make_array_from_callback(x.shape, self.replicated, lambda index: x[index])
 
 
 def is_primary() -> bool:

@@ -12,10 +12,12 @@ from typing import Any, Mapping
 from cnn_jax.options import ConfigError
 
 # Fields that may change between the processes of one run: where data lives, how
-# often to log, how many checkpoints to keep, the eval batch. Everything else changes
-# what is computed (num_epochs too: it shapes the learning-rate schedule).
+# often to log, how many checkpoints to keep, the eval batch, steps per dispatch.
+# Everything else changes what is computed (num_epochs too: it shapes the learning-rate
+# schedule).
 RESUMABLE_CHANGES = frozenset({'data_dir', 'manual_dir', 'log_every_steps',
-                               'checkpoints_to_keep', 'eval_batch_size'})
+                               'checkpoints_to_keep', 'eval_batch_size',
+                               'steps_per_dispatch'})
 
 
 class WorkdirConflictError(ConfigError):

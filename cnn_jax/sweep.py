@@ -4,27 +4,23 @@ A grid is data (configs/*_sweep.py): a list of override dicts, one per configura
 Every run lives in `<workdir>/<field=value,...,seed=N>/`, so rerunning a sweep skips
 finished runs and resumes unfinished ones from their checkpoints.
 
-Runs train one after another in this process by default, which uses every core as an
-XLA device (`parallel.use_cpu_cores`): on the 2-core CI machine that trained twice as
-fast as one process per core pinned to it (`parallel=2`; measured in issue 4). With
-`parallel` > 1, JAX is only imported inside the processes that train.
+Runs train in this process, one configuration after another, on every device
+(`parallel.use_cpu_cores` makes each CPU core one): on the 2-core CI machine that
+trained twice as fast as one process per core. With `vmap_seeds`, the seeds of a
+configuration train together in one program (`train.train_seeds`). Several machines
+share a sweep by running the same command with `shard=(i, n)` each, or on one shared
+directory, where each run's lock keeps two processes from training it twice.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
-import ctypes
 import dataclasses
 import fcntl
 import importlib.util
 import json
 import math
-import multiprocessing
-import os
 import pathlib
-import signal
-import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import ml_collections
@@ -125,27 +121,6 @@ class Outcome:
   error: str = ''
 
 
-# Where `_train` reports each epoch: the parent's queue in a worker process (set by
-# _init_worker), the progress callback when training in this process.
-_emit: Callable[[dict[str, Any]], None] = lambda event: None
-
-
-def _init_worker(core_sets: Any, events: Any, parent: int) -> None:
-  global _emit
-  _emit = events.put
-  # Linux: SIGTERM this worker when the sweep process dies, even by kill -9. An orphan
-  # went on training (measured) and held its run's lock, so a rerun skipped that run.
-  try:
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
-  except (OSError, AttributeError):
-    pass  # Not Linux: the worker outlives a killed sweep.
-  if os.getppid() != parent:  # The sweep died before prctl took effect.
-    os.kill(os.getpid(), signal.SIGTERM)
-  cores = core_sets.get()
-  if cores and hasattr(os, 'sched_setaffinity'):
-    os.sched_setaffinity(0, cores)
-
-
 LOCK_FILE = '.lock'
 
 
@@ -169,20 +144,6 @@ def run_lock(run_dir: str | pathlib.Path):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _train(config_dict: dict[str, Any], run_dir: str, group: str, name: str) -> None:
-  # Imported here: only the processes that train load JAX (and size its thread pool
-  # after the worker has been pinned to its cores).
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  from cnn_jax import train  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.WARNING)  # The sweep's progress display replaces it.
-  with run_lock(run_dir):
-    if run_state(pathlib.Path(run_dir))[0] == 'done':
-      raise RunLockedError(f'{run_dir} was finished by another process meanwhile')
-    train.train_and_evaluate(
-        ml_collections.ConfigDict(config_dict), run_dir, hparams_group=group,
-        on_epoch_end=lambda record, state: _emit({'run': name, **record}))
-
-
 def _accelerated() -> bool:
   """Whether JAX has an accelerator plugin installed (asked without importing JAX)."""
   return any(importlib.util.find_spec(m) for m in (
@@ -195,34 +156,39 @@ def default_vmap_seeds() -> bool:
   return _accelerated()
 
 
-def _core_sets(parallel: int) -> list[set[int]]:
-  cores = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []
-  if len(cores) < parallel:
-    return [set()] * parallel  # Fewer cores than processes: leave placement to the OS.
-  per = len(cores) // parallel
-  return [set(cores[i * per:(i + 1) * per]) for i in range(parallel)]
+def parse_shard(text: str) -> tuple[int, int]:
+  """'i/n' → (i, n): this machine's share of a sweep spread over n machines."""
+  try:
+    index, count = (int(x) for x in text.split('/'))
+  except ValueError:
+    index, count = -1, 0
+  if not 0 <= index < count:
+    raise options.ConfigError(f'--shard={text} is invalid: expected i/n with 0 <= i < n, '
+                              'e.g. 0/4')
+  return index, count
 
 
 def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping[str, Any]],
               baseline: Mapping[str, Any], seeds: Iterable[int],
-              workdir: str | pathlib.Path, *, parallel: int = 1, vmap_seeds: bool = False,
+              workdir: str | pathlib.Path, *, vmap_seeds: bool = False,
+              shard: tuple[int, int] = (0, 1),
               progress: Callable[[str, dict[str, Any]], None] | None = None
               ) -> list[Outcome]:
-  """Trains every run not finished yet; returns what happened to each run.
+  """Trains every run of this shard not finished yet; returns what happened to each.
 
   `progress(kind, info)` hears 'start' (runs, pending), 'epoch' (a run's epoch record),
   'run' (an Outcome) as they happen. A run that raises is recorded as failed and the
   others go on. `vmap_seeds`: the new runs of each configuration train together in one
-  program (`cnn_jax.seeds`); if that fails they train one by one, each resuming from
-  its own checkpoints.
+  program; if that fails they train one by one, each resuming from its own checkpoints.
+  `shard=(i, n)`: only configurations i, i + n, i + 2n, ... (all their seeds).
   """
-  runs = plan(base, grid, seeds)
+  runs = [r for r in plan(base, grid, seeds) if r.index % shard[1] == shard[0]]
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / SWEEP_FILE).write_text(json.dumps({
       'name': name, 'grid': [dict(g) for g in grid],
       'baseline': config_key(baseline) if baseline else config_key(grid[0]),
-      'seeds': sorted({r.seed for r in runs}), 'base_config': base.to_dict()},
+      'seeds': sorted(set(seeds)), 'base_config': base.to_dict()},
       indent=2, default=list) + '\n')
   notify = progress or (lambda kind, info: None)
   outcomes, pending = [], []
@@ -238,23 +204,13 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
       pending.append(run)
   groups = _seed_groups(pending, workdir) if vmap_seeds else [[r] for r in pending]
   notify('start', {'runs': runs, 'pending': pending,
-                   'epochs_done': {r.name: run_state(workdir / r.name)[1] for r in pending},
-                   'parallel': min(parallel, max(1, len(groups)))})
-
-  def jobs(group: list[Run]) -> list[tuple[dict[str, Any], str, str, str]]:
-    return [(run.config(base).to_dict(), str(workdir / run.name), run.key, run.name)
-            for run in group]
-
-  if parallel <= 1 or len(groups) <= 1:
-    global _emit
-    _emit = lambda event: notify('epoch', event)
-    for group in groups:
-      # Ctrl-C / SIGTERM (safety.Interrupted) stops the sweep, not just this run.
-      for run, result in zip(group, _train_runs(jobs(group), vmap_seeds)):
-        outcomes.append(Outcome(run, *result))
-        notify('run', outcomes[-1])
-    return outcomes
-  return outcomes + _run_in_processes(groups, jobs, vmap_seeds, parallel, notify)
+                   'epochs_done': {r.name: run_state(workdir / r.name)[1] for r in pending}})
+  for group in groups:
+    # Ctrl-C / SIGTERM (safety.Interrupted) stops the sweep, not just this run.
+    for run, result in zip(group, _train_runs(base, group, workdir, notify)):
+      outcomes.append(Outcome(run, *result))
+      notify('run', outcomes[-1])
+  return outcomes
 
 
 def _seed_groups(pending: list[Run], workdir: pathlib.Path) -> list[list[Run]]:
@@ -271,24 +227,27 @@ def _seed_groups(pending: list[Run], workdir: pathlib.Path) -> list[list[Run]]:
   return list(groups.values()) + alone
 
 
-def _train_runs(jobs: list[tuple[dict[str, Any], str, str, str]], together: bool
+def _train_runs(base: ml_collections.ConfigDict, group: list[Run],
+                workdir: pathlib.Path, notify: Callable[[str, Any], None]
                 ) -> list[tuple[str, str]]:
-  """(status, error) of each job: trained together if asked and there are several,
-  else (or if that fails) one after another."""
-  if together and len(jobs) > 1:
+  """(status, error) of each run: a group trained together, and if that fails (or
+  for a single run) one after another."""
+  if len(group) > 1:
     try:
-      _train_together(jobs)
-      return [('trained', '')] * len(jobs)
+      _train_together(base, group, workdir, notify)
+      return [('trained', '')] * len(group)
     except safety.Interrupted:
       raise
+    except RunLockedError:
+      pass  # Some runs are another process's: train the rest one by one.
     except Exception as e:  # pylint: disable=broad-except
       from absl import logging  # pylint: disable=g-import-not-at-top
       logging.warning('Training seeds together failed (%s: %s); training them one by '
                       'one, each from its own checkpoints', type(e).__name__, e)
   results = []
-  for job in jobs:
+  for run in group:
     try:
-      _train(*job)
+      _train_together(base, [run], workdir, notify)
       results.append(('trained', ''))
     except RunLockedError as e:
       results.append(('skipped', str(e)))
@@ -299,63 +258,28 @@ def _train_runs(jobs: list[tuple[dict[str, Any], str, str, str]], together: bool
   return results
 
 
-def _train_together(jobs: list[tuple[dict[str, Any], str, str, str]]) -> None:
+def _train_together(base: ml_collections.ConfigDict, group: list[Run],
+                    workdir: pathlib.Path, notify: Callable[[str, Any], None]) -> None:
+  # Imported here: planning and reading results need no JAX.
   from absl import logging  # pylint: disable=g-import-not-at-top
-  from cnn_jax import seeds  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.WARNING)
+  from cnn_jax import train  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.WARNING)  # The sweep's progress display replaces it.
+  run_dirs = [workdir / run.name for run in group]
   with contextlib.ExitStack() as locks:
-    for _, run_dir, _, _ in jobs:
+    for run_dir in run_dirs:
       locks.enter_context(run_lock(run_dir))
-    seeds.train_seeds(
-        ml_collections.ConfigDict(jobs[0][0]), [config['seed'] for config, *_ in jobs],
-        [run_dir for _, run_dir, _, _ in jobs], hparams_group=jobs[0][2],
-        on_epoch_end=lambda i, record, state: _emit({'run': jobs[i][3], **record}))
+    finished = [str(d) for d in run_dirs if run_state(d)[0] == 'done']
+    if finished:
+      raise RunLockedError(f'{", ".join(finished)} finished by another process meanwhile')
+    train.train_seeds(
+        group[0].config(base), [run.seed for run in group], run_dirs,
+        hparams_group=group[0].key,
+        on_epoch_end=lambda i, record, state: notify('epoch', {'run': group[i].name,
+                                                               **record}))
 
 
-def _run_in_processes(groups: list[list[Run]], jobs: Callable[[list[Run]], list],
-                      together: bool, parallel: int, notify: Callable[[str, Any], None]
-                      ) -> list[Outcome]:
-  context = multiprocessing.get_context('spawn')  # JAX is not fork-safe.
-  parallel = min(parallel, len(groups))
-  core_sets, events = context.Queue(), context.Queue()
-  for cores in _core_sets(parallel):
-    core_sets.put(cores)
-  outcomes = []
-  with concurrent.futures.ProcessPoolExecutor(
-      parallel, mp_context=context, initializer=_init_worker,
-      initargs=(core_sets, events, os.getpid())) as pool:
-    futures = {pool.submit(_train_runs, jobs(group), together): group for group in groups}
-    remaining = set(futures)
-    while remaining:
-      done, remaining = concurrent.futures.wait(remaining, timeout=1.0)
-      _drain(events, notify)
-      for future in done:
-        error = future.exception()
-        if isinstance(error, safety.Interrupted):
-          for pending_future in remaining:
-            pending_future.cancel()
-          raise error
-        group = futures[future]
-        results = ([('failed', f'{type(error).__name__}: {error}')] * len(group) if error
-                   else future.result())
-        for run, result in zip(group, results):
-          outcomes.append(Outcome(run, *result))
-          notify('run', outcomes[-1])
-  _drain(events, notify)
-  return outcomes
-
-
-def _drain(events: Any, notify: Callable[[str, Any], None]) -> None:
-  while True:
-    try:
-      notify('epoch', events.get_nowait())
-    except Exception:  # pylint: disable=broad-except  # queue.Empty, or closed.
-      return
-
-
-def eta_seconds(epochs_left: int, seconds_per_epoch: Sequence[float], parallel: int
-                ) -> float:
+def eta_seconds(epochs_left: int, seconds_per_epoch: Sequence[float]) -> float:
   """Time to finish `epochs_left` epochs at the mean pace seen so far (NaN before any)."""
   if not seconds_per_epoch:
     return math.nan
-  return epochs_left * (sum(seconds_per_epoch) / len(seconds_per_epoch)) / max(1, parallel)
+  return epochs_left * (sum(seconds_per_epoch) / len(seconds_per_epoch))

@@ -2,37 +2,45 @@ r"""cnn_jax vs a plain PyTorch reference of the same network and recipe, same ma
 python -m experiments.benchmark [--batch_sizes=128,32] [--target_accuracy=0.99]
 (pip install -e '.[bench]')
 
-1. Steady-state training throughput: both train the article's CNN (dropout before FC1,
-   Adam) on in-memory random uint8 images (throughput does not depend on pixel
-   values); each figure is the median of --repeats timings of --steps steps after
-   --warmup steps; compile time apart.
-2. Time to --target_accuracy MNIST test accuracy with the default config's recipe
-   (configs/default.py: batch, Adam, learning-rate schedule, epochs; the PyTorch
-   reference follows the same schedule step by step and the same example order): the
-   training time until the first evaluation (every --eval_every_steps) that reaches it,
-   evaluation time excluded, compile time apart.
+cnn_jax is timed through the trainer itself (`train.Trainer`: its set-up, its device
+loop, its steps per dispatch); PyTorch runs eagerly on the same device (CUDA where a
+GPU is visible, else CPU), its data on that device too. Both train on MNIST in the
+trainer's example order.
+
+1. Steady-state training throughput: the median of --repeats timings of --steps steps
+   after --warmup steps; compile time apart.
+2. Seeds trained together (--vmap_seeds=N): N seeds in one program against one seed,
+   on the same devices.
+3. Time to --target_accuracy MNIST test accuracy with the default config's recipe
+   (configs/default.py; the PyTorch reference follows the same learning-rate schedule
+   step by step): the training time until the first evaluation (every
+   --eval_every_steps) that reaches it, evaluation time excluded, compile time apart.
 
 Prints tables with ratios; writes --output (JSON) and --markdown (the README's table).
 """
 
+import itertools
 import json
 import os
 import pathlib
 import statistics
+import tempfile
 import time
+from typing import Any, Callable
 
 from absl import flags
 import jax
 import numpy as np
 
 from configs import default
-from cnn_jax import input_pipeline, models, parallel, run_metrics, seeds, train
+from cnn_jax import input_pipeline, run_metrics, steps, train
 from experiments import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('batch_sizes', ['128', '32'], 'Batch sizes to time.')
-flags.DEFINE_integer('steps', 40, 'Timed steps per repeat.')
-flags.DEFINE_integer('warmup', 5, 'Untimed steps first.')
+flags.DEFINE_integer('steps', None, 'Timed steps per repeat (default: 40 on CPU, 936 — '
+                     'two MNIST epochs — on accelerators).')
+flags.DEFINE_integer('warmup', 5, 'Untimed steps first (at least one dispatch).')
 flags.DEFINE_integer('repeats', 3, 'Timings per figure; the median is reported.')
 flags.DEFINE_bool('torch', True, 'Also time the PyTorch reference.')
 flags.DEFINE_string('output', 'runs/benchmark.json', 'Where the JSON goes.')
@@ -41,134 +49,160 @@ flags.DEFINE_float('target_accuracy', 0.99, 'Test accuracy to time; 0 skips that
 flags.DEFINE_integer('eval_every_steps', 100, 'Test-set evaluations this often.')
 flags.DEFINE_string('data_dir', None, 'TFDS data dir (default: the config\'s).')
 flags.DEFINE_integer('vmap_seeds', 0, 'Also time this many seeds trained together '
-                     '(cnn_jax.seeds) against one seed at a time, both on one device, at '
-                     'the default batch size; 0 skips.')
+                     'against one seed, at the default batch size; 0 skips.')
+flags.DEFINE_string('steps_per_dispatch', 'auto', 'cnn_jax\'s config.steps_per_dispatch.')
+
+RunSteps = Callable[[int, int, int], None]  # (epoch, first step, count)
 
 
-def _data(batch: int, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-  rng = np.random.default_rng(seed)
-  return (rng.integers(0, 256, (count, batch, 28, 28, 1), dtype=np.uint8),
-          rng.integers(0, 10, (count, batch)).astype(np.int32))
+def _config(**overrides: Any):
+  config = default.get_config()
+  config.data_dir = FLAGS.data_dir or config.data_dir
+  config.steps_per_dispatch = FLAGS.steps_per_dispatch
+  config.update(overrides)
+  return config
 
 
-def _throughput(run, batch: int) -> float:
-  """Examples/s of `run(first_step, count)`: warm-up untimed, then the median of
-  --repeats timings of --steps steps."""
-  run(0, FLAGS.warmup)
-  times = []
-  for _ in range(FLAGS.repeats):
+def dispatches(steps_per_epoch: int, steps_per_dispatch: int, first: int, count: int
+               ) -> list[tuple[int, int, int]]:
+  """(epoch, first step in the epoch, count) of each dispatch that runs global steps
+  first .. first + count - 1 (epochs from 1), as the trainer cuts them: at most
+  `steps_per_dispatch` steps from the epoch's start, none across its end."""
+  out, step, end = [], first, first + count
+  while step < end:
+    epoch, index = divmod(step, steps_per_epoch)
+    n = min(steps_per_dispatch - index % steps_per_dispatch, steps_per_epoch - index,
+            end - step)
+    out.append((epoch + 1, index, n))
+    step += n
+  return out
+
+
+class CnnJax:
+  """The trainer's own set-up and device loop, driven step range by step range."""
+  name = 'cnn_jax'
+
+  def __init__(self, config, num_seeds: int, workdir: str):
+    self.trainer = train.Trainer(config, list(range(num_seeds)),
+                                 [f'{workdir}/seed{i}' for i in range(num_seeds)], False)
+    self.loop = self.trainer.loop
+    self.states, self.totals = self.trainer.position.state, self.loop.zero_totals()
+    self.orders = {}
+    self.steps_per_epoch = self.trainer.steps_per_epoch
+    self.steps_per_dispatch = self.trainer.steps_per_dispatch
+    # Compiled before any clock starts: both program shapes an epoch uses, and eval.
     start = time.perf_counter()
-    run(FLAGS.warmup, FLAGS.steps)
-    times.append(time.perf_counter() - start)
-  return FLAGS.steps * batch / statistics.median(times)
+    like = (self.states, self.totals, self.loop.orders(self.trainer.seeds, 1),
+            self.trainer.seeds)
+    for count in {self.steps_per_dispatch, self.steps_per_epoch % self.steps_per_dispatch}:
+      if count:
+        self.loop.program(count, like)
+    self.evaluate()
+    self.compile_seconds = time.perf_counter() - start
+
+  def run_steps(self, epoch: int, first: int, count: int) -> None:
+    if epoch not in self.orders:
+      self.orders = {epoch: self.loop.orders(self.trainer.seeds, epoch)}
+    self.states, self.totals = self.loop.run(self.states, self.totals, self.orders[epoch],
+                                             self.trainer.seeds, epoch, first, count)
+
+  def evaluate(self) -> float:
+    return self.loop.evaluate(self.states)[0]['accuracy']
+
+  def wait(self) -> None:
+    jax.block_until_ready(self.states)
+
+  def close(self) -> None:
+    self.trainer.close()
 
 
-def _cnn_jax_trainer(config, dp: parallel.DataParallel, steps_per_epoch: int,
-                     images: np.ndarray, labels: np.ndarray):
-  """(state, make zero totals, compiled step, its compile seconds) for `config`, with
-  batches shaped like those of `images`/`labels`, as `train.train_and_evaluate` builds
-  them."""
-  tx, _ = train.create_optimizer(config, steps_per_epoch)
-  state = train.create_train_state(jax.random.key(config.seed),
-                                   models.create_model(config, 10), (28, 28, 1), tx,
-                                   dp.replicated)
-  zeros = train.make_zero_totals(dp)
-  start = time.perf_counter()
-  step = train.compile_train_step(dp, state, zeros(), config.batch_size, images, labels)
-  return state, zeros, step, time.perf_counter() - start
+class TorchReference:
+  """The article's CNN in eager PyTorch (its default initializers), Adam on the
+  trainer's learning-rate schedule, data on the device; one step per call."""
+  name = 'PyTorch eager'
+  compile_seconds = 0.0
 
+  def __init__(self, config, train_split: input_pipeline.Split,
+               test_split: input_pipeline.Split):
+    import torch  # pylint: disable=g-import-not-at-top
+    from torch import nn  # pylint: disable=g-import-not-at-top
+    if config.optimizer != 'adam':
+      raise ValueError(f'the PyTorch reference uses Adam, not {config.optimizer!r}')
+    self.torch, self.config = torch, config
+    self.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if self.device == 'cpu':
+      torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.manual_seed(0)
+    self.model = nn.Sequential(
+        nn.Conv2d(1, 32, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2, 2),
+        nn.Conv2d(32, 64, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
+        nn.Dropout(0.25), nn.Linear(3136, 128), nn.Linear(128, 10)).to(self.device)
+    self.steps_per_epoch = len(train_split.labels) // config.batch_size
+    self.steps_per_dispatch = 1
+    _, schedule = steps.create_optimizer(config, self.steps_per_epoch)
+    self.rates = np.asarray(jax.vmap(schedule)(
+        np.arange(config.num_epochs * self.steps_per_epoch + 1)))
+    self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+    self.step = 0
+    # uint8 NHWC → float NCHW in [0, 1] once, on the device (steps.preprocess).
+    as_input = lambda x: (torch.from_numpy(np.array(x)).to(self.device)
+                          .permute(0, 3, 1, 2).float() / 255.0)
+    self.train_x, self.test_x = as_input(train_split.images), as_input(test_split.images)
+    as_labels = lambda y: torch.from_numpy(np.array(y)).long().to(self.device)
+    self.train_y, self.test_y = as_labels(train_split.labels), as_labels(test_split.labels)
+    self.orders = {}
 
-def time_cnn_jax(batch: int, dp: parallel.DataParallel | None = None
-                 ) -> dict[str, float]:
-  config = default.get_config()
-  config.batch_size = batch
-  images, labels = _data(batch, FLAGS.warmup + FLAGS.steps)
-  dp = dp or parallel.DataParallel.create(batch)
-  state, zeros, step, compile_seconds = _cnn_jax_trainer(config, dp, 1000, images[0],
-                                                         labels[0])
-  totals = zeros()
-
-  def run(first: int, count: int):
-    nonlocal state, totals
-    for i in range(first, first + count):
-      x, y = dp.global_batch(images[i % len(images)], labels[i % len(labels)],
-                             batch_size=batch)
-      state, totals = step(state, totals, x, y, np.int32(0), np.int32(1), np.int32(i))
-    jax.block_until_ready(state)
-
-  return {'examples_per_second': _throughput(run, batch),
-          'compile_seconds': compile_seconds}
-
-
-def time_vmap_seeds(count: int) -> dict[str, float]:
-  """Examples/s (all seeds together) of `count` seeds in one vmapped program, and of
-  one seed alone, both on the first device."""
-  config = default.get_config()
-  batch = config.batch_size
-  images, labels = _data(batch, FLAGS.warmup + FLAGS.steps)
-  images = np.repeat(images[:, None], count, axis=1)  # (steps, seeds, batch, ...)
-  labels = np.repeat(labels[:, None], count, axis=1)
-  tx, _ = train.create_optimizer(config, 1000)
-  states = seeds.create_train_states(range(count), models.create_model(config, 10),
-                                     (28, 28, 1), tx)
-  totals = seeds.zero_totals(count)
-  seed_array = np.arange(count, dtype=np.int32)
-  start = time.perf_counter()
-  step = seeds.make_train_step().lower(states, totals, images[0], labels[0], seed_array,
-                                       np.int32(0), np.int32(0)).compile()
-  compile_seconds = time.perf_counter() - start
-
-  def run(first: int, steps: int):
-    nonlocal states, totals
-    for i in range(first, first + steps):
-      states, totals = step(states, totals, images[i % len(images)],
-                            labels[i % len(labels)], seed_array, np.int32(1), np.int32(i))
-    jax.block_until_ready(states)
-
-  one_device = parallel.DataParallel(jax.sharding.Mesh(
-      np.array(jax.devices()[:1]), (parallel.DATA_AXIS,),
-      axis_types=(jax.sharding.AxisType.Auto,)))
-  return {'seeds': count, 'device': jax.devices()[0].device_kind, 'batch': batch,
-          'together_examples_per_second': _throughput(run, batch * count),
-          'together_compile_seconds': compile_seconds,
-          'alone_examples_per_second': time_cnn_jax(batch, one_device)['examples_per_second']}
-
-
-def _torch_model():
-  """The article's CNN in PyTorch (its default initializers), and the torch module."""
-  import torch  # pylint: disable=g-import-not-at-top
-  from torch import nn  # pylint: disable=g-import-not-at-top
-  torch.manual_seed(0)
-  torch.set_num_threads(len(os.sched_getaffinity(0)))
-  return torch, nn.Sequential(
-      nn.Conv2d(1, 32, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2, 2),
-      nn.Conv2d(32, 64, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
-      nn.Dropout(0.25), nn.Linear(3136, 128), nn.Linear(128, 10))
-
-
-def _torch_images(torch, images: np.ndarray):
-  """uint8 NHWC → float NCHW in [0, 1], what train.preprocess does in the JAX step."""
-  return torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float() / 255.0
-
-
-def time_torch(batch: int) -> dict[str, float]:
-  torch, model = _torch_model()
-  nn = torch.nn
-  optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-  images, labels = _data(batch, FLAGS.warmup + FLAGS.steps)
-  y_all = torch.from_numpy(labels).long()
-  model.train()
-
-  def run(first: int, count: int):
-    for i in range(first, first + count):
-      x = _torch_images(torch, images[i % len(images)])
-      optimizer.zero_grad(set_to_none=True)
-      loss = nn.functional.cross_entropy(model(x), y_all[i % len(y_all)])
+  def run_steps(self, epoch: int, first: int, count: int) -> None:
+    torch, batch = self.torch, self.config.batch_size
+    if epoch not in self.orders:
+      self.orders = {epoch: torch.from_numpy(np.array(steps.epoch_permutation(
+          self.config.seed, epoch, len(self.train_y)))).to(self.device)}
+    self.model.train()
+    for index in range(first, first + count):
+      rows = self.orders[epoch][index * batch:(index + 1) * batch]
+      for group in self.optimizer.param_groups:
+        group['lr'] = float(self.rates[min(self.step, len(self.rates) - 1)])
+      self.optimizer.zero_grad(set_to_none=True)
+      loss = torch.nn.functional.cross_entropy(self.model(self.train_x[rows]),
+                                               self.train_y[rows])
       loss.backward()
-      optimizer.step()
+      self.optimizer.step()
+      self.step += 1
 
-  return {'examples_per_second': _throughput(run, batch), 'compile_seconds': 0.0,
-          'torch_version': torch.__version__}
+  def evaluate(self) -> float:
+    self.model.eval()
+    size = self.config.eval_batch_size
+    with self.torch.no_grad():
+      correct = sum(int((self.model(self.test_x[i:i + size]).argmax(1)
+                         == self.test_y[i:i + size]).sum())
+                    for i in range(0, len(self.test_y), size))
+    return correct / len(self.test_y)
+
+  def wait(self) -> None:
+    if self.device == 'cuda':
+      self.torch.cuda.synchronize()
+
+  def close(self) -> None:
+    pass
+
+
+def throughput(trainer, examples_per_step: int, warmup: int, timed: int,
+               repeats: int) -> float:
+  """Examples/s: `warmup` steps untimed, then the median of `repeats` timings of
+  `timed` steps (global steps run on, epoch after epoch)."""
+  def run(first: int, count: int) -> None:
+    for epoch, index, n in dispatches(trainer.steps_per_epoch, trainer.steps_per_dispatch,
+                                      first, count):
+      trainer.run_steps(epoch, index, n)
+    trainer.wait()
+
+  run(0, warmup)
+  times = []
+  for r in range(repeats):
+    start = time.perf_counter()
+    run(warmup + r * timed, timed)
+    times.append(time.perf_counter() - start)
+  return timed * examples_per_step / statistics.median(times)
 
 
 class _Clock:
@@ -184,119 +218,53 @@ class _Clock:
     self._start = time.perf_counter()
 
 
-def time_to_accuracy(config, num_examples: int, run_step, evaluate, target: float,
-                     eval_every_steps: int, wait=lambda: None) -> dict[str, float]:
-  """Runs `run_step(epoch, step, rows)` over the config's epochs in the trainer's example
-  order, calling `evaluate()` every `eval_every_steps` and at each epoch's end with the
-  clock paused, until it returns at least `target`. `wait()` blocks until the steps
-  run so far have finished (JAX dispatches them asynchronously)."""
-  batch = config.batch_size
-  steps_per_epoch = num_examples // batch
+def time_to_accuracy(config, num_examples: int, run_steps: RunSteps,
+                     evaluate: Callable[[], float], target: float, eval_every_steps: int,
+                     steps_per_dispatch: int = 1, wait: Callable[[], None] = lambda: None
+                     ) -> dict[str, Any]:
+  """Trains over the config's epochs with `run_steps(epoch, first, count)` (dispatches
+  of at most `steps_per_dispatch` steps), calling `evaluate()` with the clock paused
+  after the dispatch that completes each `eval_every_steps` steps and at each epoch's
+  end, until it returns at least `target`. `wait()` blocks until the steps run so far
+  have finished (dispatch is asynchronous)."""
+  steps_per_epoch = num_examples // config.batch_size
+  total = config.num_epochs * steps_per_epoch
   clock, accuracy, step = _Clock(), 0.0, 0
 
-  def result() -> dict[str, float]:
+  def result() -> dict[str, Any]:
     return {'seconds': clock.seconds, 'steps': step, 'epochs': step / steps_per_epoch,
             'accuracy': accuracy, 'reached': accuracy >= target}
 
-  for epoch in range(config.num_epochs):
-    # A writable copy: torch refuses read-only index arrays.
-    order = np.array(train.epoch_permutation(config.seed, epoch, num_examples))
-    for i in range(steps_per_epoch):
-      run_step(epoch, i, order[i * batch:(i + 1) * batch])
-      step += 1
-      if step % eval_every_steps == 0 or i == steps_per_epoch - 1:
-        wait()  # Queued steps are training time, not evaluation time.
-        clock.pause()
-        accuracy = evaluate()
-        if accuracy >= target:
-          return result()
-        clock.resume()
+  for epoch, index, count in dispatches(steps_per_epoch, steps_per_dispatch, 0, total):
+    run_steps(epoch, index, count)
+    before, step = step, step + count
+    if step // eval_every_steps > before // eval_every_steps or (
+        index + count == steps_per_epoch):
+      wait()  # Queued steps are training time, not evaluation time.
+      clock.pause()
+      accuracy = evaluate()
+      if accuracy >= target:
+        return result()
+      clock.resume()
   return result()
 
 
-def cnn_jax_time_to_accuracy(config, train_split, test_split) -> dict[str, float]:
-  start = time.perf_counter()
-  dp = parallel.DataParallel.create(config.batch_size, config.eval_batch_size)
-  state, zeros, step, _ = _cnn_jax_trainer(
-      config, dp, len(train_split.labels) // config.batch_size, train_split.images,
-      train_split.labels)
-  totals = zeros()
-  seed = np.int32(config.seed)
-  test = train.pad_to_multiple(test_split, config.eval_batch_size)
-
-  def evaluate() -> float:
-    return train.evaluate(state, *test, config.eval_batch_size, dp)['accuracy']
-
-  evaluate()  # Compiles the eval step.
-  compile_seconds = time.perf_counter() - start
-
-  def run_step(epoch, index, rows):
-    nonlocal state, totals
-    x, y = dp.global_batch(train_split.images[rows], train_split.labels[rows],
-                           batch_size=config.batch_size)
-    state, totals = step(state, totals, x, y, seed, np.int32(epoch), np.int32(index))
-
-  result = time_to_accuracy(config, len(train_split.labels), run_step, evaluate,
-                            FLAGS.target_accuracy, FLAGS.eval_every_steps,
-                            wait=lambda: jax.block_until_ready(state))
-  return {**result, 'compile_seconds': compile_seconds}
-
-
-def torch_time_to_accuracy(config, train_split, test_split) -> dict[str, float]:
-  if config.optimizer != 'adam':
-    raise ValueError(f'the PyTorch reference uses Adam, not {config.optimizer!r}')
-  torch, model = _torch_model()
-  optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-  steps_per_epoch = len(train_split.labels) // config.batch_size
-  # The trainer's own schedule (warmup, decay), tabulated once per step.
-  _, schedule = train.create_optimizer(config, steps_per_epoch)
-  rates = np.asarray(jax.vmap(schedule)(np.arange(config.num_epochs * steps_per_epoch + 1)))
-  scheduler = torch.optim.lr_scheduler.LambdaLR(
-      optimizer, lambda t: float(rates[min(t, len(rates) - 1)]) / config.learning_rate)
-  train_y = torch.from_numpy(np.array(train_split.labels)).long()
-  test_x = _torch_images(torch, test_split.images)
-  test_y = torch.from_numpy(np.array(test_split.labels))
-
-  def evaluate() -> float:
-    model.eval()
-    with torch.no_grad():
-      correct = sum(int((model(test_x[i:i + config.eval_batch_size]).argmax(1)
-                         == test_y[i:i + config.eval_batch_size]).sum())
-                    for i in range(0, len(test_y), config.eval_batch_size))
-    model.train()
-    return correct / len(test_y)
-
-  def run_step(epoch, index, rows):
-    del epoch, index
-    optimizer.zero_grad(set_to_none=True)
-    loss = torch.nn.functional.cross_entropy(model(_torch_images(torch, train_split.images[rows])),
-                                             train_y[rows])
-    loss.backward()
-    optimizer.step()
-    scheduler.step()
-
-  model.train()
-  return {**time_to_accuracy(config, len(train_split.labels), run_step, evaluate,
-                             FLAGS.target_accuracy, FLAGS.eval_every_steps),
-          'compile_seconds': 0.0}
-
-
 def _throughput_table(results) -> list[str]:
-  lines = ['| batch | cnn_jax ex/s | compile s | PyTorch eager ex/s | cnn_jax / PyTorch |',
-           '|---:|---:|---:|---:|---:|']
+  lines = ['| batch | cnn_jax ex/s | steps/dispatch | compile s | PyTorch eager ex/s | '
+           'cnn_jax / PyTorch |', '|---:|---:|---:|---:|---:|---:|']
   for row in results['rows']:
     ours, theirs = row['cnn_jax'], row['torch']
     lines.append(f"| {row['batch']} | {ours['examples_per_second']:,.0f} | "
-                 f"{ours['compile_seconds']:.1f} | " +
+                 f"{ours['steps_per_dispatch']} | {ours['compile_seconds']:.1f} | " +
                  (f"{theirs['examples_per_second']:,.0f} | {row['ratio']:.2f}× |" if theirs
                   else 'not run | |'))
   return lines
 
 
 def _seeds_table(r) -> list[str]:
-  return ['| seeds on one device | together ex/s (all seeds) | one at a time ex/s | '
-          'together / one at a time |', '|---|---:|---:|---:|',
-          f"| {r['seeds']} × batch {r['batch']} ({r['device']}) | "
+  return ['| seeds, same devices | together ex/s (all seeds) | one seed ex/s | '
+          'together / one |', '|---|---:|---:|---:|',
+          f"| {r['seeds']} × batch {r['batch']} | "
           f"{r['together_examples_per_second']:,.0f} | "
           f"{r['alone_examples_per_second']:,.0f} | "
           f"{r['together_examples_per_second'] / r['alone_examples_per_second']:.2f}× |"]
@@ -307,51 +275,89 @@ def _accuracy_table(results) -> list[str]:
   lines = [f'| to {target:.1%} test accuracy | training s | + compile s | steps | epochs '
            '| accuracy reached |', '|---|---:|---:|---:|---:|---:|']
   for name, r in results['time_to_accuracy']['runs'].items():
-    lines.append(f"| {name} | {r['seconds']:.1f}{'' if r['reached'] else ' (not reached)'}"
+    lines.append(f"| {name} | {r['seconds']:.2f}{'' if r['reached'] else ' (not reached)'}"
                  f" | {r['compile_seconds']:.1f} | {r['steps']} | {r['epochs']:.2f} | "
                  f"{r['accuracy']:.2%} |")
   return lines
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise SystemExit(f'error: unexpected arguments {argv[1:]}')
-  results = {'machine': f'{jax.devices()[0].device_kind} ({run_metrics.host_description()})',
-             'threads': len(os.sched_getaffinity(0)),
-             'cpu_devices': jax.local_device_count(),
-             'compilation_cache': jax.config.jax_compilation_cache_dir, 'rows': []}
-  header = (f"machine: {results['machine']}, {results['threads']} threads "
-            f"({results['cpu_devices']} XLA device(s))" + (
-                f"; compiled programs reused from {results['compilation_cache']}"
-                if results['compilation_cache'] else ''))
-  print(header + '\n', flush=True)
-  batches = list(map(int, FLAGS.batch_sizes))
-  timing = {'cnn_jax': {b: time_cnn_jax(b) for b in batches}}
-  data = None
+def _time(make, batch: int, examples_per_step: int, timed: int) -> dict[str, Any]:
+  trainer = make()
+  speed = throughput(trainer, examples_per_step, FLAGS.warmup, timed, FLAGS.repeats)
+  trainer.close()
+  return {'examples_per_second': speed, 'compile_seconds': trainer.compile_seconds,
+          'batch': batch, 'steps_per_dispatch': trainer.steps_per_dispatch}
+
+
+def _reach(trainer, config, num_examples: int) -> dict[str, Any]:
+  result = time_to_accuracy(config, num_examples, trainer.run_steps, trainer.evaluate,
+                            FLAGS.target_accuracy, FLAGS.eval_every_steps,
+                            trainer.steps_per_dispatch, trainer.wait)
+  trainer.close()
+  return {**result, 'compile_seconds': trainer.compile_seconds}
+
+
+def _measure(config, batches: list[int], timed: int, train_split, test_split, jax_make
+             ) -> dict[str, Any]:
+  """Every timing, cnn_jax first: PyTorch's thread pools are not running yet then."""
+  out: dict[str, Any] = {'rows': []}
+  torch_make = lambda **kw: lambda: TorchReference(_config(**kw), train_split, test_split)
+  timing = {'cnn_jax': {b: _time(jax_make(1, batch_size=b), b, b, timed) for b in batches}}
+  runs = {}
+  if FLAGS.vmap_seeds:
+    n, batch = FLAGS.vmap_seeds, config.batch_size
+    out['vmap_seeds'] = {
+        'seeds': n, 'batch': batch,
+        'together_examples_per_second': _time(jax_make(n), batch, batch * n, timed)[
+            'examples_per_second'],
+        'alone_examples_per_second': _time(jax_make(1), batch, batch, timed)[
+            'examples_per_second']}
   if FLAGS.target_accuracy:
-    config = default.get_config()
-    config.data_dir = FLAGS.data_dir or config.data_dir
-    _, train_split, test_split = input_pipeline.load_dataset(config.to_dict())
-    data = (config, train_split, test_split)
-    runs = {'cnn_jax': cnn_jax_time_to_accuracy(*data)}
-  # PyTorch last, so its thread pools are not running yet while JAX is timed.
+    runs['cnn_jax'] = _reach(jax_make(1)(), config, len(train_split.labels))
   if FLAGS.torch:
-    timing['torch'] = {b: time_torch(b) for b in batches}
-    if data:
-      runs['PyTorch eager'] = torch_time_to_accuracy(*data)
+    timing['torch'] = {b: _time(torch_make(batch_size=b), b, b, timed) for b in batches}
+    if FLAGS.target_accuracy:
+      reference = TorchReference(config, train_split, test_split)
+      runs[f'PyTorch eager ({reference.device})'] = _reach(reference, config,
+                                                           len(train_split.labels))
   for b in batches:
     ours, theirs = timing['cnn_jax'][b], timing.get('torch', {}).get(b)
-    results['rows'].append({
+    out['rows'].append({
         'batch': b, 'cnn_jax': ours, 'torch': theirs,
         'ratio': ours['examples_per_second'] / theirs['examples_per_second']
                  if theirs else None})
+  if runs:
+    out['time_to_accuracy'] = {'target': FLAGS.target_accuracy,
+                               'eval_every_steps': FLAGS.eval_every_steps, 'runs': runs}
+  return out
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise SystemExit(f'error: unexpected arguments {argv[1:]}')
+  accelerator = jax.default_backend() != 'cpu'
+  timed = FLAGS.steps or (936 if accelerator else 40)
+  results = {'machine': f'{jax.devices()[0].device_kind} ({run_metrics.host_description()})',
+             'threads': len(os.sched_getaffinity(0)),
+             'devices': jax.local_device_count(), 'timed_steps': timed,
+             'compilation_cache': jax.config.jax_compilation_cache_dir}
+  header = (f"machine: {results['machine']}, {results['threads']} threads, "
+            f"{results['devices']} XLA device(s)" + (
+                f"; compiled programs reused from {results['compilation_cache']}"
+                if results['compilation_cache'] else ''))
+  print(header + '\n', flush=True)
+  config = _config()
+  _, train_split, test_split = input_pipeline.load_dataset(config.to_dict())
+  batches = list(map(int, FLAGS.batch_sizes))
+  with tempfile.TemporaryDirectory(prefix='cnn_jax_benchmark_') as workdir:
+    # The trainer's run directories, thrown away: only its timings matter here.
+    names = itertools.count()
+    jax_make = lambda n, **kw: lambda: CnnJax(_config(**kw), n, f'{workdir}/{next(names)}')
+    results.update(_measure(config, batches, timed, train_split, test_split, jax_make))
   tables = _throughput_table(results)
   if FLAGS.vmap_seeds:
-    results['vmap_seeds'] = time_vmap_seeds(FLAGS.vmap_seeds)
     tables += [''] + _seeds_table(results['vmap_seeds'])
-  if data:
-    results['time_to_accuracy'] = {'target': FLAGS.target_accuracy,
-                                   'eval_every_steps': FLAGS.eval_every_steps, 'runs': runs}
+  if 'time_to_accuracy' in results:
     tables += [''] + _accuracy_table(results)
   print('\n'.join(tables))
   path = pathlib.Path(FLAGS.output)
@@ -361,8 +367,8 @@ def main(argv):
   if FLAGS.markdown:
     command = ' '.join(['python -m experiments.benchmark'] + [
         f'--{f}={FLAGS[f].serialize().split("=", 1)[1]}'
-        for f in ('batch_sizes', 'target_accuracy', 'eval_every_steps', 'vmap_seeds')
-        if FLAGS[f].present])
+        for f in ('batch_sizes', 'steps', 'target_accuracy', 'eval_every_steps',
+                  'vmap_seeds', 'steps_per_dispatch') if FLAGS[f].present])
     markdown = pathlib.Path(FLAGS.markdown)
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text('\n'.join([f'{header}; `{command}`', ''] + tables) + '\n')

@@ -1,6 +1,6 @@
 """What every sweep script shares: flags, the progress display, the results at the end.
 
-python -m experiments.<name> [--workdir=runs/<name>] [--seeds=3] [--parallel=1]
+python -m experiments.<name> [--workdir=runs/<name>] [--seeds=3] [--shard=0/1]
                              [--config.num_epochs=2 ...]
 """
 
@@ -24,10 +24,9 @@ def define_flags(name: str) -> None:
   flags.DEFINE_string('workdir', f'runs/{name}', 'The sweep\'s directory; one '
                       'subdirectory per run. Rerunning skips finished runs.')
   flags.DEFINE_integer('seeds', 3, 'Seeds per configuration: 0, 1, ..., seeds - 1.')
-  flags.DEFINE_integer('parallel', 1, 'Runs trained side by side, one process each, '
-                       'pinned to its own cores. 1: one run at a time in this process, '
-                       'on every core (twice the throughput of 2 pinned processes on a '
-                       '2-core machine).')
+  flags.DEFINE_string('shard', '0/1', 'i/n: train only configurations i, i+n, i+2n, ... '
+                      'of the grid, to spread one sweep over n machines that run the same '
+                      'command (e.g. a Slurm array job) on a shared --workdir.')
   flags.DEFINE_enum('vmap_seeds', 'auto', ['auto', 'true', 'false'], 'Train the seeds '
                     'of each configuration together in one program (jax.vmap). auto: '
                     'only with an accelerator (on CPU it measured slower).')
@@ -48,13 +47,13 @@ class Progress:
   def __call__(self, kind: str, info: Any) -> None:
     if kind == 'start':
       runs, pending = info['runs'], info['pending']
-      self._total, self._done, self._parallel = len(runs), len(runs) - len(pending), info['parallel']
+      self._total, self._done = len(runs), len(runs) - len(pending)
       self._epochs = {r.name: info['epochs_done'][r.name] for r in pending}
       self._num_epochs = {}
       self._last_event = {}
       self._epoch_seconds = []
       self._print(f'{self._total} runs, {self._done} already finished; training '
-                  f'{len(pending)} in {self._parallel} process(es)', newline=True)
+                  f'{len(pending)}', newline=True)
     elif kind == 'epoch':
       name, now = info['run'], time.perf_counter()
       self._epoch_seconds.append(now - self._last_event.get(name, self._start)
@@ -75,7 +74,7 @@ class Progress:
     per_run = max(self._num_epochs.values(), default=0)
     left = sum(max(per_run, self._num_epochs.get(n, per_run)) - e
                for n, e in self._epochs.items())
-    return sweep.eta_seconds(left, self._epoch_seconds, self._parallel)
+    return sweep.eta_seconds(left, self._epoch_seconds)
 
   def _print(self, message: str, newline: bool) -> None:
     status = (f'[{self._done}/{self._total} runs] '
@@ -105,11 +104,11 @@ def main(name: str) -> None:
     config_file = config_flags.get_config_filename(FLAGS['config'])
     grid, baseline = sweep.load_grid(config_file)
     seeds = range(FLAGS.seeds)
-    parallel = max(1, FLAGS.parallel)
+    shard = sweep.parse_shard(FLAGS.shard)
     vmap_seeds = (sweep.default_vmap_seeds() if FLAGS.vmap_seeds == 'auto'
                   else FLAGS.vmap_seeds == 'true')
     outcomes = sweep.run_sweep(name, FLAGS.config, grid, baseline, seeds, FLAGS.workdir,
-                               parallel=parallel, vmap_seeds=vmap_seeds,
+                               shard=shard, vmap_seeds=vmap_seeds,
                                progress=Progress())
     sys.stderr.write('\n')
     command = f'python -m experiments.{name} --workdir={FLAGS.workdir}'

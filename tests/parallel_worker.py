@@ -23,7 +23,7 @@ def main(out_dir: str, data_dir: str, *distributed: str) -> None:
   final = {}
   metrics = train.train_and_evaluate(
       config, pathlib.Path(out_dir) / 'run',
-      on_epoch_end=lambda record, state: final.update(params=state.params))
+      on_epoch_end=lambda i, record, state: final.update(params=state.params))
   leaves = jax.tree_util.tree_leaves_with_path(parallel.to_host(final['params']))
   np.savez(pathlib.Path(out_dir) / f'params_{jax.process_index()}.npz',
            train_loss=metrics['final']['train_loss'],

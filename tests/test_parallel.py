@@ -1,9 +1,12 @@
 """Data parallelism: the same training on 1 device, 8 devices, and 2 processes."""
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import jax
 import numpy as np
@@ -16,7 +19,6 @@ from cnn_jax import options, parallel
 def test_batch_must_split_over_devices():
   dp = parallel.DataParallel.create()
   dp.check_batch_size('batch_size', 128)
-  assert dp.local_slice(128) == slice(0, 128)  # One process feeds every row.
   fake = parallel.DataParallel.__new__(parallel.DataParallel)
   object.__setattr__(fake, 'mesh', type('M', (), {'size': 8})())
   with pytest.raises(options.ConfigError, match=r'config.batch_size=100 .* multiple of 8'):
@@ -72,13 +74,16 @@ def test_eight_devices_match_one(one_device, mnist_data_dir, repo_root, tmp_path
   _assert_close(eight, one_device)
 
 
+def _free_address() -> str:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return f'127.0.0.1:{s.getsockname()[1]}'
+
+
 @pytest.mark.slow
 def test_two_processes_match_each_other_and_one_device(one_device, mnist_data_dir,
                                                        repo_root, tmp_path):
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-  address = f'127.0.0.1:{port}'
+  address = _free_address()
   workers = [_worker(repo_root, tmp_path, mnist_data_dir, address, 2, i)
              for i in range(2)]
   _finish(*workers)
@@ -89,6 +94,62 @@ def test_two_processes_match_each_other_and_one_device(one_device, mnist_data_di
   _assert_close(first, one_device)
   assert (tmp_path / 'run' / 'metrics.json').exists()  # Written once, by process 0.
   assert sorted(p.name for p in (tmp_path / 'run' / 'checkpoints').iterdir()) == ['1', '2']
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_process_stops_both_after_the_same_step(
+    one_device, mnist_data_dir, repo_root, tmp_path):
+  """SIGTERM reaches process 1 only: both stop at the same dispatch boundary and save
+  one mid-epoch checkpoint together; the rerun ends where an uninterrupted run does."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
+             JAX_PLATFORMS='cpu')
+  workdir = tmp_path / 'run'
+
+  def start(address, i):
+    return subprocess.Popen(
+        [sys.executable, '-m', 'experiments.train', f'--workdir={workdir}',
+         '--distributed', f'--coordinator_address={address}', '--num_processes=2',
+         f'--process_id={i}', f'--config.data_dir={mnist_data_dir}',
+         '--config.max_train_examples=1024', '--config.max_test_examples=500',
+         '--config.num_epochs=2', '--config.log_every_steps=1'],
+        cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+  address = _free_address()
+  workers = [start(address, i) for i in range(2)]
+  outputs = [[], []]
+  training = threading.Event()
+
+  def read(i):
+    for line in workers[i].stdout:
+      outputs[i].append(line)
+      if 'step 1/8' in line:  # Process 0 logs; the loop is running.
+        training.set()
+    training.set()
+
+  readers = [threading.Thread(target=read, args=(i,)) for i in range(2)]
+  for r in readers:
+    r.start()
+  assert training.wait(timeout=400)
+  workers[1].send_signal(signal.SIGTERM)
+  for w, r in zip(workers, readers):
+    w.wait(timeout=400)
+    r.join()
+  text = [''.join(o) for o in outputs]
+  assert [w.returncode for w in workers] == [130, 130], text[0][-3000:] + text[1][-3000:]
+  assert 'interrupted: a signal to another process: stopped at epoch 1 step' in text[0]
+  assert 'interrupted: SIGTERM: stopped at epoch 1 step' in text[1]
+  saved = [p.name for p in (workdir / 'interrupted').iterdir() if p.name.isdigit()]
+  assert len(saved) == 1 and 0 < int(saved[0]) < 8
+
+  address = _free_address()
+  workers = [start(address, i) for i in range(2)]  # The same command again.
+  for w in workers:
+    out, _ = w.communicate(timeout=400)
+    assert w.returncode == 0, out[-3000:]
+  metrics = json.loads((workdir / 'metrics.json').read_text())
+  assert metrics['completed']
+  np.testing.assert_allclose(metrics['final']['train_loss'], one_device['train_loss'],
+                             rtol=2e-4)
 
 
 def test_single_process_uses_the_devices_that_split_the_batch():

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from cnn_jax import checkpoints, input_pipeline, models, safety, sweep, train
+from cnn_jax import checkpoints, input_pipeline, models, safety, steps, sweep, train
 
 
 def test_workdir_with_another_config_is_refused_naming_both(tmp_path):
@@ -69,8 +69,8 @@ def test_stop_signal_defers_sigterm_until_the_loop_looks():
 
 
 def _state(config):
-  tx, _ = train.create_optimizer(config, 10)
-  return train.create_train_state(jax.random.key(0), models.create_model(config, 10),
+  tx, _ = steps.create_optimizer(config, 10)
+  return steps.create_train_state(jax.random.key(0), models.create_model(config, 10),
                                   (28, 28, 1), tx)
 
 

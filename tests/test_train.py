@@ -1,4 +1,5 @@
-"""The train step, the optimizer, checkpoints, and the trainer on a real MNIST slice."""
+"""The train step, the optimizer, the device loop, checkpoints, and the trainer (one seed
+or several) on a real MNIST slice."""
 
 import json
 
@@ -9,21 +10,22 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from configs import default
-from cnn_jax import checkpoints, input_pipeline, models, train
+from cnn_jax import checkpoints, device_loop, input_pipeline, models, parallel, safety
+from cnn_jax import steps, train
 
 
 def make_state(config=None, steps_per_epoch=10):
   config = config or default.get_config()
-  tx, _ = train.create_optimizer(config, steps_per_epoch)
+  tx, _ = steps.create_optimizer(config, steps_per_epoch)
   model = models.create_model(config, 10)
-  return train.create_train_state(jax.random.key(0), model, (28, 28, 1), tx)
+  return steps.create_train_state(jax.random.key(0), model, (28, 28, 1), tx)
 
 
 def test_train_step_lowers_the_loss_on_a_fixed_batch(small_config):
   _, split, _ = input_pipeline.load_dataset(small_config)
   batch = (jnp.asarray(split.images[:128]), jnp.asarray(split.labels[:128]))
   state = make_state()
-  step = jax.jit(train.train_step)
+  step = jax.jit(steps.train_step)
   losses = []
   for i in range(25):
     state, metrics = step(state, batch, jax.random.key(i))
@@ -39,7 +41,7 @@ def test_optimizers_and_schedules(optimizer, schedule):
   config = default.get_config()
   config.update(optimizer=optimizer, lr_schedule=schedule, warmup_epochs=1.0,
                 num_epochs=4, weight_decay=1e-4, learning_rate=1e-3)
-  tx, lr = train.create_optimizer(config, steps_per_epoch=10)
+  tx, lr = steps.create_optimizer(config, steps_per_epoch=10)
   assert float(lr(0)) == 0.0  # Warmup starts at zero ...
   assert float(lr(10)) == pytest.approx(1e-3)  # ... and peaks after one epoch.
   if schedule == 'cosine':
@@ -53,14 +55,14 @@ def test_optimizers_and_schedules(optimizer, schedule):
 
 
 def test_epoch_order_and_dropout_keys_depend_only_on_seed_epoch_step():
-  a = train.epoch_permutation(0, 3, 100)
-  np.testing.assert_array_equal(a, train.epoch_permutation(0, 3, 100))
+  a = steps.epoch_permutation(0, 3, 100)
+  np.testing.assert_array_equal(a, steps.epoch_permutation(0, 3, 100))
   assert sorted(np.asarray(a).tolist()) == list(range(100))
-  assert not np.array_equal(a, train.epoch_permutation(0, 4, 100))
-  assert not np.array_equal(a, train.epoch_permutation(1, 3, 100))
-  same = jax.random.key_data(train.step_rng(0, 1, 5))
-  np.testing.assert_array_equal(same, jax.random.key_data(train.step_rng(0, 1, 5)))
-  assert not np.array_equal(same, jax.random.key_data(train.step_rng(0, 1, 6)))
+  assert not np.array_equal(a, steps.epoch_permutation(0, 4, 100))
+  assert not np.array_equal(a, steps.epoch_permutation(1, 3, 100))
+  same = jax.random.key_data(steps.step_rng(0, 1, 5))
+  np.testing.assert_array_equal(same, jax.random.key_data(steps.step_rng(0, 1, 5)))
+  assert not np.array_equal(same, jax.random.key_data(steps.step_rng(0, 1, 6)))
 
 
 def test_evaluate_ignores_padding():
@@ -68,17 +70,53 @@ def test_evaluate_ignores_padding():
   rng = np.random.default_rng(0)
   split = input_pipeline.Split(rng.integers(0, 256, (37, 28, 28, 1), dtype=np.uint8),
                                rng.integers(0, 10, 37).astype(np.int32))
-  result = train.evaluate(state, *train.pad_to_multiple(split, 16), 16)
-  logits = state.apply_fn({'params': state.params}, train.preprocess(split.images))
-  loss, correct = train._loss_and_correct(logits, split.labels)  # pylint: disable=protected-access
+  dp = parallel.DataParallel.create(16)
+  loop = device_loop.DeviceLoop.create(dp, 1, 16, 16, split, split)
+  result, = loop.evaluate(steps.stack_states([state]))
+  logits = state.apply_fn({'params': state.params}, steps.preprocess(split.images))
+  loss, correct = steps._loss_and_correct(logits, split.labels)  # pylint: disable=protected-access
   assert result['loss'] == pytest.approx(float(loss.mean()), rel=1e-5)
   assert result['accuracy'] == pytest.approx(float(correct.mean()))
+
+
+def test_auto_steps_per_dispatch():
+  assert device_loop.auto_steps_per_dispatch(468, 'cpu') == 1
+  assert device_loop.auto_steps_per_dispatch(468, 'gpu') == 117  # 4 dispatches.
+  assert device_loop.auto_steps_per_dispatch(100, 'gpu') == 100
+  assert device_loop.auto_steps_per_dispatch(131, 'tpu') == 66  # 66 + 65.
+  assert device_loop.auto_steps_per_dispatch(1, 'gpu') == 1
+
+
+def test_the_device_loop_runs_the_steps_of_a_plain_python_loop(small_config):
+  """K steps in one dispatch, batches gathered on the device, equal the pure train
+  step applied one by one to the rows of the epoch's permutation."""
+  _, split, test = input_pipeline.load_dataset(dict(small_config.to_dict(),
+                                                    max_train_examples=256))
+  batch = 32
+  dp = parallel.DataParallel.create(batch)
+  loop = device_loop.DeviceLoop.create(dp, 1, batch, 1000, split, test)
+  state = make_state()
+  seeds = dp.replicate(np.asarray([5], np.int32))
+  states, totals = loop.run(steps.stack_states([state]), loop.zero_totals(),
+                            loop.orders(seeds, 2), seeds, 2, 1, 3)
+  order = np.asarray(steps.epoch_permutation(5, 2, 256))
+  step = jax.jit(steps.train_step)
+  losses = []
+  for index in (1, 2, 3):
+    rows = order[index * batch:(index + 1) * batch]
+    state, metrics = step(state, (split.images[rows], split.labels[rows]),
+                          steps.step_rng(5, 2, index))
+    losses.append(float(metrics['loss']))
+  assert float(totals['loss'][0]) == pytest.approx(sum(losses), rel=1e-5)
+  for a, b in zip(jax.tree.leaves(steps.seed_state(states, 0).params),
+                  jax.tree.leaves(state.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_checkpoint_save_restore_is_identical(tmp_path):
   state = make_state()
   batch = (jnp.zeros((4, 28, 28, 1), jnp.uint8), jnp.arange(4))
-  state, _ = train.train_step(state, batch, jax.random.key(0))  # Non-trivial Adam state.
+  state, _ = steps.train_step(state, batch, jax.random.key(0))  # Non-trivial Adam state.
   checkpointer = checkpoints.Checkpointer(tmp_path, keep=2)
   checkpointer.save(1, state)
   checkpointer.close()
@@ -89,6 +127,20 @@ def test_checkpoint_save_restore_is_identical(tmp_path):
   for a, b in zip(jax.tree.leaves(arrays(restored)), jax.tree.leaves(arrays(state))):
     np.testing.assert_array_equal(a, b)
   assert int(restored.step) == 1
+
+
+def final_arrays(workdir, config):
+  """The last epoch's checkpoint: step, parameters and optimizer state, as NumPy."""
+  state = checkpoints.Checkpointer(workdir / 'checkpoints', 3).restore(
+      config.num_epochs, make_state(config))
+  return [np.asarray(x) for x in jax.tree.leaves((state.step, state.params,
+                                                  state.opt_state))]
+
+
+def assert_same_arrays(a, b):
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x, y)
 
 
 def read_scalars(workdir):
@@ -135,3 +187,80 @@ def test_short_run_learns_logs_checkpoints_and_resumes(small_config, tmp_path):
       2, make_state(small_config))
   for a, b in zip(jax.tree.leaves(resumed_state), jax.tree.leaves(final_state)):
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_steps_per_dispatch_does_not_change_the_result(small_config, tmp_path):
+  small_config.update(max_train_examples=1024, batch_size=64)  # 16 steps: 7 + 7 + 2.
+  runs = {}
+  for k in ('1', '7'):
+    small_config.steps_per_dispatch = k
+    runs[k] = train.train_and_evaluate(small_config, tmp_path / k)
+    assert runs[k]['steps_per_dispatch'] == int(k)
+  assert runs['1']['history'][-1]['train_loss'] == runs['7']['history'][-1]['train_loss']
+  assert_same_arrays(final_arrays(tmp_path / '1', small_config),
+                     final_arrays(tmp_path / '7', small_config))
+
+
+def _stop_after(monkeypatch, dispatches):
+  """Makes the loop see a stop request after `dispatches` dispatches, as a SIGTERM
+  would (deterministically, in this process)."""
+  seen = []
+
+  def stop_agreed(stop):
+    seen.append(1)
+    if len(seen) == dispatches:
+      stop.requested = 'SIGTERM'
+    return stop.requested is not None
+
+  monkeypatch.setattr(train, '_stop_agreed', stop_agreed)
+
+
+@pytest.mark.slow
+def test_seeds_together_train_what_each_seed_trains_alone_and_resume_exactly(
+    small_config, tmp_path, monkeypatch):
+  small_config.update(max_train_examples=1024, max_test_examples=500, batch_size=64,
+                      steps_per_dispatch='3')
+  dirs = [tmp_path / 's0', tmp_path / 's1']
+  together = train.train_seeds(small_config, [0, 1], dirs)
+  for seed, metrics in zip([0, 1], together):
+    small_config.seed = seed
+    alone = train.train_and_evaluate(small_config, tmp_path / f'alone{seed}')
+    for a, b in zip(metrics['history'], alone['history'], strict=True):
+      assert a['train_loss'] == pytest.approx(b['train_loss'], rel=1e-3)
+      assert a['test_loss'] == pytest.approx(b['test_loss'], rel=1e-3)
+      assert abs(a['test_accuracy'] - b['test_accuracy']) <= 0.004  # ≤ 2 of 500 flip.
+    assert metrics['completed'] and metrics['seeds_trained_together'] == 2
+    saved = json.loads((tmp_path / f's{seed}' / 'config.json').read_text())
+    assert saved['seed'] == seed
+  # The seeds really differ (the comparison above would not catch a shared key).
+  assert together[0]['history'][0]['train_loss'] != together[1]['history'][0]['train_loss']
+
+  # Stopped mid-epoch 2 (after 8 of 16 steps), then resumed: the same parameters.
+  stopped = [tmp_path / 'x0', tmp_path / 'x1']
+  small_config.seed = 0
+  _stop_after(monkeypatch, 8)  # Epoch 1: 6 dispatches (3+3+3+3+3+1); then 2 more.
+  with pytest.raises(safety.Interrupted, match=r'stopped at epoch 2 step 6/16'):
+    train.train_seeds(small_config, [0, 1], stopped)
+  for d in stopped:
+    assert [p.name for p in (d / checkpoints.INTERRUPTED_DIR).iterdir()
+            if p.name.isdigit()] == ['22']
+  monkeypatch.undo()
+  resumed = train.train_seeds(small_config, [0, 1], stopped)
+  for a, b, ra, rb in zip(dirs, stopped, together, resumed):
+    assert_same_arrays(final_arrays(a, small_config), final_arrays(b, small_config))
+    for x, y in zip(ra['history'], rb['history'], strict=True):
+      for key in ('train_loss', 'train_accuracy', 'test_loss', 'test_accuracy'):
+        assert x[key] == y[key], (key, x, y)
+    assert not list((b / checkpoints.INTERRUPTED_DIR).glob('[0-9]*'))
+
+
+@pytest.mark.slow
+def test_seeds_that_diverge_are_marked_failed(small_config, tmp_path):
+  small_config.update(max_train_examples=512, batch_size=64, optimizer='sgd',
+                      learning_rate=1e12, lr_schedule='constant')
+  with pytest.raises(safety.NonFiniteLossError, match=r'at epoch 1, step \d+ in '):
+    train.train_seeds(small_config, [0, 1], [tmp_path / 'a', tmp_path / 'b'])
+  for d in ('a', 'b'):
+    failed = json.loads((tmp_path / d / 'metrics.json').read_text())
+    assert failed['failed']['reason'] == 'non-finite loss' and not failed['completed']

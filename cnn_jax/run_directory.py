@@ -1,0 +1,126 @@
+"""One run's directory and everything in it: the config guard, config.json, epoch /
+best / interrupted checkpoints, TensorBoard events, the epoch history and metrics.json.
+
+Every process of a run opens it (Orbax writes checkpoints from all of them together);
+only the primary process writes the other files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+from typing import Any, Mapping
+
+import jax
+import ml_collections
+
+from cnn_jax import checkpoints, parallel, run_metrics, safety, steps
+from cnn_jax.metric_writers import SummaryWriter
+
+
+@dataclasses.dataclass
+class Position:
+  """Where a run resumes: after `index` steps of epoch `epoch` + 1 (index 0: at the
+  start of that epoch), with the state and, mid-epoch, the epoch's running sums."""
+  epoch: int
+  index: int
+  state: steps.TrainState
+  totals: Any = None
+
+
+class RunDirectory:
+  """A run's files. `facts` (device, parameters, compile time…) go into metrics.json."""
+
+  def __init__(self, path: str | pathlib.Path, config: Mapping[str, Any], *,
+               allow_config_change: bool = False):
+    self.path = pathlib.Path(path)
+    self.config = dict(config)
+    self.primary = parallel.is_primary()
+    self.history: list[dict[str, Any]] = []
+    self.facts: dict[str, Any] = {}
+    self.writer: SummaryWriter | None = None
+    self._wall_start = time.perf_counter()
+    safety.check_workdir_config(self.path, self.config, allow_config_change)
+    self.path.mkdir(parents=True, exist_ok=True)
+    if self.primary:
+      (self.path / 'config.json').write_text(
+          ml_collections.ConfigDict(self.config).to_json_best_effort(indent=2) + '\n')
+    self.epochs = checkpoints.Checkpointer(self.path / 'checkpoints',
+                                           self.config['checkpoints_to_keep'])
+    self.best = checkpoints.Checkpointer(self.path / checkpoints.BEST_DIR, keep=1)
+    self.interrupted = checkpoints.Checkpointer(self.path / checkpoints.INTERRUPTED_DIR,
+                                                keep=1)
+
+  def restore(self, like: steps.TrainState, zero_totals: Any, steps_per_epoch: int
+              ) -> Position:
+    """The newest readable position: a mid-epoch checkpoint if one is newer than the
+    last epoch's, else that epoch's, else the start (`like`). Loads the history."""
+    position = Position(0, 0, like)
+    found = self.epochs.restore_latest_good(like)
+    if found:
+      position = Position(found[0], 0, found[1])
+    mid_step = self.interrupted.latest_epoch()  # Numbered by global step.
+    if mid_step is not None and mid_step > position.epoch * steps_per_epoch:
+      found = self.interrupted.restore_latest_good(like, totals=zero_totals)
+      if found:
+        mid_step, (state, extra) = found
+        epoch = (mid_step - 1) // steps_per_epoch
+        position = Position(epoch, mid_step - epoch * steps_per_epoch, state,
+                            extra['totals'])
+    self.history = run_metrics.load_history(self.path / 'metrics.json', position.epoch)
+    return position
+
+  def open_writer(self, fresh: bool, hparams_group: str | None) -> None:
+    """TensorBoard events (primary only); a fresh run also records its hyperparameters."""
+    if self.primary:
+      self.writer = SummaryWriter(str(self.path))
+      if fresh:
+        self.writer.hparams(self.config, group=hparams_group)
+
+  def save_interrupted(self, global_step: int, state: steps.TrainState, totals: Any
+                       ) -> pathlib.Path:
+    """The mid-epoch state (and the epoch's running sums) to resume from."""
+    self.epochs.wait()  # Orbax's cross-process barriers are keyed by step alone.
+    self.best.wait()
+    self.interrupted.save(global_step, state, totals=totals)
+    self.interrupted.wait()
+    return self.interrupted.directory / str(global_step)
+
+  def end_epoch(self, record: dict[str, Any], state: steps.TrainState,
+                resumed_mid_epoch: bool) -> None:
+    """Saves the epoch (and the best so far apart, which the rolling checkpoints may
+    drop later), logs it to TensorBoard and rewrites metrics.json."""
+    best = run_metrics.is_best(record, self.history)
+    self.history.append(record)
+    self.epochs.save(record['epoch'], state)
+    if best:
+      self.epochs.wait()  # Same step number: see Checkpointer.wait.
+      self.best.save(record['epoch'], state)
+    if jax.process_count() > 1:  # The next run's saves use the same step numbers.
+      self.epochs.wait()
+      self.best.wait()
+    if resumed_mid_epoch:
+      self.interrupted.delete_all()  # The epoch checkpoint supersedes it.
+    if self.writer:
+      self.writer.scalars(record['epoch'], run_metrics.tensorboard_scalars(record))
+      self.writer.flush()
+    self.write_metrics()
+
+  def fail(self, reason: str, epoch: int, step: int) -> None:
+    self.facts['failed'] = {'reason': reason, 'epoch': epoch, 'step': step}
+    self.write_metrics()
+
+  def write_metrics(self) -> dict[str, Any]:
+    """metrics.json (primary only) from the history and facts; returned everywhere."""
+    return run_metrics.write_metrics(
+        self.path / 'metrics.json' if self.primary else None, self.history,
+        num_epochs=self.config['num_epochs'], **self.facts,
+        wall_seconds_this_process=time.perf_counter() - self._wall_start)
+
+  def close(self) -> None:
+    """Waits for checkpoints still being written in the background."""
+    for checkpointer in (self.epochs, self.best, self.interrupted):
+      checkpointer.close()
+    if self.writer:
+      self.writer.close()

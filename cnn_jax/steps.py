@@ -1,0 +1,154 @@
+"""The pure pieces of training: optimizer, initial state, one train step, one eval step,
+and the keys and orders that make a run a function of (seed, epoch, step) alone.
+
+Nothing here knows about devices, files or loops (`cnn_jax.device_loop` runs these on
+the mesh, `cnn_jax.train` around it); everything is jit- and vmap-able.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import optax
+
+from cnn_jax import options
+
+TrainState = train_state.TrainState
+Batch = tuple[jax.Array, jax.Array]  # (images NHWC uint8 or float, labels int32)
+
+
+def preprocess(images: jax.Array) -> jax.Array:
+  """uint8 pixels → float32 in [0, 1], as the article's ToTensor()."""
+  return images.astype(jnp.float32) / 255.0
+
+
+def create_optimizer(config: Mapping[str, Any], steps_per_epoch: int
+                     ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """The config's optimizer and its learning-rate schedule (per step)."""
+  total_steps = config['num_epochs'] * steps_per_epoch
+  warmup_steps = int(config['warmup_epochs'] * steps_per_epoch)
+  lr = config['learning_rate']
+  if config['lr_schedule'] == options.Schedule.CONSTANT:
+    schedule = optax.constant_schedule(lr)
+    if warmup_steps:
+      schedule = optax.join_schedules(
+          [optax.linear_schedule(0.0, lr, warmup_steps), schedule], [warmup_steps])
+  elif config['lr_schedule'] == options.Schedule.COSINE:
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, lr, warmup_steps, max(total_steps, warmup_steps + 1))
+  else:
+    raise options.ConfigError(f"config.lr_schedule={config['lr_schedule']!r} is invalid")
+  name = config['optimizer']
+  if name == options.Optimizer.ADAM:
+    tx = optax.adam(schedule)
+  elif name == options.Optimizer.ADAMW:
+    tx = optax.adamw(schedule, weight_decay=config['weight_decay'])
+  elif name == options.Optimizer.SGD:
+    tx = optax.chain(optax.add_decayed_weights(config['weight_decay']),
+                     optax.sgd(schedule, momentum=config['momentum'] or None))
+  else:
+    raise options.ConfigError(f'config.optimizer={name!r} is invalid')
+  return tx, schedule
+
+
+def create_train_state(rng: jax.Array, model: nn.Module, input_shape: tuple[int, ...],
+                       tx: optax.GradientTransformation,
+                       sharding: jax.sharding.Sharding | None = None) -> TrainState:
+  """Initial parameters and optimizer state, placed per `sharding` (e.g. replicated)."""
+  def init(rng):
+    params = model.init(rng, jnp.zeros((1, *input_shape), jnp.float32))['params']
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  # Jitted: eager init dispatches op by op and took seconds.
+  return jax.jit(init, out_shardings=sharding)(rng)
+
+
+def create_train_states(seeds: Sequence[int], model: nn.Module,
+                        input_shape: tuple[int, ...], tx: optax.GradientTransformation,
+                        sharding: jax.sharding.Sharding | None = None) -> TrainState:
+  """The initial states of `seeds` stacked on a leading seed axis: entry i equals
+  `create_train_state(jax.random.key(seeds[i]), ...)`."""
+  def init(seeds):
+    return jax.vmap(lambda s: create_train_state(jax.random.key(s), model, input_shape,
+                                                 tx))(seeds)
+  return jax.jit(init, out_shardings=sharding)(jnp.asarray(seeds, jnp.int32))
+
+
+def seed_state(states: TrainState, i: int) -> TrainState:
+  """Entry i of stacked states: what a single-seed run holds."""
+  return jax.tree.map(lambda x: x[i], states)
+
+
+def stack_states(states: Sequence[TrainState]) -> TrainState:
+  """The inverse of `seed_state`: single-seed states stacked on a leading axis."""
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+def _loss_and_correct(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  return loss, (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+
+
+def train_step(state: TrainState, batch: Batch, rng: jax.Array
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer step on `batch`; `rng` drives dropout. Pure: jit it."""
+  images, labels = batch
+
+  def loss_fn(params):
+    logits = state.apply_fn({'params': params}, preprocess(images), train=True,
+                            rngs={'dropout': rng})
+    loss, correct = _loss_and_correct(logits, labels)
+    return loss.mean(), correct.mean()
+
+  (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  return state.apply_gradients(grads=grads), {'loss': loss, 'accuracy': accuracy}
+
+
+def eval_step(state: TrainState, batch: Batch, mask: jax.Array) -> dict[str, jax.Array]:
+  """Sums of loss and correct predictions over the examples where `mask` is 1."""
+  images, labels = batch
+  logits = state.apply_fn({'params': state.params}, preprocess(images), train=False)
+  loss, correct = _loss_and_correct(logits, labels)
+  return {'loss': (loss * mask).sum(), 'correct': (correct * mask).sum(),
+          'count': mask.sum()}
+
+
+def epoch_permutation(seed: int | jax.Array, epoch: int | jax.Array, num_examples: int
+                      ) -> jax.Array:
+  """The order of epoch `epoch`'s examples, a function of (seed, epoch) alone."""
+  key = jax.random.fold_in(jax.random.key(seed), epoch)
+  return jax.random.permutation(jax.random.fold_in(key, 0), num_examples)
+
+
+def step_rng(seed: int | jax.Array, epoch: int | jax.Array, step: int | jax.Array
+             ) -> jax.Array:
+  """The dropout key of one step, a function of (seed, epoch, step) alone."""
+  key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), epoch), 1)
+  return jax.random.fold_in(key, step)
+
+
+def zero_totals(shape: tuple[int, ...] = ()) -> dict[str, jax.Array]:
+  """The epoch's running sums at its start (see add_to_totals), one per seed."""
+  return {'loss': jnp.zeros(shape), 'accuracy': jnp.zeros(shape),
+          'first_nonfinite_step': -jnp.ones(shape, jnp.int32)}
+
+
+def add_to_totals(totals: Any, metrics: Mapping[str, jax.Array], index: jax.Array) -> Any:
+  """The epoch's running sums after step `index`: loss and accuracy added, and the first
+  step whose loss was NaN/Inf (-1: none), found without a host sync per step; the host
+  looks at dispatch boundaries. Elementwise, so per seed too."""
+  first_bad = jnp.where((totals['first_nonfinite_step'] < 0)
+                        & ~jnp.isfinite(metrics['loss']), index,
+                        totals['first_nonfinite_step'])
+  return {'loss': totals['loss'] + metrics['loss'],
+          'accuracy': totals['accuracy'] + metrics['accuracy'],
+          'first_nonfinite_step': first_bad}
+
+
+def mean_metrics(sums: Mapping[str, Any]) -> dict[str, float]:
+  """Mean loss and accuracy from eval_step's sums (added over batches)."""
+  return {'loss': float(sums['loss'] / sums['count']),
+          'accuracy': float(sums['correct'] / sums['count'])}
