@@ -3,18 +3,25 @@ kept apart; and a mid-epoch one written when a run is stopped by a signal.
 
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so
 a process killed mid-write leaves no checkpoint that looks finished; leftover temporary
-directories are removed when the directory is opened again.
+directories are removed when the directory is opened again. Orbax does not checksum
+the arrays, so each checkpoint's metadata carries a SHA-256 of what was saved, checked
+on restore; and the epoch's record (its line of metrics.json), so the record is
+durable exactly when the epoch is.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pathlib
 from typing import Any
 
 from absl import logging
 from flax.training import train_state
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+from cnn_jax import parallel
 
 BEST_DIR = 'best_checkpoint'  # In a run's workdir: the epoch with the best test accuracy.
 INTERRUPTED_DIR = 'interrupted'  # Mid-epoch state of a run stopped by a signal.
@@ -29,14 +36,27 @@ def _tree(state: train_state.TrainState) -> dict:
   return {'step': state.step, 'params': state.params, 'opt_state': state.opt_state}
 
 
+def digest(tree: Any) -> str:
+  """SHA-256 of a tree of (replicated) arrays: paths, dtypes, shapes and bytes."""
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_leaves_with_path(parallel.to_host(tree)):
+    array = np.ascontiguousarray(leaf)
+    h.update(f'{jax.tree_util.keystr(path)} {array.dtype} {array.shape}'.encode())
+    h.update(array.tobytes())
+  return h.hexdigest()
+
+
 class Checkpointer:
   """Saves numbered checkpoints (keeping the last `keep`) and restores them."""
 
   def __init__(self, directory: str | pathlib.Path, keep: int):
     self.directory = pathlib.Path(directory).absolute()
-    self._manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, cleanup_tmp_directories=True))
+    self._keep = keep
+    self._manager = self._open()
+
+  def _open(self) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+        max_to_keep=self._keep, create=True, cleanup_tmp_directories=True))
 
   def latest_epoch(self) -> int | None:
     return self._manager.latest_step()
@@ -44,12 +64,27 @@ class Checkpointer:
   def all_epochs(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
-  def save(self, epoch: int, state: train_state.TrainState, **extra: Any) -> None:
+  def save(self, epoch: int, state: train_state.TrainState,
+           record: dict[str, Any] | None = None, **extra: Any) -> None:
     """Starts writing in the background; the next save or `close` waits for it.
 
-    `extra` arrays (e.g. a partial epoch's running sums) are saved alongside.
+    `record` (JSON) is kept in the checkpoint's metadata (see `record`); `extra` arrays
+    (e.g. a partial epoch's running sums) are saved alongside the state. A checkpoint
+    already numbered `epoch` (one that could not be read, since training went past
+    it again) is replaced.
     """
-    self._manager.save(epoch, args=ocp.args.StandardSave({**_tree(state), **extra}))
+    tree = {**_tree(state), **extra}
+    if epoch in self._manager.all_steps():
+      self._manager.delete(epoch)
+    self._manager.save(epoch, args=ocp.args.StandardSave(tree),
+                       custom_metadata={'sha256': digest(tree), 'record': record})
+
+  def record(self, epoch: int) -> dict[str, Any] | None:
+    """The record saved with checkpoint `epoch`, None if it has none or is unreadable."""
+    try:
+      return (self._manager.metadata(epoch).custom_metadata or {}).get('record')
+    except Exception:  # pylint: disable=broad-except  # A damaged folder: no record.
+      return None
 
   def restore(self, epoch: int, like: train_state.TrainState, **extra_like: Any
               ) -> train_state.TrainState | tuple[train_state.TrainState, dict]:
@@ -58,6 +93,9 @@ class Checkpointer:
     target = {**_tree(like), **extra_like}
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     restored = self._manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
+    expected = (self._manager.metadata(epoch).custom_metadata or {}).get('sha256')
+    if expected and digest(restored) != expected:
+      raise CheckpointError('its arrays differ from what was saved (SHA-256 mismatch)')
     state = like.replace(**{k: restored[k] for k in ('step', 'params', 'opt_state')})
     if extra_like:
       return state, {k: restored[k] for k in extra_like}
@@ -80,6 +118,9 @@ class Checkpointer:
                   f'{str(e).splitlines()[0][:200] if str(e) else ""})'
         logging.error('Checkpoint %s; trying the one before it', message)
         errors.append(message)
+        # A manager that failed on a damaged folder kept state that failed the next one.
+        self._manager.close()
+        self._manager = self._open()
     if errors:
       raise CheckpointError('no checkpoint could be read: ' + '; '.join(errors))
     return None
@@ -102,13 +143,21 @@ def load_for_inference(workdir: str | pathlib.Path, like: train_state.TrainState
                        ) -> tuple[train_state.TrainState, int, str]:
   """(state, epoch, which) from a run: its best checkpoint, else its latest one."""
   workdir = pathlib.Path(workdir)
+  errors = []
   for which, directory in (('best', workdir / BEST_DIR), ('latest', workdir / 'checkpoints')):
     if directory.is_dir():
       checkpointer = Checkpointer(directory, keep=1)
-      found = checkpointer.restore_latest_good(like)
-      checkpointer.close()
+      try:
+        found = checkpointer.restore_latest_good(like)
+      except CheckpointError as e:  # A damaged best checkpoint: the epochs may be intact.
+        errors.append(str(e))
+        continue
+      finally:
+        checkpointer.close()
       if found is not None:
         epoch, state = found
         return state, epoch, which
+  if errors:
+    raise CheckpointError('; '.join(errors))
   raise FileNotFoundError(f'{workdir} has no checkpoint: train it first with '
                           f'python -m experiments.train --workdir={workdir}')

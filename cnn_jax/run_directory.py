@@ -68,8 +68,24 @@ class RunDirectory:
         epoch = (mid_step - 1) // steps_per_epoch
         position = Position(epoch, mid_step - epoch * steps_per_epoch, state,
                             extra['totals'])
-    self.history = run_metrics.load_history(self.path / 'metrics.json', position.epoch)
+    self.history = self._history(position.epoch)
+    best = max(self.history, key=lambda r: r['test_accuracy'], default=None)
+    if (best and best['epoch'] == position.epoch and not position.index
+        and position.epoch not in self.best.all_epochs()):
+      self.best.save(position.epoch, position.state, record=best)  # Killed before it.
     return position
+
+  def _history(self, up_to_epoch: int) -> list[dict[str, Any]]:
+    """Epochs 1..up_to_epoch: metrics.json's records, and those only the epoch
+    checkpoints hold (a process killed between the checkpoint and metrics.json)."""
+    records = {r['epoch']: r
+               for r in run_metrics.load_history(self.path / 'metrics.json', up_to_epoch)}
+    for epoch in self.epochs.all_epochs():
+      if epoch <= up_to_epoch and epoch not in records:
+        record = self.epochs.record(epoch)
+        if record:
+          records[epoch] = record
+    return [records[e] for e in sorted(records)]
 
   def open_writer(self, fresh: bool, hparams_group: str | None) -> None:
     """TensorBoard events (primary only); a fresh run also records its hyperparameters."""
@@ -93,10 +109,10 @@ class RunDirectory:
     drop later), logs it to TensorBoard and rewrites metrics.json."""
     best = run_metrics.is_best(record, self.history)
     self.history.append(record)
-    self.epochs.save(record['epoch'], state)
+    self.epochs.save(record['epoch'], state, record=record)
     if best:
       self.epochs.wait()  # Same step number: see Checkpointer.wait.
-      self.best.save(record['epoch'], state)
+      self.best.save(record['epoch'], state, record=record)
     if jax.process_count() > 1:  # The next run's saves use the same step numbers.
       self.epochs.wait()
       self.best.wait()

@@ -193,3 +193,94 @@ def test_killed_at_random_moments_ends_on_the_uninterrupted_parameters(
   for x, y in zip(jax.tree.leaves((a.params, a.opt_state)),
                   jax.tree.leaves((b.params, b.opt_state))):
     np.testing.assert_array_equal(x, y)
+
+
+def _largest_file(directory: pathlib.Path) -> pathlib.Path:
+  return max((p for p in directory.rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
+
+
+def _arrays(state):
+  return [np.asarray(x) for x in jax.tree.leaves((state.step, state.params, state.opt_state))]
+
+
+def test_a_checkpoint_whose_arrays_changed_is_refused_by_its_digest(tmp_path):
+  state = _state(default.get_config())
+  saver = checkpoints.Checkpointer(tmp_path, keep=2)
+  saver.save(1, state, record={'epoch': 1})
+  saver.close()
+  meta = tmp_path / '1' / '_CHECKPOINT_METADATA'
+  content = json.loads(meta.read_text())
+  assert content['custom_metadata']['record'] == {'epoch': 1}
+  reader = checkpoints.Checkpointer(tmp_path, keep=2)
+  assert reader.record(1) == {'epoch': 1}
+  _, restored = reader.restore_latest_good(state)
+  for a, b in zip(_arrays(restored), _arrays(state)):
+    np.testing.assert_array_equal(a, b)
+  reader.close()
+  content['custom_metadata']['sha256'] = '0' * 64  # What the arrays no longer match.
+  meta.write_text(json.dumps(content))
+  reader = checkpoints.Checkpointer(tmp_path, keep=2)
+  with pytest.raises(checkpoints.CheckpointError, match='SHA-256 mismatch'):
+    reader.restore_latest_good(state)
+  reader.close()
+
+
+@pytest.mark.slow
+def test_records_survive_a_kill_and_damaged_checkpoints_are_retrained(small_config,
+                                                                      tmp_path, caplog):
+  small_config.update(max_train_examples=1024, batch_size=64)
+  workdir = tmp_path / 'run'
+  first = train.train_and_evaluate(small_config, workdir)
+  like = _state(small_config)
+  saved = checkpoints.Checkpointer(workdir / 'checkpoints', 3)
+  original = _arrays(saved.restore(2, like))
+  saved.close()
+
+  # Killed after epoch 2's checkpoint, before metrics.json and the best checkpoint: the
+  # rerun trains nothing and gets both back from the checkpoint.
+  metrics = json.loads((workdir / 'metrics.json').read_text())
+  metrics['history'], metrics['completed'] = metrics['history'][:1], False
+  (workdir / 'metrics.json').write_text(json.dumps(metrics))
+  if first['best_epoch'] == 2:
+    shutil.rmtree(workdir / checkpoints.BEST_DIR / '2')
+  again = train.train_and_evaluate(small_config, workdir)
+  assert again['completed'] and again['history'] == first['history']  # Not retrained.
+  assert json.loads((workdir / 'metrics.json').read_text())['history'] == first['history']
+  best = checkpoints.Checkpointer(workdir / checkpoints.BEST_DIR, 1)
+  assert best.all_epochs() == [first['best_epoch']]
+  best.close()
+
+  # Random bytes inside checkpoint 2: refused (Orbax's error or the digest), named, the
+  # run falls back to epoch 1, retrains epoch 2 onto the same arrays and replaces the
+  # damaged checkpoint, so the next rerun trains nothing.
+  victim = _largest_file(workdir / 'checkpoints' / '2')
+  data = bytearray(victim.read_bytes())
+  middle = len(data) // 2
+  data[middle:middle + 64] = np.random.default_rng(0).bytes(64)
+  victim.write_bytes(bytes(data))
+  caplog.clear()
+  retrained = train.train_and_evaluate(small_config, workdir)
+  assert str(workdir / 'checkpoints' / '2') in caplog.text
+  assert retrained['final']['train_loss'] == first['final']['train_loss']
+  saved = checkpoints.Checkpointer(workdir / 'checkpoints', 3)
+  for a, b in zip(_arrays(saved.restore(2, like)), original):
+    np.testing.assert_array_equal(a, b)
+  saved.close()
+  caplog.clear()
+  assert train.train_and_evaluate(small_config, workdir)['history'] == retrained['history']
+  assert 'cannot be read' not in caplog.text
+
+  # A checkpoint folder whose contents were deleted: the same fallback and retraining.
+  shutil.rmtree(workdir / 'checkpoints' / '2' / 'default')
+  caplog.clear()
+  again = train.train_and_evaluate(small_config, workdir)
+  assert str(workdir / 'checkpoints' / '2') in caplog.text
+  assert again['final']['train_loss'] == first['final']['train_loss']
+  assert (workdir / 'checkpoints' / '2' / 'default').is_dir()
+
+  # A damaged best checkpoint: inference falls back to the epoch checkpoints.
+  for path in (workdir / checkpoints.BEST_DIR).rglob('*'):
+    if path.is_file():
+      path.write_bytes(b'')
+  _, epoch, which = checkpoints.load_for_inference(workdir, like)
+  assert (epoch, which) == (2, 'latest')
