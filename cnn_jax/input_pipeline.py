@@ -279,6 +279,10 @@ def _load_dataset(*values: Any) -> tuple[DatasetSpec, Split, Split]:
       raise DatasetUnavailableError(
           f"dataset {spec.name!r} has no {name!r} split; it has "
           f"{', '.join(builder.info.splits)}")
+    available = builder.info.splits[name].num_examples
+    if limit > available:
+      raise ConfigError(f'config.max_{name}_examples={limit} is invalid: the {name} split '
+                        f'of {spec.name} has {available} examples (0: all of them)')
     images, labels = tfds.as_numpy(builder.as_dataset(
         split=f'{name}[:{limit}]' if limit else name, batch_size=-1,
         as_supervised=True))

@@ -8,6 +8,7 @@ only the primary process writes the other files.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import time
 from typing import Any, Mapping
@@ -15,7 +16,7 @@ from typing import Any, Mapping
 import jax
 import ml_collections
 
-from cnn_jax import checkpoints, parallel, run_metrics, safety, steps
+from cnn_jax import checkpoints, options, parallel, run_metrics, safety, steps
 from cnn_jax.metric_writers import SummaryWriter
 
 
@@ -41,11 +42,18 @@ class RunDirectory:
     self.facts: dict[str, Any] = {}
     self.writer: SummaryWriter | None = None
     self._wall_start = time.perf_counter()
+    if self.path.exists() and not self.path.is_dir():
+      raise options.ConfigError(f'workdir {self.path} is a file: expected a directory')
     safety.check_workdir_config(self.path, self.config, allow_config_change)
-    self.path.mkdir(parents=True, exist_ok=True)
-    if self.primary:
-      (self.path / 'config.json').write_text(
-          ml_collections.ConfigDict(self.config).to_json_best_effort(indent=2) + '\n')
+    try:  # Found before any data is prepared or compiled.
+      self.path.mkdir(parents=True, exist_ok=True)
+      if self.primary and not (self.path / 'config.json').exists():
+        self._write_config()
+      if not os.access(self.path, os.W_OK):
+        raise PermissionError(13, 'Permission denied')
+    except OSError as e:
+      raise options.ConfigError(f'workdir {self.path} cannot be written: '
+                                f'{e.strerror or e}') from None
     self.epochs = checkpoints.Checkpointer(self.path / 'checkpoints',
                                            self.config['checkpoints_to_keep'])
     self.best = checkpoints.Checkpointer(self.path / checkpoints.BEST_DIR, keep=1)
@@ -87,9 +95,16 @@ class RunDirectory:
           records[epoch] = record
     return [records[e] for e in sorted(records)]
 
+  def _write_config(self) -> None:
+    (self.path / 'config.json').write_text(
+        ml_collections.ConfigDict(self.config).to_json_best_effort(indent=2) + '\n')
+
   def open_writer(self, fresh: bool, hparams_group: str | None) -> None:
-    """TensorBoard events (primary only); a fresh run also records its hyperparameters."""
+    """TensorBoard events (primary only); a fresh run also records its hyperparameters.
+    Called once the run's checkpoints were read: only then does an allowed config
+    change replace config.json (a failed one leaves it as it was)."""
     if self.primary:
+      self._write_config()
       self.writer = SummaryWriter(str(self.path))
       if fresh:
         self.writer.hparams(self.config, group=hparams_group)

@@ -97,6 +97,10 @@ class Trainer:
     self.dp = parallel.DataParallel.create(cfg['batch_size'], cfg['eval_batch_size'])
     self.dp.check_batch_size('batch_size', cfg['batch_size'])
     self.dp.check_batch_size('eval_batch_size', cfg['eval_batch_size'])
+    if self.dp.num_devices < jax.device_count():
+      logging.warning('Training on %d of %d devices: the most that split batch_size=%d '
+                      'and eval_batch_size=%d evenly', self.dp.num_devices,
+                      jax.device_count(), cfg['batch_size'], cfg['eval_batch_size'])
     spec = input_pipeline.dataset_spec(cfg)
     table = options.validate_geometry(cfg, spec.input_shape, spec.num_classes)
     # Workdirs are checked before the (slow) data preparation.

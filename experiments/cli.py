@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import pathlib
 import sys
@@ -10,8 +11,9 @@ from typing import Callable, Sequence
 from absl import app
 from absl import flags
 from absl import logging as absl_logging
+from ml_collections import config_flags
 
-from cnn_jax import compilation_cache, parallel
+from cnn_jax import compilation_cache, options, parallel
 from cnn_jax.checkpoints import CheckpointError
 from cnn_jax.input_pipeline import DatasetUnavailableError
 from cnn_jax.options import ConfigError
@@ -25,6 +27,41 @@ flags.DEFINE_string(
 
 _OURS = (str(pathlib.Path(__file__).resolve().parent.parent / 'cnn_jax'),
          str(pathlib.Path(__file__).resolve().parent))
+
+
+def config_arg_error(argv: Sequence[str], default: str) -> str | None:
+  """What is wrong with the --config arguments in `argv`, in one line; None if nothing.
+
+  ml_collections reads them while the flag is being defined and fails with a traceback,
+  so the entry points check them first.
+  """
+  path, args = default, list(argv)
+  for i, arg in enumerate(args):
+    if arg.startswith('--config='):
+      path = arg.split('=', 1)[1]
+    elif arg == '--config' and i + 1 < len(args):
+      path = args[i + 1]
+  if not pathlib.Path(path.split(':', 1)[0]).is_file():
+    return f'--config={path}: no such config file'
+  for arg in args:
+    if arg.startswith('--config.'):
+      field = arg[len('--config.'):].split('=', 1)[0].split('.', 1)[0]
+      if field not in options.FIELDS:
+        close = difflib.get_close_matches(field, options.FIELDS, n=1)
+        return (f'--config.{field} is not a config field' +
+                (f'; did you mean --config.{close[0]}?' if close else '') +
+                f' (fields: {", ".join(sorted(options.FIELDS))})')
+  return None
+
+
+def define_config(default: str, help_text: str) -> None:
+  """The --config flag (a config file, overridable field by field), its arguments
+  checked first: a bad one ends the program with one `error:` line, exit 2."""
+  error = config_arg_error(sys.argv[1:], default)
+  if error:
+    print(f'error: {error}', file=sys.stderr)
+    sys.exit(2)
+  config_flags.DEFINE_config_file('config', default, help_text, lock_config=True)
 
 
 class _InfoFromCnnJaxOnly(logging.Filter):

@@ -9,14 +9,12 @@ import json
 import pathlib
 
 from absl import flags
-from ml_collections import config_flags
 
 from cnn_jax import geometry, input_pipeline, options
 from experiments import cli
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', 'configs/default.py', 'Model config file.',
-                                lock_config=True)
+cli.define_config('configs/default.py', 'Model config file.')
 flags.DEFINE_string('workdir', None, 'A training run whose results to print as well.')
 
 

@@ -30,9 +30,8 @@ def define_flags(name: str) -> None:
   flags.DEFINE_enum('vmap_seeds', 'auto', ['auto', 'true', 'false'], 'Train the seeds '
                     'of each configuration together in one program (jax.vmap). auto: '
                     'only with an accelerator (on CPU it measured slower).')
-  config_flags.DEFINE_config_file('config', f'configs/{name}.py', 'Sweep config: the '
-                                  'base training config, its GRID and BASELINE.',
-                                  lock_config=True)
+  cli.define_config(f'configs/{name}.py', 'Sweep config: the '
+                                  'base training config, its GRID and BASELINE.')
 
 
 class Progress:

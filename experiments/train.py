@@ -9,15 +9,14 @@ each with --distributed (and --coordinator_address=HOST:PORT --num_processes=N
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from cnn_jax import parallel, train
+from cnn_jax.options import ConfigError
 from experiments import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard and metrics.')
-config_flags.DEFINE_config_file('config', 'configs/default.py', 'Training config file.',
-                                lock_config=True)
+cli.define_config('configs/default.py', 'Training config file.')
 flags.DEFINE_bool('distributed', False, 'Join a multi-process run with '
                   'jax.distributed.initialize before training.')
 flags.DEFINE_string('coordinator_address', None, 'HOST:PORT of process 0 '
@@ -34,6 +33,9 @@ flags.mark_flags_as_required(['workdir'])
 def main(argv):
   if len(argv) > 1:
     raise SystemExit(f'error: unexpected arguments {argv[1:]}')
+  if not FLAGS.workdir.strip():
+    raise ConfigError('--workdir is empty: expected the directory for checkpoints, '
+                      'TensorBoard and metrics')
   if FLAGS.distributed:
     parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
                                     FLAGS.process_id)

@@ -284,3 +284,12 @@ def test_records_survive_a_kill_and_damaged_checkpoints_are_retrained(small_conf
       path.write_bytes(b'')
   _, epoch, which = checkpoints.load_for_inference(workdir, like)
   assert (epoch, which) == (2, 'latest')
+
+  # A config change the checkpoints cannot take (padding 1 -> 0): one error, and
+  # config.json still describes the run, so the original command still runs.
+  other = small_config.copy_and_resolve_references()
+  other.padding = 0
+  with pytest.raises(checkpoints.CheckpointError, match='no checkpoint could be read'):
+    train.train_and_evaluate(other, workdir, allow_config_change=True)
+  assert json.loads((workdir / 'config.json').read_text())['padding'] == 1
+  assert train.train_and_evaluate(small_config, workdir)['completed']

@@ -1,0 +1,54 @@
+"""Entry points: bad input ends in one `error:` line and exit status 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from cnn_jax import input_pipeline, options
+from experiments import cli
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--config.dropot_rate=0.1'],
+     '--config.dropot_rate is not a config field; did you mean --config.dropout_rate?'),
+    (['--config.zzz=1'], '--config.zzz is not a config field (fields: activation, '),
+    (['--config=configs/nope.py'], '--config=configs/nope.py: no such config file'),
+    (['--config', 'configs/nope.py:x'], '--config=configs/nope.py:x: no such config file'),
+])
+def test_bad_config_arguments_are_named(argv, message, repo_root, monkeypatch):
+  monkeypatch.chdir(repo_root)
+  assert cli.config_arg_error(argv, 'configs/default.py').startswith(message)
+
+
+def test_good_config_arguments_pass(repo_root, monkeypatch):
+  monkeypatch.chdir(repo_root)
+  assert cli.config_arg_error(['--config=configs/dropout_sweep.py', '--config.padding=0',
+                               '--workdir=x', '--config.conv_features=(8,16)'],
+                              'configs/default.py') is None
+
+
+def _train(repo_root, *args):
+  return subprocess.run([sys.executable, '-m', 'experiments.train', *args], cwd=repo_root,
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--workdir=w', '--config.dropot_rate=0.1'], 'error: --config.dropot_rate is not a '),
+    (['--workdir='], 'error: --workdir is empty'),
+    (['--workdir=README.md'], 'is a file: expected a directory'),
+])
+def test_train_refuses_bad_input_in_one_line(args, message, repo_root, tmp_path):
+  done = _train(repo_root, *args, f'--config.data_dir={tmp_path}')
+  assert done.returncode == 2, done.stderr[-2000:]
+  errors = [line for line in done.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1 and message in errors[0], done.stderr[-2000:]
+  assert 'Traceback' not in done.stderr
+
+
+def test_a_slice_larger_than_the_split_is_named(small_config):
+  config = dict(small_config.to_dict(), max_train_examples=10_000_000)
+  with pytest.raises(options.ConfigError,
+                     match=r'^config.max_train_examples=10000000 is invalid: the train '
+                           r'split of mnist has 60000 examples'):
+    input_pipeline.load_dataset(config)
