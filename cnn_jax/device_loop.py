@@ -30,11 +30,10 @@ from cnn_jax import input_pipeline, parallel, steps
 
 Totals = dict[str, jax.Array]
 
-# Steps per dispatch chosen by `steps_per_dispatch='auto'`, per backend. XLA:CPU: 1 (2
-# XLA:CPU devices, batch 128: 1,850-1,900 ex/s with 1 step per dispatch, 1,460-1,590
-# with 4 unrolled; a device loop ran 10x slower). Accelerators: the epoch cut into the
-# fewest dispatches of at most this many steps (on one H200 a prototype with 78 steps
-# per dispatch trained 4.3x faster than one step per dispatch).
+# `steps_per_dispatch='auto'`, per backend (measurements: README, Speed). XLA:CPU: one
+# step; several unrolled steps or a device loop measured slower there, and the host is
+# not its bottleneck. Accelerators: the epoch cut into the fewest dispatches of at most
+# this many steps, since there the per-step dispatch is the bottleneck.
 MAX_AUTO_STEPS_PER_DISPATCH = 128
 
 
@@ -133,7 +132,7 @@ class DeviceLoop:
         return (states, steps.add_to_totals(totals, metrics, index)), None
 
       indices = first + jnp.arange(count, dtype=jnp.int32)
-      if self.unroll:  # Python's loop: even a fully unrolled scan ran 10x slower on XLA:CPU.
+      if self.unroll:  # XLA:CPU ran a scan's body, even unrolled, far slower than this.
         carry = (states, totals)
         for j in range(count):
           carry, _ = one(carry, indices[j])
