@@ -9,9 +9,10 @@ any size, any format. Pure NumPy + Pillow, so it is testable without a model.
 from __future__ import annotations
 
 import pathlib
+import warnings
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 MNIST_SIZE, DIGIT_BOX = 28, 20
 
@@ -20,21 +21,64 @@ class ImageError(ValueError):
   """A file that cannot be read as an image, or holds no digit."""
 
 
+# Larger pictures are refused before decoding: a small PNG can decode to gigabytes. A
+# 48-megapixel phone photo still fits.
+MAX_PIXELS = 50_000_000
+
+
 def load_grayscale(path: str | pathlib.Path) -> np.ndarray:
-  """The image as float32 in [0, 1], alpha composited on white; ImageError if unreadable."""
+  """The image as float32 in [0, 1], upright; ImageError if unreadable or too large.
+
+  Handles 16-bit and float images (scaled by their own range, not clipped to 8 bits),
+  EXIF orientation (phone photos), and transparency: the transparent part becomes a
+  background that contrasts with the opaque ink, so white ink on transparent works as
+  well as dark ink.
+  """
   try:
-    with Image.open(path) as image:
+    with warnings.catch_warnings():
+      # Pillow warns from 89 megapixels; the cap below decides instead.
+      warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+      image = Image.open(path)
+    with image:
+      width, height = image.size
+      if width * height > MAX_PIXELS:
+        raise ImageError(f'{path}: {width}×{height} is {width * height / 1e6:.0f} '
+                         f'megapixels; at most {MAX_PIXELS / 1e6:.0f} are read')
       image.load()
-      if image.mode in ('RGBA', 'LA') or (image.mode == 'P' and 'transparency' in image.info):
-        rgba = image.convert('RGBA')
-        background = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-      gray = np.asarray(image.convert('L'), np.float32) / 255.0
-  except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+      image = ImageOps.exif_transpose(image)
+      gray = _gray_array(image)
+  except ImageError:
+    raise
+  except Image.DecompressionBombError as e:
+    raise ImageError(f'{path}: over {MAX_PIXELS / 1e6:.0f} megapixels ({e})') from None
+  except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
     raise ImageError(f'{path}: cannot read it as an image ({e})') from None
   if gray.ndim != 2 or min(gray.shape) < 1:
     raise ImageError(f'{path}: not a 2-D image')
   return gray
+
+
+def _gray_array(image: Image.Image) -> np.ndarray:
+  """Grayscale float32 in [0, 1] from any Pillow mode."""
+  if image.mode.startswith('I') or image.mode == 'F':
+    values = np.asarray(image, np.float64)
+    # 16-bit PNGs open as I or I;16 and span 0..65535; float and 32-bit images have no
+    # fixed range, so their own range is used.
+    if image.mode != 'F' and values.min() >= 0 and values.max() <= 65535:
+      low, high = 0.0, 65535.0
+    else:
+      low, high = values.min(), values.max()
+    return ((values - low) / max(high - low, 1e-12)).astype(np.float32)
+  if image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info:
+    rgba = np.asarray(image.convert('RGBA'), np.float32) / 255.0
+    luminance = np.asarray(image.convert('RGBA').convert('L'), np.float32) / 255.0
+    alpha = rgba[..., 3]
+    opaque = alpha > 0.5
+    # Ink is what is drawn (opaque); the transparent rest takes the opposite shade.
+    light_ink = opaque.any() and not opaque.all() and luminance[opaque].mean() > 0.5
+    background = 0.0 if light_ink else 1.0
+    return (alpha * luminance + (1 - alpha) * background).astype(np.float32)
+  return np.asarray(image.convert('L'), np.float32) / 255.0
 
 
 def to_mnist(gray: np.ndarray, name: str = 'image') -> np.ndarray:

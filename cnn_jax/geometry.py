@@ -16,24 +16,28 @@ class GeometryError(ValueError):
   def __init__(self, layer: str, message: str):
     super().__init__(f'{layer}: {message}')
     self.layer = layer
+    # The rows before the failing layer (set by `layer_table`), so a caller can name the
+    # earlier layers that shrank its input.
+    self.rows_before: list[Layer] = []
 
 
 def output_size(input_size: int, kernel: int, stride: int = 1, padding: int = 0,
-                *, layer: str = 'layer', floor: bool = False) -> int:
+                *, layer: str = 'layer', floor: bool = False,
+                kernel_name: str = 'kernel') -> int:
   """The article's `(in + 2·pad − kernel) / stride + 1`.
 
   With `floor=False` a non-integer result is an error: the kernel would not tile the
   input. Pooling uses `floor=True` (PyTorch's `ceil_mode=False`, Flax's VALID), which is
   what the article's padding-0 variant needs (11 → 5 in the second pool).
   """
-  for name, value, low in (('input size', input_size, 1), ('kernel', kernel, 1),
+  for name, value, low in (('input size', input_size, 1), (kernel_name, kernel, 1),
                            ('stride', stride, 1), ('padding', padding, 0)):
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
       raise GeometryError(layer, f'{name} must be an integer >= {low}, got {value!r}')
   span = input_size + 2 * padding - kernel
   if span < 0:
     raise GeometryError(
-        layer, f'kernel {kernel} is larger than its padded input '
+        layer, f'{kernel_name} {kernel} is larger than its padded input '
         f'{input_size} + 2·{padding} = {input_size + 2 * padding}')
   if span % stride and not floor:
     raise GeometryError(
@@ -51,7 +55,8 @@ def conv_output_size(input_size: int, kernel: int, stride: int = 1, padding: int
 def pool_output_size(input_size: int, window: int, stride: int, padding: int = 0,
                      *, layer: str = 'pool') -> int:
   """Output size of a pooling layer; rounds down like PyTorch and Flax."""
-  return output_size(input_size, window, stride, padding, layer=layer, floor=True)
+  return output_size(input_size, window, stride, padding, layer=layer, floor=True,
+                     kernel_name='window')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +135,33 @@ def shape_text(shape: Sequence[int]) -> str:
   return '×'.join(str(d) for d in shape)
 
 
+def _add_conv_rows(config: Mapping[str, Any], rows: list[Layer]) -> tuple[int, int, int]:
+  """Appends the conv/activation/pool rows to `rows`; returns the last output shape."""
+  height, width, channels = rows[-1].output_shape
+  field = ReceptiveField()
+  kernel, pad, stride = config['kernel_size'], config['padding'], config['conv_stride']
+  window, pool_stride = config['pool_window'], config['pool_stride']
+  for i, features in enumerate(config['conv_features'], start=1):
+    height = conv_output_size(height, kernel, stride, pad, layer=f'conv{i}')
+    width = conv_output_size(width, kernel, stride, pad, layer=f'conv{i}')
+    field = field.then(kernel, stride, pad)
+    rows.append(Layer(
+        f'conv{i}', 'Conv2D', f'{channels}→{features}, {kernel}×{kernel}, '
+        f's{stride}, p{pad}', (height, width, features),
+        conv_params(channels, features, kernel), field))
+    channels = features
+    rows.append(Layer(f'act{i}', 'Activation', config['activation'],
+                      (height, width, channels), receptive_field=field))
+    height = pool_output_size(height, window, pool_stride, layer=f'pool{i}')
+    width = pool_output_size(width, window, pool_stride, layer=f'pool{i}')
+    field = field.then(window, pool_stride, 0)
+    rows.append(Layer(
+        f'pool{i}', f'{config["pooling"].capitalize()}Pool',
+        f'{window}×{window}, s{pool_stride}', (height, width, channels),
+        receptive_field=field))
+  return height, width, channels
+
+
 def layer_table(config: Mapping[str, Any], input_shape: Sequence[int],
                 num_classes: int) -> list[Layer]:
   """The article's table (layer, type, details, output shape, params, receptive field).
@@ -143,27 +175,11 @@ def layer_table(config: Mapping[str, Any], input_shape: Sequence[int],
   model = config['model']
   placement, dropout_rate = config['dropout_placement'], config['dropout_rate']
   if model == 'cnn':
-    field = ReceptiveField()
-    kernel, pad, stride = config['kernel_size'], config['padding'], config['conv_stride']
-    window, pool_stride = config['pool_window'], config['pool_stride']
-    for i, features in enumerate(config['conv_features'], start=1):
-      height = conv_output_size(height, kernel, stride, pad, layer=f'conv{i}')
-      width = conv_output_size(width, kernel, stride, pad, layer=f'conv{i}')
-      field = field.then(kernel, stride, pad)
-      rows.append(Layer(
-          f'conv{i}', 'Conv2D', f'{channels}→{features}, {kernel}×{kernel}, '
-          f's{stride}, p{pad}', (height, width, features),
-          conv_params(channels, features, kernel), field))
-      channels = features
-      rows.append(Layer(f'act{i}', 'Activation', config['activation'],
-                        (height, width, channels), receptive_field=field))
-      height = pool_output_size(height, window, pool_stride, layer=f'pool{i}')
-      width = pool_output_size(width, window, pool_stride, layer=f'pool{i}')
-      field = field.then(window, pool_stride, 0)
-      rows.append(Layer(
-          f'pool{i}', f'{config["pooling"].capitalize()}Pool',
-          f'{window}×{window}, s{pool_stride}', (height, width, channels),
-          receptive_field=field))
+    try:
+      height, width, channels = _add_conv_rows(config, rows)
+    except GeometryError as e:
+      e.rows_before = rows
+      raise
     hidden = [config['fc_features']]
     hidden_activation = config['fc_activation']
   elif model == 'mlp':

@@ -162,11 +162,23 @@ _GEOMETRY_FIELDS = {'conv': ('kernel_size', 'padding', 'conv_stride'),
 
 def validate_geometry(config: Mapping[str, Any], input_shape: Sequence[int],
                       num_classes: int) -> list[geometry.Layer]:
-  """The layer table for this input, or ConfigError if a layer cannot fit it."""
+  """The layer table for this input, or ConfigError if a layer cannot fit it.
+
+  The error names the fields of the failing layer and of every earlier layer that shrank
+  its input: a 30×30 kernel leaves 1×1 for the first pool, and the kernel is to blame.
+  """
   try:
     return geometry.layer_table(config, input_shape, num_classes)
   except geometry.GeometryError as e:
-    kind = e.layer.rstrip('0123456789')
-    fields = ', '.join(f'config.{f}={config[f]!r}' for f in _GEOMETRY_FIELDS.get(kind, ()))
-    raise ConfigError(f'{fields} do not fit a {"×".join(map(str, input_shape))} input: '
-                      f'{e}') from None
+    shrinking = []
+    for before, row in zip(e.rows_before, e.rows_before[1:]):
+      if row.output_shape[:2] != before.output_shape[:2]:
+        shrinking.append(f'{row.name} {geometry.shape_text(before.output_shape[:2])}'
+                         f'→{geometry.shape_text(row.output_shape[:2])}')
+    kinds = [s.split()[0].rstrip('0123456789') for s in shrinking]
+    kinds = list(dict.fromkeys(kinds + [e.layer.rstrip('0123456789')]))
+    fields = ', '.join(f'config.{f}={config[f]!r}'
+                       for kind in kinds for f in _GEOMETRY_FIELDS.get(kind, ()))
+    history = f' (before it: {", ".join(shrinking)})' if shrinking else ''
+    raise ConfigError(f'{fields} do not fit a {geometry.shape_text(input_shape)} input: '
+                      f'{e}{history}') from None

@@ -23,6 +23,24 @@ flags.DEFINE_string('save_preprocessed', None, 'A directory to write each image 
 flags.mark_flags_as_required(['workdir'])
 
 
+def preprocessed_file_names(paths: list[str]) -> list[str]:
+  """One distinct PNG name per input: its stem, with its folder (then a number) added
+  where two inputs share a stem (a/1.png and b/1.jpg)."""
+  stems = [pathlib.Path(p).stem for p in paths]
+  names, taken = [], set()
+  for path, stem in zip(paths, stems):
+    candidates = [stem] if stems.count(stem) == 1 else []
+    parent = pathlib.Path(path).resolve().parent.name
+    candidates.append(f'{parent}_{stem}' if parent else stem)
+    name = next((c for c in candidates if c not in taken), None)
+    number = 2
+    while name is None or name in taken:
+      name, number = f'{candidates[-1]}_{number}', number + 1
+    taken.add(name)
+    names.append(name + '.png')
+  return names
+
+
 def main(argv):
   paths = argv[1:]
   if not paths:
@@ -43,8 +61,9 @@ def main(argv):
     from PIL import Image  # pylint: disable=g-import-not-at-top
     out = pathlib.Path(FLAGS.save_preprocessed)
     out.mkdir(parents=True, exist_ok=True)
-    for name, image in zip(names, images):
-      Image.fromarray(image[..., 0]).save(out / (pathlib.Path(name).stem + '.png'))
+    for file_name, image in zip(preprocessed_file_names(names), images):
+      Image.fromarray(image[..., 0]).save(out / file_name)
+    print(f'{len(images)} preprocessed image(s) written to {out}', file=sys.stderr)
   if images:
     probabilities = inference.probabilities(run, np.stack(images))
     for name, p in zip(names, probabilities):

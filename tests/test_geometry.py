@@ -139,5 +139,5 @@ def test_mlp_table():
 def test_layer_table_rejects_a_pool_larger_than_its_input():
   config = default.get_config()
   config.pool_window = 20
-  with pytest.raises(geometry.GeometryError, match='pool2: kernel 20 is larger'):
+  with pytest.raises(geometry.GeometryError, match='pool2: window 20 is larger'):
     geometry.layer_table(config, MNIST, 10)

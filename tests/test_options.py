@@ -64,10 +64,14 @@ def test_missing_and_unknown_fields():
 
 @pytest.mark.parametrize('overrides,match', [
     ({'pool_window': 20}, r'config.pool_window=20, config.pool_stride=2 do not fit a '
-                          r'28×28×1 input: pool2: kernel 20 is larger'),
+                          r'28×28×1 input: pool2: window 20 is larger'),
     ({'kernel_size': 30, 'padding': 0}, r'config.kernel_size=30.* do not fit .*conv1'),
+    # The kernel leaves 1×1 for pool1: the conv fields are named first, with the history.
+    ({'kernel_size': 30}, r'^config.kernel_size=30, config.padding=1, config.conv_stride=1, '
+                          r'config.pool_window=2, config.pool_stride=2 do not fit .*pool1: '
+                          r'window 2 .*\(before it: conv1 28×28→1×1\)$'),
     ({'conv_stride': 2, 'padding': 0}, r'config.conv_stride=2.*conv1: .* not an integer'),
-    ({'conv_features': (8, 8, 8, 8, 8)}, r'pool5: kernel 2 is larger'),
+    ({'conv_features': (8, 8, 8, 8, 8)}, r'pool5: window 2 is larger'),
 ])
 def test_geometry_that_cannot_fit_is_a_config_error(overrides, match):
   config = default.get_config()
