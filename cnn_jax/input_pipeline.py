@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import importlib.metadata
 import json
 import os
 import pathlib
 import shutil
 import socket
-import tempfile
 import urllib.parse
 import uuid
 import zipfile
 from typing import Any, BinaryIO, Callable, Mapping, NamedTuple
 
+import filelock
 import numpy as np
 
 from cnn_jax.options import ConfigError
@@ -111,33 +112,80 @@ def _reachable(url: str, timeout_s: float = 5.0) -> bool:
     return False
 
 
+def _manual_files(builder, manual_dir: pathlib.Path) -> dict[pathlib.Path, Any]:
+  """Each file TFDS would read from the manual dir, with its registered size/checksum."""
+  return {manual_dir / os.path.basename(urllib.parse.urlparse(url).path): info
+          for url, info in (builder.url_infos or {}).items()}
+
+
+def _check_manual_files(files: Mapping[pathlib.Path, Any], name: str) -> None:
+  """Refuses a manual file that is not the one TFDS registered, before TFDS extracts
+  anything (its extractor threads outlived a failed attempt and its cleanup)."""
+  for path, info in files.items():
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+      for block in iter(lambda: f.read(1 << 20), b''):
+        digest.update(block)
+    size = path.stat().st_size
+    expected_size = int(info.size) if info.size else None
+    if (expected_size is not None and size != expected_size) or (
+        info.checksum and digest.hexdigest() != info.checksum):
+      raise DatasetUnavailableError(
+          f'dataset {name!r}: {path} fails its checksum ({size} bytes, sha256 '
+          f'{digest.hexdigest()[:16]}…; TFDS registered {expected_size} bytes, sha256 '
+          f'{(info.checksum or "?")[:16]}…): replace it with the original file')
+
+
+def _remove_leftovers(builder, downloads: pathlib.Path) -> None:
+  """Removes what a killed preparation left (extracted files, TFDS's incomplete folder);
+  called with the preparation lock held, so no living process owns them."""
+  leftovers = list(downloads.glob('extracted-*'))
+  leftovers += list(pathlib.Path(builder.data_dir).parent.glob('incomplete.*'))
+  for path in leftovers:
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _prepare(builder, config: Mapping[str, Any]) -> None:
-  """Prepares the dataset once: from manual files if all are there, else downloads."""
+  """Prepares the dataset once: from manual files if all are there, else downloads.
+
+  One process at a time per data dir (a file lock), so two runs started together do not
+  prepare into each other's folders, and leftovers of a killed one can be removed.
+  """
   if builder.is_prepared():
     return
+  downloads = pathlib.Path(builder.data_dir_root) / 'downloads'
+  downloads.mkdir(parents=True, exist_ok=True)
+  with filelock.FileLock(downloads / '.cnn_jax_prepare.lock'):
+    if builder.is_prepared():
+      return
+    _remove_leftovers(builder, downloads)
+    _prepare_locked(builder, config, downloads)
+
+
+def _prepare_locked(builder, config: Mapping[str, Any], downloads: pathlib.Path) -> None:
   tfds = _tfds()
   name = config['dataset']
   manual_dir = _manual_dir(config)
+  files = _manual_files(builder, manual_dir) if manual_dir else {}
+  missing = [path.name for path in files if not path.is_file()]
   urls = list(builder.url_infos or ())
-  have_files = manual_dir is not None and urls and all(
-      (manual_dir / os.path.basename(urllib.parse.urlparse(u).path)).is_file()
-      for u in urls)
   advice = (f'Prepare it where the network works (python -c "import tensorflow_datasets '
             f"as tfds; tfds.builder('{name}').download_and_prepare()\") and copy the "
             f'TFDS data dir here (--config.data_dir=…), or put its files in '
             f'--config.manual_dir=DIR.')
+  have_files = bool(files) and not missing
   if not have_files and urls and not _reachable(urls[0]):
+    host = urllib.parse.urlparse(urls[0]).hostname
+    lacking = ('' if not missing else f'{manual_dir} does not exist and '
+               if not manual_dir.is_dir() else f'{manual_dir} lacks {", ".join(missing)} and ')
     raise DatasetUnavailableError(
         f'dataset {name!r} is not prepared in {builder.data_dir} and cannot be '
-        f'downloaded: {urllib.parse.urlparse(urls[0]).hostname} is unreachable. {advice}')
-  # A fresh extraction folder per attempt: after a failed attempt TFDS's extractor
-  # threads may still be writing to the old one, and a retry in the same process
-  # that extracted the same file there raced them (FileExistsError on rename).
-  downloads = pathlib.Path(builder.data_dir_root) / 'downloads'
-  downloads.mkdir(parents=True, exist_ok=True)
-  extract_dir = tempfile.mkdtemp(prefix='extracted-', dir=downloads)
+        f'downloaded: {lacking}{host} is unreachable. {advice}')
+  if have_files:
+    _check_manual_files(files, name)
+  extract_dir = downloads / f'extracted-{uuid.uuid4().hex[:8]}'
   download_config = tfds.download.DownloadConfig(
-      manual_dir=str(manual_dir) if manual_dir else None, extract_dir=extract_dir,
+      manual_dir=str(manual_dir) if manual_dir else None, extract_dir=str(extract_dir),
       try_download_gcs=False)
   try:
     builder.download_and_prepare(download_config=download_config)

@@ -27,22 +27,23 @@ def test_matches_nn_conv(shape, features, kernel_size, stride, padding):
   x = jax.random.normal(jax.random.key(1), shape)
   ours = layers.Conv2D(features, kernel_size, stride, padding)
   theirs = _reference(features, kernel_size, stride, padding)
-  params = ours.init(jax.random.key(0), x)
-  reference_params = theirs.init(jax.random.key(0), x)
+  # Jitted: op-by-op dispatch compiled each op on its own and took ~10 s per case.
+  params = jax.jit(ours.init)(jax.random.key(0), x)
+  reference_params = jax.jit(theirs.init)(jax.random.key(0), x)
   # Same tree and the same initial values: checkpoints and seeds carry over.
   assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, reference_params)
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(reference_params)):
     np.testing.assert_array_equal(a, b)
   params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(2), p.shape),
                         params)  # Nonzero bias, so a dropped bias would show.
-  y, y_ref = ours.apply(params, x), theirs.apply(params, x)
+  y, y_ref = jax.jit(ours.apply)(params, x), jax.jit(theirs.apply)(params, x)
   assert y.shape == y_ref.shape
   np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
 
   cotangent = jax.random.normal(jax.random.key(3), y.shape)
   loss = lambda module: lambda p, x: jnp.sum(module.apply(p, x) * cotangent)
-  grads = jax.grad(loss(ours), argnums=(0, 1))(params, x)
-  reference_grads = jax.grad(loss(theirs), argnums=(0, 1))(params, x)
+  grads = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(params, x)
+  reference_grads = jax.jit(jax.grad(loss(theirs), argnums=(0, 1)))(params, x)
   for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(reference_grads)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 

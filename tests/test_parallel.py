@@ -12,7 +12,6 @@ import jax
 import numpy as np
 import pytest
 
-from configs import default
 from cnn_jax import options, parallel
 
 

@@ -108,24 +108,55 @@ def test_divergence_and_corrupt_checkpoints(small_config, tmp_path, caplog):
 
 
 @pytest.mark.slow
-def test_tampered_mnist_file_fails_its_checksum_and_leaves_nothing_half_prepared(
-    repo_root, tmp_path):
+def test_tampered_mnist_file_is_refused_before_extraction_and_leftovers_are_removed(
+    repo_root, tmp_path, monkeypatch):
   manual = tmp_path / 'manual'
   shutil.copytree(repo_root / 'data' / 'mnist', manual)
   victim = manual / 't10k-labels-idx1-ubyte.gz'
   victim.write_bytes(victim.read_bytes()[:-100])  # Truncated.
   config = default.get_config().to_dict()
   config.update(data_dir=str(tmp_path / 'tfds'), manual_dir=str(manual))
-  with pytest.raises(input_pipeline.DatasetUnavailableError) as error:
+  extractions = []
+  monkeypatch.setattr(input_pipeline.shutil, 'rmtree', lambda path, **kw: (
+      extractions.append(pathlib.Path(path)), _rmtree(path, **kw))[1])
+  with pytest.raises(input_pipeline.DatasetUnavailableError,
+                     match=r't10k-labels-idx1-ubyte.gz fails its checksum \(4442 bytes'):
     input_pipeline.load_dataset(config)
-  assert 'checksum' in str(error.value).lower() or 'size' in str(error.value).lower()
+  downloads = tmp_path / 'tfds' / 'downloads'
+  # Refused before TFDS ran: no extraction folder was ever made (none to clean up).
+  assert not [p for p in extractions if p.name.startswith('extracted-')]
+  assert not list(downloads.glob('extracted*'))
   assert not input_pipeline._builder(config).is_prepared()  # pylint: disable=protected-access
+  # What a kill -9 in the middle of a preparation leaves (53 MB of extracted files and
+  # TFDS's incomplete folder) is removed by the next preparation.
+  (downloads / 'extracted-3_89xm0l').mkdir()
+  (downloads / 'extracted-3_89xm0l' / 'GZIP.train-images-idx3-ubyte.gz').write_bytes(b'x')
+  incomplete = tmp_path / 'tfds' / 'mnist' / 'incomplete.2ZV9K5_3.0.1'
+  incomplete.mkdir(parents=True)
   shutil.copy(repo_root / 'data' / 'mnist' / victim.name, victim)  # Repaired: it works.
   _, _, test = input_pipeline.load_dataset(dict(config, max_train_examples=10))
   assert len(test.labels) == 10_000
-  # Each attempt extracts into its own folder (a retry raced the failed attempt's
-  # extractor threads in one shared folder) and removes it afterwards.
-  assert not list((tmp_path / 'tfds' / 'downloads').glob('extracted*'))
+  assert not list(downloads.glob('extracted*')) and not incomplete.exists()
+
+
+_rmtree = shutil.rmtree
+
+
+def test_a_missing_mnist_file_is_named_not_blamed_on_the_network(repo_root, tmp_path,
+                                                                monkeypatch):
+  manual = tmp_path / 'manual'
+  shutil.copytree(repo_root / 'data' / 'mnist', manual)
+  (manual / 'train-labels-idx1-ubyte.gz').unlink()
+  monkeypatch.setattr(input_pipeline, '_reachable', lambda url: False)  # Offline, as CI.
+  config = default.get_config().to_dict()
+  config.update(data_dir=str(tmp_path / 'tfds'), manual_dir=str(manual))
+  with pytest.raises(input_pipeline.DatasetUnavailableError,
+                     match=f'{manual} lacks train-labels-idx1-ubyte.gz and '
+                           'storage.googleapis.com is unreachable'):
+    input_pipeline.load_dataset(config)
+  config['manual_dir'] = str(tmp_path / 'nowhere')
+  with pytest.raises(input_pipeline.DatasetUnavailableError, match='nowhere does not exist'):
+    input_pipeline.load_dataset(config)
 
 
 @pytest.mark.slow

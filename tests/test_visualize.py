@@ -1,7 +1,6 @@
 """Receptive fields measured by gradients, figures' data, digit preprocessing, and the
 visualize / predict commands on a small trained run."""
 
-import pathlib
 import subprocess
 import sys
 
