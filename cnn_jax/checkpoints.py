@@ -31,6 +31,11 @@ class CheckpointError(RuntimeError):
   """No checkpoint in a directory could be read."""
 
 
+class ShapeMismatchError(CheckpointError):
+  """The checkpoints hold arrays of other shapes than the state to restore: another
+  network, not damage (so older checkpoints are not tried)."""
+
+
 def _tree(state: train_state.TrainState) -> dict:
   # apply_fn and tx are code, rebuilt from the config; only arrays are saved.
   return {'step': state.step, 'params': state.params, 'opt_state': state.opt_state}
@@ -55,8 +60,10 @@ class Checkpointer:
     self._manager = self._open()
 
   def _open(self) -> ocp.CheckpointManager:
-    return ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
-        max_to_keep=self._keep, create=True, cleanup_tmp_directories=True))
+    return ocp.CheckpointManager(
+        self.directory, item_handlers=ocp.StandardCheckpointHandler(),  # Metadata reads.
+        options=ocp.CheckpointManagerOptions(max_to_keep=self._keep, create=True,
+                                             cleanup_tmp_directories=True))
 
   def latest_epoch(self) -> int | None:
     return self._manager.latest_step()
@@ -91,6 +98,7 @@ class Checkpointer:
     """The state saved at `epoch`, with `like`'s structure, shapes, shardings and code;
     with `extra_like`, also the extra arrays: (state, extra)."""
     target = {**_tree(like), **extra_like}
+    self._check_shapes(epoch, target)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     restored = self._manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
     expected = (self._manager.metadata(epoch).custom_metadata or {}).get('sha256')
@@ -100,6 +108,23 @@ class Checkpointer:
     if extra_like:
       return state, {k: restored[k] for k in extra_like}
     return state
+
+  def _check_shapes(self, epoch: int, target: Any) -> None:
+    """ShapeMismatchError naming the first array whose saved shape differs from
+    `target`'s; checked from the metadata, before Orbax reads (and fails on) the arrays."""
+    try:
+      saved = self._manager.item_metadata(epoch)
+    except Exception:  # pylint: disable=broad-except  # Damaged metadata: restore says so.
+      return
+    if saved is None:
+      return
+    shapes = {jax.tree_util.keystr(path): tuple(leaf.shape)
+              for path, leaf in jax.tree_util.tree_leaves_with_path(saved)
+              if hasattr(leaf, 'shape')}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(target):
+      key, shape = jax.tree_util.keystr(path), tuple(np.shape(leaf))
+      if shapes.get(key, shape) != shape:
+        raise ShapeMismatchError(f'{key} is {shapes[key]} there, {shape} now')
 
   def restore_latest_good(self, like: train_state.TrainState, **extra_like: Any
                           ) -> tuple[int, Any] | None:
@@ -113,6 +138,8 @@ class Checkpointer:
     for epoch in reversed(epochs):
       try:
         return epoch, self.restore(epoch, like, **extra_like)
+      except ShapeMismatchError:
+        raise
       except Exception as e:  # pylint: disable=broad-except  # Orbax/TensorStore errors vary.
         message = f'{self.directory / str(epoch)}: cannot be read ({type(e).__name__}: ' \
                   f'{str(e).splitlines()[0][:200] if str(e) else ""})'

@@ -64,6 +64,16 @@ class RunDirectory:
               ) -> Position:
     """The newest readable position: a mid-epoch checkpoint if one is newer than the
     last epoch's, else that epoch's, else the start (`like`). Loads the history."""
+    try:
+      return self._restore(like, zero_totals, steps_per_epoch)
+    except checkpoints.ShapeMismatchError as e:
+      raise options.ConfigError(
+          f'workdir {self.path} holds checkpoints of another network ({e}): a config '
+          'change that changes parameter shapes cannot continue a run; train it in a new '
+          '--workdir') from None
+
+  def _restore(self, like: steps.TrainState, zero_totals: Any, steps_per_epoch: int
+               ) -> Position:
     position = Position(0, 0, like)
     found = self.epochs.restore_latest_good(like)
     if found:

@@ -5,8 +5,9 @@ most confident mistakes.
 
 from __future__ import annotations
 
+import functools
 import io
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -42,14 +43,20 @@ def gradient_field(model: nn.Module, params: Any, layer: str, i: int, j: int,
   Several random inputs, because one input can hide pixels: a ReLU that is off, or a
   max-pool that picks another pixel of its window, gives them zero gradient.
   """
-  x = jax.random.normal(jax.random.key(seed), (num_inputs, *input_shape))
+  x = np.random.default_rng(seed).standard_normal((num_inputs, *input_shape),
+                                                  np.float32)
+  grad = _unit_gradient(model, layer)(params, x, i, j)
+  return np.asarray(jnp.abs(grad).sum(axis=(0, 3)) > 0)
 
-  def unit(x):
+
+@functools.lru_cache(maxsize=32)
+def _unit_gradient(model: nn.Module, layer: str) -> Callable[..., jax.Array]:
+  """d(sum of unit (i, j) of `layer`)/d(input), compiled once per model and layer (the
+  unit's position is an argument): op by op it took seconds per unit."""
+  def unit(x, params, i, j):
     _, outputs = models.layer_outputs(model, {'params': params}, x)
     return outputs[layer][:, i, j, :].sum()
-
-  grad = jax.grad(unit)(x)
-  return np.asarray(jnp.abs(grad).sum(axis=(0, 3)) > 0)
+  return jax.jit(lambda params, x, i, j: jax.grad(unit)(x, params, i, j))
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int

@@ -109,7 +109,8 @@ def _hparams_group(run_dir: pathlib.Path) -> tuple[str, dict]:
 def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   workdir = tmp_path / 'sweep'
   overrides = [f'--config.{k}={small_config[k]}' for k in
-               ('data_dir', 'max_train_examples', 'max_test_examples', 'num_epochs')]
+               ('data_dir', 'max_train_examples', 'max_test_examples', 'num_epochs',
+                'conv_features', 'fc_features')]
   config_file = tmp_path / 'tiny_sweep.py'
   config_file.write_text(
       'from configs import default\n'
@@ -138,7 +139,8 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   assert '| **dropout_placement=after_fc1** | 2 |' in done.stdout
 
   base = default.get_config()
-  for k in ('data_dir', 'max_train_examples', 'max_test_examples', 'num_epochs'):
+  for k in ('data_dir', 'max_train_examples', 'max_test_examples', 'num_epochs',
+                'conv_features', 'fc_features'):
     base[k] = small_config[k]
   grid, baseline = sweep.load_grid(str(config_file))
   outcomes = sweep.run_sweep('t', base, grid, baseline, range(2), workdir)

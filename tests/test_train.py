@@ -151,6 +151,7 @@ def read_scalars(workdir):
 
 @pytest.mark.slow
 def test_short_run_learns_logs_checkpoints_and_resumes(small_config, tmp_path):
+  small_config.update(conv_features=(32, 64), fc_features=128)  # The article's network.
   workdir = tmp_path / 'run'
   metrics = train.train_and_evaluate(small_config, workdir)
   # 3,000 training images, 2 epochs: far above chance (10%), measured ~94%.
