@@ -32,16 +32,16 @@ class NonFiniteLossError(RuntimeError):
   """The training loss became NaN or Inf."""
 
 
-def check_workdir_config(workdir: pathlib.Path, config: Mapping[str, Any],
-                         allow_change: bool = False) -> None:
-  """WorkdirConflictError if workdir/config.json describes another run.
+def config_changes(workdir: pathlib.Path, config: Mapping[str, Any]) -> list[str]:
+  """'field: old there, new now' for each field that changes what workdir's run
+  computes (see RESUMABLE_CHANGES); [] if workdir holds no config.json or the same.
 
-  Compared field by field after a JSON round trip (tuples become lists), so the same
-  config written by another process compares equal.
+  Compared after a JSON round trip (tuples become lists), so the same config written by
+  another process compares equal.
   """
   path = workdir / 'config.json'
-  if allow_change or not path.exists():
-    return
+  if not path.exists():
+    return []
   try:
     previous = json.loads(path.read_text())
   except ValueError:
@@ -50,12 +50,19 @@ def check_workdir_config(workdir: pathlib.Path, config: Mapping[str, Any],
   current = json.loads(json.dumps(dict(config), default=list))
   changed = sorted(k for k in set(previous) | set(current)
                    if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k))
-  if changed:
-    diffs = ', '.join(f'{k}: {previous.get(k)!r} there, {current.get(k)!r} now'
-                      for k in changed)
+  return [f'{k}: {previous.get(k)!r} there, {current.get(k)!r} now' for k in changed]
+
+
+def check_workdir_config(workdir: pathlib.Path, config: Mapping[str, Any],
+                         allow_change: bool = False) -> None:
+  """WorkdirConflictError if workdir/config.json describes another run."""
+  if allow_change:
+    return
+  changes = config_changes(workdir, config)
+  if changes:
     raise WorkdirConflictError(
-        f'{workdir} holds a run of another configuration ({diffs}); use another '
-        '--workdir, or pass --allow_config_change to continue it with this one')
+        f'{workdir} holds a run of another configuration ({", ".join(changes)}); use '
+        'another --workdir, or pass --allow_config_change to continue it with this one')
 
 
 class StopSignal:

@@ -1,8 +1,6 @@
 """Statistics for comparing configurations across seeds: mean ± std, a t-based 95%
-confidence interval, Welch's t-test and Holm's correction for several comparisons.
-
-Written out (scipy only supplies Student's t distribution) so the tests can check each
-formula on numbers with known answers.
+confidence interval, Welch's t-test with the difference's interval, and Holm's
+correction for several comparisons. Distributions and the test come from scipy.stats.
 """
 
 from __future__ import annotations
@@ -11,7 +9,10 @@ import dataclasses
 import math
 from typing import Sequence
 
+import numpy as np
 from scipy import stats as scipy_stats
+
+ALPHA = 0.05  # Significance level of every verdict.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,19 +23,29 @@ class Summary:
   std: float  # Sample standard deviation (ddof=1).
   ci_low: float
   ci_high: float
+  clipped: bool = False  # The t-interval reached past `bounds` and was cut there.
 
 
-def summarize(values: Sequence[float], confidence: float = 0.95) -> Summary:
-  """Mean, sample std and the Student-t confidence interval of the mean."""
+def summarize(values: Sequence[float], confidence: float = 0.95,
+              bounds: tuple[float, float] | None = None) -> Summary:
+  """Mean, sample std and the Student-t confidence interval of the mean, cut to
+  `bounds` (e.g. (0, 1) for an accuracy) where it reaches past them."""
   n = len(values)
   if n == 0:
     raise ValueError('summarize needs at least one value')
   mean = math.fsum(values) / n
   if n < 2:
     return Summary(n, mean, math.nan, math.nan, math.nan)
-  std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-  half = scipy_stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)
-  return Summary(n, mean, std, mean - half, mean + half)
+  std = float(np.std(values, ddof=1))
+  if std == 0:
+    low = high = mean
+  else:
+    low, high = scipy_stats.t.interval(confidence, n - 1, loc=mean, scale=std / math.sqrt(n))
+  clipped = False
+  if bounds is not None:
+    clipped = bool(low < bounds[0] or high > bounds[1])
+    low, high = max(low, bounds[0]), min(high, bounds[1])
+  return Summary(n, mean, std, float(low), float(high), clipped)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,22 +55,25 @@ class WelchTest:
   t: float
   df: float
   p_value: float
+  ci_low: float = math.nan  # 95% confidence interval of the difference.
+  ci_high: float = math.nan
 
 
 def welch_t_test(a: Sequence[float], b: Sequence[float]) -> WelchTest:
-  """Welch's t-test; p is NaN when either side has fewer than 2 values."""
-  sa, sb = summarize(a), summarize(b)
-  difference = sa.mean - sb.mean
-  if sa.n < 2 or sb.n < 2:
+  """Welch's t-test (scipy.stats.ttest_ind, equal_var=False) and the 95% interval of
+  the difference; p is NaN when either side has fewer than 2 values."""
+  difference = math.fsum(a) / len(a) - math.fsum(b) / len(b)
+  if len(a) < 2 or len(b) < 2:
     return WelchTest(difference, math.nan, math.nan, math.nan)
-  va, vb = sa.std ** 2 / sa.n, sb.std ** 2 / sb.n
-  if va + vb == 0:
+  if np.var(a) == 0 and np.var(b) == 0:
     # No spread on either side: the means either are identical or certainly differ.
-    return WelchTest(difference, 0.0 if difference == 0 else math.copysign(math.inf,
-                     difference), math.inf, 1.0 if difference == 0 else 0.0)
-  t = difference / math.sqrt(va + vb)
-  df = (va + vb) ** 2 / (va ** 2 / (sa.n - 1) + vb ** 2 / (sb.n - 1))
-  return WelchTest(difference, t, df, float(2 * scipy_stats.t.sf(abs(t), df)))
+    t = 0.0 if difference == 0 else math.copysign(math.inf, difference)
+    return WelchTest(difference, t, math.inf, 1.0 if difference == 0 else 0.0,
+                     difference, difference)
+  result = scipy_stats.ttest_ind(a, b, equal_var=False)
+  interval = result.confidence_interval(0.95)
+  return WelchTest(difference, float(result.statistic), float(result.df),
+                   float(result.pvalue), float(interval.low), float(interval.high))
 
 
 def holm_adjust(p_values: Sequence[float]) -> list[float]:
@@ -77,17 +91,31 @@ def holm_adjust(p_values: Sequence[float]) -> list[float]:
   return adjusted
 
 
-def verdict(test: WelchTest, adjusted_p: float, *, alpha: float = 0.05,
+def verdict(test: WelchTest, adjusted_p: float, *, alpha: float = ALPHA,
             unit_scale: float = 100.0, unit: str = ' pp') -> str:
-  """The comparison in words, e.g. 'worse by 0.21 pp (p = 0.003)'."""
+  """The comparison in words, decided by the Holm-adjusted p, e.g.
+  'worse by 0.21 pp [0.10, 0.32] (Holm p = 0.003 < 0.05)'."""
   if math.isnan(adjusted_p):
     return 'not tested (needs ≥ 2 seeds on both sides)'
-  size = f'{abs(test.difference) * unit_scale:.2f}{unit}'
+  def pp(x: float) -> str:
+    return f'{x * unit_scale:.2f}'
+  interval = ('' if math.isnan(test.ci_low) else
+              f' [{pp(test.ci_low)}, {pp(test.ci_high)}]'.replace('-', '−'))
   if adjusted_p < alpha:
     direction = 'better' if test.difference > 0 else 'worse'
-    return f'{direction} by {size} ({p_text(adjusted_p)})'
+    return (f'{direction} by {pp(abs(test.difference))}{unit}{interval} '
+            f'({_holm_text(adjusted_p, alpha)})')
   sign = '+' if test.difference >= 0 else '−'
-  return f'no significant difference ({sign}{size}, {p_text(adjusted_p)})'
+  return (f'no significant difference ({sign}{pp(abs(test.difference))}{unit}{interval}, '
+          f'{_holm_text(adjusted_p, alpha)})')
+
+
+def _holm_text(p: float, alpha: float) -> str:
+  """'Holm p = 0.004 < 0.05'; a 4th digit where 3 would round onto α."""
+  if p < 0.001:
+    return 'Holm p < 0.001'
+  digits = 4 if round(p, 3) == alpha else 3
+  return f'Holm p = {p:.{digits}f} {"<" if p < alpha else "≥"} {alpha:g}'
 
 
 def p_text(p: float) -> str:

@@ -21,6 +21,7 @@ import importlib.util
 import json
 import math
 import pathlib
+import shutil
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import ml_collections
@@ -171,7 +172,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping[str, Any]],
               baseline: Mapping[str, Any], seeds: Iterable[int],
               workdir: str | pathlib.Path, *, vmap_seeds: bool = False,
-              shard: tuple[int, int] = (0, 1),
+              shard: tuple[int, int] = (0, 1), restart_changed: bool = False,
+              command: str = '',
               progress: Callable[[str, dict[str, Any]], None] | None = None
               ) -> list[Outcome]:
   """Trains every run of this shard not finished yet; returns what happened to each.
@@ -181,14 +183,19 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
   others go on. `vmap_seeds`: the new runs of each configuration train together in one
   program; if that fails they train one by one, each resuming from its own checkpoints.
   `shard=(i, n)`: only configurations i, i + n, i + 2n, ... (all their seeds).
+  Runs already in `workdir` trained with another effective config (another base config
+  or override): WorkdirConflictError naming the fields, before anything is written;
+  with `restart_changed`, those runs are deleted and trained again. `command`: the
+  command line that started the sweep, kept in sweep.json for its results page.
   """
   runs = [r for r in plan(base, grid, seeds) if r.index % shard[1] == shard[0]]
   workdir = pathlib.Path(workdir)
+  _check_or_restart_changed(base, runs, workdir, restart_changed)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / SWEEP_FILE).write_text(json.dumps({
       'name': name, 'grid': [dict(g) for g in grid],
       'baseline': config_key(baseline) if baseline else config_key(grid[0]),
-      'seeds': sorted(set(seeds)), 'base_config': base.to_dict()},
+      'seeds': sorted(set(seeds)), 'base_config': base.to_dict(), 'command': command},
       indent=2, default=list) + '\n')
   notify = progress or (lambda kind, info: None)
   outcomes, pending = [], []
@@ -211,6 +218,28 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
       outcomes.append(Outcome(run, *result))
       notify('run', outcomes[-1])
   return outcomes
+
+
+def _check_or_restart_changed(base: ml_collections.ConfigDict, runs: Sequence[Run],
+                              workdir: pathlib.Path, restart: bool) -> None:
+  changed = {run.name: safety.config_changes(workdir / run.name, run.config(base).to_dict())
+             for run in runs}
+  changed = {name: changes for name, changes in changed.items() if changes}
+  if not changed:
+    return
+  if not restart:
+    fields = sorted({c for changes in changed.values() for c in changes})
+    raise safety.WorkdirConflictError(
+        f'{workdir}: {len(changed)} of {len(runs)} runs were trained with another config '
+        f'({"; ".join(fields)}); use another --workdir, or pass --restart_changed to '
+        'train those runs again')
+  for name in changed:
+    with run_lock(workdir / name):
+      for path in (workdir / name).iterdir():
+        if path.is_dir():
+          shutil.rmtree(path)
+        elif path.name != LOCK_FILE:
+          path.unlink()
 
 
 def _seed_groups(pending: list[Run], workdir: pathlib.Path) -> list[list[Run]]:

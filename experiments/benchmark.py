@@ -33,7 +33,7 @@ import jax
 import numpy as np
 
 from configs import default
-from cnn_jax import input_pipeline, run_metrics, steps, train
+from cnn_jax import input_pipeline, provenance, run_metrics, steps, train
 from experiments import cli
 
 FLAGS = flags.FLAGS
@@ -365,13 +365,10 @@ def main(argv):
   path.write_text(json.dumps(results, indent=2) + '\n')
   print(f'\nWrote {path}')
   if FLAGS.markdown:
-    command = ' '.join(['python -m experiments.benchmark'] + [
-        f'--{f}={FLAGS[f].serialize().split("=", 1)[1]}'
-        for f in ('batch_sizes', 'steps', 'target_accuracy', 'eval_every_steps',
-                  'vmap_seeds', 'steps_per_dispatch') if FLAGS[f].present])
+    footer = provenance.footer(provenance.command_line('experiments.benchmark'))
     markdown = pathlib.Path(FLAGS.markdown)
     markdown.parent.mkdir(parents=True, exist_ok=True)
-    markdown.write_text('\n'.join([f'{header}; `{command}`', ''] + tables) + '\n')
+    markdown.write_text('\n'.join([f'{header}.', '', footer, ''] + tables) + '\n')
     print(f'Wrote {markdown}')
 
 

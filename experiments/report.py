@@ -7,7 +7,7 @@ figures copied beside it in --output_dir (default results/, committed to the rep
 
 from absl import flags
 
-from cnn_jax import report
+from cnn_jax import provenance, report
 from experiments import cli
 
 FLAGS = flags.FLAGS
@@ -18,8 +18,7 @@ flags.DEFINE_string('output_dir', 'results', 'Where REPORT.md and the figures go
 def main(argv):
   if len(argv) > 1:
     raise SystemExit(f'error: unexpected arguments {argv[1:]}')
-  command = (f'python -m experiments.report --workdir={FLAGS.workdir} '
-             f'--output_dir={FLAGS.output_dir}')
+  command = provenance.command_line('experiments.report')
   print(report.write_report(FLAGS.workdir, FLAGS.output_dir, command))
 
 

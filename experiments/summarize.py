@@ -1,8 +1,9 @@
 r"""Prints the article-style layer table: python -m experiments.summarize --config=…
 
 Shapes, parameters and receptive fields come from the geometry formulas, for the
-dataset's input shape; nothing is trained or compiled. With --workdir=RUN it also
-prints that run's results from its metrics.json (the README's results table).
+dataset's input shape; nothing is trained or compiled. With --workdir=RUN the table
+describes that run (its config.json, not --config) and its results follow, from its
+metrics.json (the README's results table).
 """
 
 import json
@@ -15,7 +16,8 @@ from experiments import cli
 
 FLAGS = flags.FLAGS
 cli.define_config('configs/default.py', 'Model config file.')
-flags.DEFINE_string('workdir', None, 'A training run whose results to print as well.')
+flags.DEFINE_string('workdir', None, 'A training run: its own config.json is described '
+                    '(instead of --config) and its results printed.')
 
 
 def results_table(workdir: str) -> str:
@@ -44,16 +46,28 @@ def results_table(workdir: str) -> str:
 def main(argv):
   if len(argv) > 1:
     raise SystemExit(f'error: unexpected arguments {argv[1:]}')
-  cfg = FLAGS.config.to_dict()
+  cfg, source = FLAGS.config.to_dict(), f'--config={FLAGS["config"].config_filename}'
+  if FLAGS.workdir:
+    path = pathlib.Path(FLAGS.workdir) / 'config.json'
+    try:
+      cfg = {**cfg, **json.loads(path.read_text())}
+    except (OSError, ValueError) as e:
+      raise options.ConfigError(f'--workdir={FLAGS.workdir} holds no readable training '
+                                f'run ({path}: {getattr(e, "strerror", None) or e})') from None
+    source = str(path)
   options.validate_config(cfg)
   spec = input_pipeline.dataset_spec(cfg)
   table = options.validate_geometry(cfg, spec.input_shape, spec.num_classes)
   print(f'{cfg["model"]} on {spec.name} '
-        f'({"×".join(map(str, spec.input_shape))}, {spec.num_classes} classes)\n')
+        f'({"×".join(map(str, spec.input_shape))}, {spec.num_classes} classes), '
+        f'as {source} describes it\n')
   print(geometry.format_layer_table(table))
   if FLAGS.workdir:
     print(f'\nResults of {FLAGS.workdir}:\n')
-    print(results_table(FLAGS.workdir))
+    try:
+      print(results_table(FLAGS.workdir))
+    except (OSError, ValueError, KeyError):
+      print('none yet (no finished epoch in metrics.json)')
 
 
 if __name__ == '__main__':

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from absl import flags
 from ml_collections import config_flags
 
-from cnn_jax import results, run_metrics, sweep
+from cnn_jax import provenance, results, run_metrics, sweep
 from cnn_jax.options import ConfigError
 from experiments import cli
 
@@ -27,6 +27,9 @@ def define_flags(name: str) -> None:
   flags.DEFINE_string('shard', '0/1', 'i/n: train only configurations i, i+n, i+2n, ... '
                       'of the grid, to spread one sweep over n machines that run the same '
                       'command (e.g. a Slurm array job) on a shared --workdir.')
+  flags.DEFINE_bool('restart_changed', False, 'Runs already in --workdir that were '
+                    'trained with another config are deleted and trained again (without '
+                    'it, the sweep stops and names the changed fields).')
   flags.DEFINE_enum('vmap_seeds', 'auto', ['auto', 'true', 'false'], 'Train the seeds '
                     'of each configuration together in one program (jax.vmap). auto: '
                     'only with an accelerator (on CPU it measured slower).')
@@ -106,11 +109,12 @@ def main(name: str) -> None:
     shard = sweep.parse_shard(FLAGS.shard)
     vmap_seeds = (sweep.default_vmap_seeds() if FLAGS.vmap_seeds == 'auto'
                   else FLAGS.vmap_seeds == 'true')
+    command = provenance.command_line(f'experiments.{name}')
     outcomes = sweep.run_sweep(name, FLAGS.config, grid, baseline, seeds, FLAGS.workdir,
                                shard=shard, vmap_seeds=vmap_seeds,
+                               restart_changed=FLAGS.restart_changed, command=command,
                                progress=Progress())
     sys.stderr.write('\n')
-    command = f'python -m experiments.{name} --workdir={FLAGS.workdir}'
     markdown, _ = results.write_results(FLAGS.workdir, command)
     print(markdown)
     print(f'Results: {FLAGS.workdir}/results.md, results.csv, results.png; '

@@ -1,10 +1,12 @@
 """Entry points: bad input ends in one `error:` line and exit status 2."""
 
+import json
 import subprocess
 import sys
 
 import pytest
 
+from configs import default
 from cnn_jax import input_pipeline, options
 from experiments import cli
 
@@ -52,3 +54,17 @@ def test_a_slice_larger_than_the_split_is_named(small_config):
                      match=r'^config.max_train_examples=10000000 is invalid: the train '
                            r'split of mnist has 60000 examples'):
     input_pipeline.load_dataset(config)
+
+
+def test_summarize_describes_the_runs_own_config(repo_root, tmp_path):
+  config = default.get_config().to_dict()
+  config.update(padding=0, dropout_placement='none')
+  (tmp_path / 'config.json').write_text(json.dumps(config, default=list))
+  done = subprocess.run([sys.executable, '-m', 'experiments.summarize',
+                         f'--workdir={tmp_path}'], cwd=repo_root, capture_output=True,
+                        text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert f'as {tmp_path / "config.json"} describes it' in done.stdout
+  assert '| **total** | | | | **225,034** | |' in done.stdout  # Not --config's 421,642.
+  assert 'Dropout' not in done.stdout and '| conv1 | Conv2D | 1→32, 3×3, s1, p0 |' in done.stdout
+  assert 'none yet' in done.stdout  # Not trained: no metrics.json.

@@ -51,12 +51,28 @@ def test_verdicts_use_holm_adjusted_welch_p_values_of_the_final_epoch():
   # Final-epoch accuracy (0.99…), not the best epoch's (0.999), is what is summarized.
   assert rows[1].accuracy.mean == pytest.approx(np.mean(finals['a']))
   markdown = results.to_markdown('t', rows, 'cmd')
-  assert 'No configuration is significantly better' in markdown
+  assert 'No configuration tested (3) is significantly better' in markdown
   # With a clear difference the verdict says so, with the adjusted p.
   finals['a'] = [0.9950, 0.9952, 0.9954]
   rows = results.aggregate(_runs(finals), 'base')
-  assert rows[1].verdict.startswith('better by 0.42 pp'), rows[1].verdict
+  assert rows[1].verdict.startswith('better by 0.42 pp ['), rows[1].verdict
+  assert rows[1].verdict.endswith(' < 0.05)')
   assert 'Significantly better than the default: a' in results.to_markdown('t', rows, 'c')
+
+
+def test_intervals_stay_within_0_and_100_percent_and_one_seed_tests_nothing():
+  finals = {'base': [0.90, 0.99, 1.0], 'a': [0.99]}
+  rows = results.aggregate(_runs(finals), 'base')
+  base = rows[0].accuracy
+  t_interval = scipy_stats.t.interval(0.95, 2, loc=np.mean(finals['base']),
+                                      scale=scipy_stats.sem(finals['base']))
+  assert t_interval[1] > 1.0  # The plain t-interval reaches past 100% ...
+  assert base.ci_low == pytest.approx(t_interval[0]) and base.ci_high == 1.0  # ... cut.
+  assert base.clipped
+  assert rows[1].verdict.startswith('not tested')
+  markdown = results.to_markdown('t', rows, 'cmd')
+  assert '100.00%] †' in markdown and 'Nothing was tested' in markdown
+  assert 'significantly better' not in markdown
 
 
 def _tiny_state(value: float) -> train_state.TrainState:

@@ -57,10 +57,22 @@ def test_holm_adjustment():
   assert math.isnan(adjusted[0]) and adjusted[1] == pytest.approx(0.02)
 
 
-def test_verdict_in_words():
-  better = stats.WelchTest(0.0021, 5.0, 4.0, 0.001)
-  assert stats.verdict(better, 0.004) == 'better by 0.21 pp (p = 0.004)'
-  worse = stats.WelchTest(-0.0150, -9.0, 4.0, 0.0001)
-  assert stats.verdict(worse, 0.0002) == 'worse by 1.50 pp (p < 0.001)'
-  assert stats.verdict(better, 0.2) == 'no significant difference (+0.21 pp, p = 0.200)'
+def test_verdict_in_words_is_decided_by_the_holm_p():
+  better = stats.WelchTest(0.0021, 5.0, 4.0, 0.001, 0.0010, 0.0032)
+  assert stats.verdict(better, 0.004) == 'better by 0.21 pp [0.10, 0.32] (Holm p = 0.004 < 0.05)'
+  worse = stats.WelchTest(-0.0150, -9.0, 4.0, 0.0001, -0.02, -0.01)
+  assert stats.verdict(worse, 0.0002) == 'worse by 1.50 pp [−2.00, −1.00] (Holm p < 0.001)'
+  assert stats.verdict(better, 0.2) == ('no significant difference (+0.21 pp [0.10, 0.32], '
+                                        'Holm p = 0.200 ≥ 0.05)')
+  # p = 0.050 at α = 0.05 is not "better"; a p just under α gets a 4th digit.
+  assert stats.verdict(better, 0.05).startswith('no significant difference')
+  assert stats.verdict(better, 0.04996).endswith('(Holm p = 0.0500 < 0.05)')
   assert stats.verdict(better, math.nan).startswith('not tested')
+
+
+def test_welch_difference_interval_is_scipys():
+  a, b = [0.991, 0.992, 0.990, 0.993], [0.989, 0.990, 0.9885]
+  test = stats.welch_t_test(a, b)
+  interval = scipy_stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+  assert (test.ci_low, test.ci_high) == pytest.approx((interval.low, interval.high))
+  assert test.ci_low < test.difference < test.ci_high
