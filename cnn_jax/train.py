@@ -167,8 +167,13 @@ class Trainer:
       totals = self._stack([p.totals for p in found]) if index else None
       self.position = Position(epoch, index, self._stack([p.state for p in found]),
                                totals)
-      self.log('Resumed %s after epoch %d, step %d',
-               ', '.join(str(r.path) for r in self.runs), epoch, index)
+      if epoch >= self.config['num_epochs']:
+        self.log('%s: already complete (%d epochs); results in metrics.json there, the '
+                 'table: python -m experiments.summarize --workdir=%s',
+                 ', '.join(str(r.path) for r in self.runs), epoch, self.runs[0].path)
+      else:
+        self.log('Resumed %s after epoch %d, step %d',
+                 ', '.join(str(r.path) for r in self.runs), epoch, index)
     for run in self.runs:
       run.open_writer(fresh=not (epoch or index), hparams_group=hparams_group)
 

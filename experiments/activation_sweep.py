@@ -1,7 +1,7 @@
 """The conv layers' activation: ReLU (the article's), Leaky ReLU, tanh, sigmoid.
 
 python -m experiments.activation_sweep --workdir=runs/activation_sweep --seeds=3 [--config.num_epochs=...]
-The grid is declared in configs/activation_sweep.py; see experiments/sweep_cli.py for the flags.
+The grid is declared in configs/activation_sweep.py.
 """
 
 from experiments import sweep_cli

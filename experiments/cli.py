@@ -54,9 +54,28 @@ def config_arg_error(argv: Sequence[str], default: str) -> str | None:
   return None
 
 
+# Where configs/ lives: the repo, or site-packages for an installed cnn_jax.
+_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def resolve_config_path(path: str) -> str:
+  """`path`, or the installed configs/ file it names when run from another directory
+  (configs/default.py outside the repo). Keeps a ':override' suffix."""
+  file, colon, rest = path.partition(':')
+  if not pathlib.Path(file).is_file() and (_ROOT / file).is_file():
+    return str(_ROOT / file) + colon + rest
+  return path
+
+
 def define_config(default: str, help_text: str) -> None:
   """The --config flag (a config file, overridable field by field), its arguments
   checked first: a bad one ends the program with one `error:` line, exit 2."""
+  default = resolve_config_path(default)
+  for i, arg in enumerate(sys.argv):
+    if arg.startswith('--config='):
+      sys.argv[i] = '--config=' + resolve_config_path(arg.split('=', 1)[1])
+    elif arg == '--config' and i + 1 < len(sys.argv):
+      sys.argv[i + 1] = resolve_config_path(sys.argv[i + 1])
   error = config_arg_error(sys.argv[1:], default)
   if error:
     print(f'error: {error}', file=sys.stderr)
@@ -70,6 +89,33 @@ class _InfoFromCnnJaxOnly(logging.Filter):
 
   def filter(self, record: logging.LogRecord) -> bool:
     return record.levelno >= logging.WARNING or record.pathname.startswith(_OURS)
+
+
+_HELP_ARGS = ('--help', '-h', '-?', '--helpshort')
+
+
+def help_text(doc: str | None) -> str:
+  """The entry point's docstring, its own flags with defaults, and every --config field
+  with the values it allows (absl's --help lists only the main module's flags)."""
+  lines = [(doc or '').strip(), '', 'Flags:']
+  seen = set()
+  for module, module_flags in sorted(flags.FLAGS.flags_by_module_dict().items()):
+    # absl files the main module's flags under sys.argv[0], the script's path.
+    if not (module == sys.argv[0] or module.startswith(('experiments', 'ml_collections'))):
+      continue
+    for flag in sorted(module_flags, key=lambda f: f.name):
+      if flag.name in seen or flag.name.startswith('config.'):
+        continue
+      seen.add(flag.name)
+      default = flag.default_as_str or "''"
+      if flag.name == 'config':
+        default = getattr(flag, 'config_filename', None) or default
+      lines.append(f'  --{flag.name}: {" ".join(flag.help.split())} (default: {default})')
+  if 'config' in flags.FLAGS:
+    lines += ['', 'Config fields, --config.<field>=<value> (defaults: the --config file):']
+    lines += [f'  --config.{name}: {allowed}' for name, (_, allowed) in options.FIELDS.items()]
+  lines += ['', 'Logging and absl flags: --helpfull.']
+  return '\n'.join(lines)
 
 
 def run(main: Callable[[Sequence[str]], None], *, cache_compiled: bool = True) -> None:
@@ -92,6 +138,9 @@ def run(main: Callable[[Sequence[str]], None], *, cache_compiled: bool = True) -
       print(f'interrupted: {e}', file=sys.stderr)
       sys.exit(130)
 
+  if any(arg in _HELP_ARGS for arg in sys.argv[1:]):
+    print(help_text(sys.modules['__main__'].__doc__))
+    sys.exit(0)
   absl_logging.get_absl_handler().addFilter(_InfoFromCnnJaxOnly())
   parallel.use_cpu_cores()
   if not cache_compiled:

@@ -1,7 +1,7 @@
 """CNN vs ANN: the article's CNN against the MLP baseline on the same recipe.
 
 python -m experiments.mlp_vs_cnn --workdir=runs/mlp_vs_cnn --seeds=3 [--config.num_epochs=...]
-The grid is declared in configs/mlp_vs_cnn.py; see experiments/sweep_cli.py for the flags.
+The grid is declared in configs/mlp_vs_cnn.py.
 """
 
 from experiments import sweep_cli

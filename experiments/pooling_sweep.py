@@ -1,7 +1,7 @@
 """Max vs mean pooling, non-overlapping 2/2 windows (the article's) vs overlapping 3/2.
 
 python -m experiments.pooling_sweep --workdir=runs/pooling_sweep --seeds=3 [--config.num_epochs=...]
-The grid is declared in configs/pooling_sweep.py; see experiments/sweep_cli.py for the flags.
+The grid is declared in configs/pooling_sweep.py.
 """
 
 from experiments import sweep_cli

@@ -1,6 +1,8 @@
 """Entry points: bad input ends in one `error:` line and exit status 2."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -68,3 +70,36 @@ def test_summarize_describes_the_runs_own_config(repo_root, tmp_path):
   assert '| **total** | | | | **225,034** | |' in done.stdout  # Not --config's 421,642.
   assert 'Dropout' not in done.stdout and '| conv1 | Conv2D | 1→32, 3×3, s1, p0 |' in done.stdout
   assert 'none yet' in done.stdout  # Not trained: no metrics.json.
+
+
+def _entry_points(repo_root):
+  return sorted(p.stem for p in (repo_root / 'experiments').glob('*.py')
+                if "if __name__ == '__main__':" in p.read_text())
+
+
+def test_every_entry_points_help_lists_its_flags_and_config_fields_and_exits_0(repo_root):
+  names = _entry_points(repo_root)
+  assert {'train', 'dropout_sweep', 'predict', 'benchmark', 'report'} <= set(names)
+  started = {name: subprocess.Popen([sys.executable, '-m', f'experiments.{name}', '--help'],
+                                    cwd=repo_root, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for name in names}
+  for name, process in started.items():
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, (name, err[-2000:])
+    source = (repo_root / 'experiments' / f'{name}.py').read_text()
+    if 'sweep_cli.main(' in source:
+      source += (repo_root / 'experiments' / 'sweep_cli.py').read_text()
+    for flag in re.findall(r"DEFINE_\w+\(\s*'(\w+)'", source):
+      assert f'  --{flag}: ' in out, (name, flag)
+    if 'define_config(' in source:
+      assert '  --config.dropout_rate: a number >= 0 and < 1' in out, name
+    assert out.splitlines()[0].strip(), name  # The module's docstring comes first.
+
+
+def test_an_installed_cnn_jax_runs_from_any_directory(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+  done = subprocess.run([sys.executable, '-m', 'experiments.summarize',
+                         '--config=configs/padding_sweep.py', '--config.padding=0'],
+                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert '| conv1 | Conv2D | 1→32, 3×3, s1, p0 |' in done.stdout

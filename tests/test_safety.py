@@ -2,6 +2,7 @@
 moments that must not change the final parameters."""
 
 import json
+import logging
 import os
 import pathlib
 import re
@@ -340,4 +341,7 @@ def test_records_survive_a_kill_and_damaged_checkpoints_are_retrained(small_conf
   # 'Event loop is closed' tracebacks when it did).
   assert 'Event loop' not in ''.join(capfd.readouterr())
   assert json.loads((workdir / 'config.json').read_text())['padding'] == 1
-  assert train.train_and_evaluate(small_config, workdir)['completed']
+  caplog.clear()
+  with caplog.at_level(logging.INFO):
+    assert train.train_and_evaluate(small_config, workdir)['completed']
+  assert f'{workdir}: already complete (2 epochs)' in caplog.text  # Not "Resumed".
