@@ -29,6 +29,11 @@ def load_run(workdir: str | pathlib.Path) -> TrainedRun:
   try:
     config = json.loads((workdir / 'config.json').read_text())
   except OSError:
+    runs = sorted(p.parent.name for p in workdir.glob('*/config.json'))
+    if runs:  # A sweep: its runs are one level down.
+      shown = ', '.join(runs[:8]) + (f', … ({len(runs)} runs)' if len(runs) > 8 else '')
+      raise options.ConfigError(f'--workdir={workdir} is a sweep, not one run: pick one '
+                                f'of its runs, --workdir={workdir}/<run>: {shown}') from None
     raise options.ConfigError(f'--workdir={workdir} holds no training run '
                               '(no config.json)') from None
   config = ml_collections.ConfigDict(config).to_dict()

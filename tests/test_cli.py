@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from configs import default
-from cnn_jax import input_pipeline, options
+from cnn_jax import inference, input_pipeline, options
 from experiments import cli
 
 
@@ -103,3 +103,15 @@ def test_an_installed_cnn_jax_runs_from_any_directory(tmp_path):
                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
   assert done.returncode == 0, done.stderr[-2000:]
   assert '| conv1 | Conv2D | 1→32, 3×3, s1, p0 |' in done.stdout
+
+
+def test_predict_on_a_sweep_directory_lists_its_runs(tmp_path):
+  for name in ('padding=0,seed=0', 'padding=1,seed=0'):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / 'config.json').write_text('{}')
+  with pytest.raises(options.ConfigError,
+                     match=r'is a sweep, not one run: pick one of its runs, .*<run>: '
+                           r'padding=0,seed=0, padding=1,seed=0$'):
+    inference.load_run(tmp_path)
+  with pytest.raises(options.ConfigError, match='holds no training run'):
+    inference.load_run(tmp_path / 'padding=0,seed=0' / 'nothing')
