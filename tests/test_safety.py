@@ -111,7 +111,7 @@ def test_divergence_and_corrupt_checkpoints(small_config, tmp_path, caplog):
 
 @pytest.mark.slow
 def test_tampered_mnist_file_is_refused_before_extraction_and_leftovers_are_removed(
-    repo_root, tmp_path, monkeypatch):
+    repo_root, tmp_path, monkeypatch, capsys, caplog):
   manual = tmp_path / 'manual'
   shutil.copytree(repo_root / 'data' / 'mnist', manual)
   victim = manual / 't10k-labels-idx1-ubyte.gz'
@@ -142,10 +142,16 @@ def test_tampered_mnist_file_is_refused_before_extraction_and_leftovers_are_remo
   def prepare(self, download_config):
     seen.append((list(downloads.glob('extracted*')), incomplete.exists(),
                  download_config.manual_dir))
+    print('Downloading and preparing dataset Unknown size')  # As TFDS does, offline too.
   monkeypatch.setattr(type(input_pipeline._builder(config)), 'download_and_prepare',  # pylint: disable=protected-access
                       prepare)
-  input_pipeline._prepare(input_pipeline._builder(config), config)  # pylint: disable=protected-access
+  capsys.readouterr()
+  with caplog.at_level(logging.INFO):
+    input_pipeline._prepare(input_pipeline._builder(config), config)  # pylint: disable=protected-access
   assert seen == [([], False, str(manual))]  # The checksums passed; TFDS was called.
+  # The console says what happens, in our words only.
+  assert f'Preparing mnist once from the files in {manual}' in caplog.text
+  assert 'Unknown size' not in capsys.readouterr().out
   assert not list(downloads.glob('extracted*'))
 
 
