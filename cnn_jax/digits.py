@@ -70,9 +70,9 @@ def _gray_array(image: Image.Image) -> np.ndarray:
       low, high = values.min(), values.max()
     return ((values - low) / max(high - low, 1e-12)).astype(np.float32)
   if image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info:
-    rgba = np.asarray(image.convert('RGBA'), np.float32) / 255.0
-    luminance = np.asarray(image.convert('RGBA').convert('L'), np.float32) / 255.0
-    alpha = rgba[..., 3]
+    rgba = image.convert('RGBA')
+    luminance = np.asarray(rgba.convert('L'), np.float32) / 255.0
+    alpha = np.asarray(rgba.getchannel('A'), np.float32) / 255.0
     opaque = alpha > 0.5
     # Ink is what is drawn (opaque); the transparent rest takes the opposite shade.
     light_ink = opaque.any() and not opaque.all() and luminance[opaque].mean() > 0.5

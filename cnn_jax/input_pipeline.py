@@ -130,10 +130,8 @@ def _check_manual_files(files: Mapping[pathlib.Path, Any], name: str) -> None:
   """Refuses a manual file that is not the one TFDS registered, before TFDS extracts
   anything (its extractor threads outlived a failed attempt and its cleanup)."""
   for path, info in files.items():
-    digest = hashlib.sha256()
     with open(path, 'rb') as f:
-      for block in iter(lambda: f.read(1 << 20), b''):
-        digest.update(block)
+      digest = hashlib.file_digest(f, 'sha256')
     size = path.stat().st_size
     expected_size = int(info.size) if info.size else None
     if (expected_size is not None and size != expected_size) or (

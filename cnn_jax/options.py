@@ -170,15 +170,15 @@ def validate_geometry(config: Mapping[str, Any], input_shape: Sequence[int],
   try:
     return geometry.layer_table(config, input_shape, num_classes)
   except geometry.GeometryError as e:
-    shrinking = []
-    for before, row in zip(e.rows_before, e.rows_before[1:]):
-      if row.output_shape[:2] != before.output_shape[:2]:
-        shrinking.append(f'{row.name} {geometry.shape_text(before.output_shape[:2])}'
-                         f'→{geometry.shape_text(row.output_shape[:2])}')
-    kinds = [s.split()[0].rstrip('0123456789') for s in shrinking]
-    kinds = list(dict.fromkeys(kinds + [e.layer.rstrip('0123456789')]))
+    shrinking = [(before, row) for before, row in zip(e.rows_before, e.rows_before[1:])
+                 if row.output_shape[:2] != before.output_shape[:2]]
+    names = [row.name for _, row in shrinking] + [e.layer]
+    kinds = list(dict.fromkeys(name.rstrip('0123456789') for name in names))
     fields = ', '.join(f'config.{f}={config[f]!r}'
                        for kind in kinds for f in _GEOMETRY_FIELDS.get(kind, ()))
-    history = f' (before it: {", ".join(shrinking)})' if shrinking else ''
+    history = ', '.join(f'{row.name} {geometry.shape_text(before.output_shape[:2])}'
+                        f'→{geometry.shape_text(row.output_shape[:2])}'
+                        for before, row in shrinking)
+    history = f' (before it: {history})' if history else ''
     raise ConfigError(f'{fields} do not fit a {geometry.shape_text(input_shape)} input: '
                       f'{e}{history}') from None

@@ -29,18 +29,27 @@ _OURS = (str(pathlib.Path(__file__).resolve().parent.parent / 'cnn_jax'),
          str(pathlib.Path(__file__).resolve().parent))
 
 
+def _config_file_arg(argv: Sequence[str]) -> tuple[int, str] | None:
+  """(index in argv of the --config file's path, the path) as absl reads it: the last
+  `--config=PATH` or `--config PATH`; None if not given."""
+  found = None
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      found = (i, arg.split('=', 1)[1])
+    elif arg == '--config' and i + 1 < len(argv):
+      found = (i + 1, argv[i + 1])
+  return found
+
+
 def config_arg_error(argv: Sequence[str], default: str) -> str | None:
   """What is wrong with the --config arguments in `argv`, in one line; None if nothing.
 
   ml_collections reads them while the flag is being defined and fails with a traceback,
   so the entry points check them first.
   """
-  path, args = default, list(argv)
-  for i, arg in enumerate(args):
-    if arg.startswith('--config='):
-      path = arg.split('=', 1)[1]
-    elif arg == '--config' and i + 1 < len(args):
-      path = args[i + 1]
+  args = list(argv)
+  found = _config_file_arg(args)
+  path = found[1] if found else default
   if not pathlib.Path(path.split(':', 1)[0]).is_file():
     return f'--config={path}: no such config file'
   for arg in args:
@@ -71,11 +80,10 @@ def define_config(default: str, help_text: str) -> None:
   """The --config flag (a config file, overridable field by field), its arguments
   checked first: a bad one ends the program with one `error:` line, exit 2."""
   default = resolve_config_path(default)
-  for i, arg in enumerate(sys.argv):
-    if arg.startswith('--config='):
-      sys.argv[i] = '--config=' + resolve_config_path(arg.split('=', 1)[1])
-    elif arg == '--config' and i + 1 < len(sys.argv):
-      sys.argv[i + 1] = resolve_config_path(sys.argv[i + 1])
+  found = _config_file_arg(sys.argv)
+  if found:
+    i, path = found
+    sys.argv[i] = sys.argv[i][:len(sys.argv[i]) - len(path)] + resolve_config_path(path)
   error = config_arg_error(sys.argv[1:], default)
   if error:
     print(f'error: {error}', file=sys.stderr)
