@@ -9,7 +9,7 @@ import struct
 import sys
 import time
 import types
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 # TensorBoard's event writer does its file I/O through TensorFlow when TF is installed,
 # and importing TF cost each training process 7 s (measured) once the dataset no longer
@@ -23,6 +23,11 @@ from tensorboard.plugins.hparams import summary_v2 as hparams_summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 
+# The HParams dashboard's metric columns, accuracy first.
+METRICS = (('test/accuracy', 'test accuracy'), ('test/loss', 'test loss'),
+           ('train/accuracy', 'train accuracy'), ('train/loss', 'train loss'))
+
+
 def hparam_value(value: Any) -> bool | int | float | str:
   """The HParams dashboard takes bool, number or string; tuples become text."""
   if isinstance(value, (bool, int, float, str)):
@@ -32,6 +37,20 @@ def hparam_value(value: Any) -> bool | int | float | str:
   if isinstance(value, (tuple, list)):
     return ','.join(str(v) for v in value)
   return str(value)
+
+
+# The recipe a researcher compares runs by, after the fields a sweep varies.
+RECIPE = ('model', 'dropout_placement', 'dropout_rate', 'activation', 'pooling', 'padding',
+          'optimizer', 'learning_rate', 'lr_schedule', 'batch_size', 'num_epochs',
+          'max_train_examples')
+
+
+def hparam_names(compared: Sequence[str] = (), grouped: bool = False) -> list[str]:
+  """The hyperparameters TensorBoard shows for a run: the `compared` (swept) fields,
+  the recipe, and the seed unless the run is one of a group of seeds (whose row in the
+  dashboard stands for all of them)."""
+  names = list(dict.fromkeys([*compared, *RECIPE]))
+  return names if grouped else [*names, 'seed']
 
 
 class SummaryWriter:
@@ -55,6 +74,15 @@ class SummaryWriter:
     """
     summary = hparams_summary.hparams_pb({k: hparam_value(v) for k, v in values.items()},
                                          trial_id=group)
+    self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=0,
+                                           summary=summary))
+
+  def hparams_columns(self, hparams: Sequence[str]) -> None:
+    """The HParams dashboard's columns, in this order: `hparams`, then METRICS. Without
+    it TensorBoard shows every hyperparameter and scalar tag, alphabetically."""
+    summary = hparams_summary.hparams_config_pb(
+        hparams=[hparams_summary.HParam(name) for name in hparams],
+        metrics=[hparams_summary.Metric(tag, display_name=name) for tag, name in METRICS])
     self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=0,
                                            summary=summary))
 

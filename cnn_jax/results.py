@@ -14,6 +14,8 @@ import math
 import pathlib
 from typing import Any, Sequence
 
+import numpy as np
+
 from cnn_jax import provenance, stats, sweep
 
 
@@ -207,8 +209,10 @@ def plot(rows: Sequence[ConfigResult], title: str, path: pathlib.Path) -> None:
   """Accuracy by configuration with 95% CI bars, and mean test-accuracy curves."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+  from matplotlib import pyplot as plt, ticker  # pylint: disable=g-import-not-at-top
+  # Constrained layout makes room for the legend beside the curves, off the data.
+  fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8), layout='constrained')
+  length_max = 1
   for i, r in enumerate(rows):
     a = r.accuracy
     # The interval as cut to [0%, 100%]: asymmetric where it was cut.
@@ -219,21 +223,29 @@ def plot(rows: Sequence[ConfigResult], title: str, path: pathlib.Path) -> None:
     left.scatter([i] * len(r.curves), [100 * c[-1] for c in r.curves], s=12, alpha=0.5,
                  color=f'C{i}')
     length = min(len(c) for c in r.curves)
-    mean_curve = [100 * sum(c[e] for c in r.curves) / len(r.curves) for e in range(length)]
-    right.plot(range(1, length + 1), mean_curve, marker='o', color=f'C{i}',
+    curves = 100 * np.array([c[:length] for c in r.curves])
+    epochs = np.arange(1, length + 1)
+    right.plot(epochs, curves.mean(0), marker='o', color=f'C{i}',
                label=r.key + (' (default)' if r.is_baseline else ''),
                linewidth=2.5 if r.is_baseline else 1.5)
+    right.fill_between(epochs, curves.min(0), curves.max(0), color=f'C{i}', alpha=0.15,
+                       linewidth=0)
+    length_max = max(length_max, length)
+  # Categories and epochs at whole numbers, half a step of room at each end.
   left.set_xticks(range(len(rows)), [_label(r) for r in rows], fontsize=8)
+  left.set_xlim(-0.5, len(rows) - 0.5)
+  left.margins(y=0.15)
   left.set_xlabel(', '.join(rows[0].overrides) + ' (square: the default)')
   left.set_ylabel('final test accuracy (%)')
   left.set_title('mean over seeds, 95% CI (dots: seeds)')
   right.set_xlabel('epoch')
-  right.xaxis.get_major_locator().set_params(integer=True)
-  right.set_ylabel('test accuracy (%), mean over seeds')
-  right.set_title('test accuracy by epoch')
-  right.legend(fontsize=8)
+  right.set_xlim(0.5, length_max + 0.5)
+  right.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, min_n_ticks=1))
+  right.margins(y=0.1)
+  right.set_ylabel('test accuracy (%)')
+  right.set_title('mean over seeds (band: lowest to highest seed)')
+  right.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.02, 1), borderaxespad=0)
   fig.suptitle(title)
-  fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
 

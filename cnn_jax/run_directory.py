@@ -11,12 +11,13 @@ import dataclasses
 import os
 import pathlib
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
 import ml_collections
 
 from cnn_jax import checkpoints, options, parallel, run_metrics, safety, steps
+from cnn_jax import metric_writers
 from cnn_jax.metric_writers import SummaryWriter
 
 
@@ -109,15 +110,21 @@ class RunDirectory:
     (self.path / 'config.json').write_text(
         ml_collections.ConfigDict(self.config).to_json_best_effort(indent=2) + '\n')
 
-  def open_writer(self, fresh: bool, hparams_group: str | None) -> None:
-    """TensorBoard events (primary only); a fresh run also records its hyperparameters.
-    Called once the run's checkpoints were read: only then does an allowed config
-    change replace config.json (a failed one leaves it as it was)."""
+  def open_writer(self, fresh: bool, hparams_group: str | None,
+                  compared: Sequence[str] = ()) -> None:
+    """TensorBoard events (primary only); a fresh run also records its hyperparameters
+    (`metric_writers.hparam_names`). A run outside a group (`hparams_group` None) also sets the
+    dashboard's columns; a sweep sets them once at its root. Called once the run's
+    checkpoints were read: only then does an allowed config change replace config.json
+    (a failed one leaves it as it was)."""
     if self.primary:
       self._write_config()
       self.writer = SummaryWriter(str(self.path))
       if fresh:
-        self.writer.hparams(self.config, group=hparams_group)
+        names = metric_writers.hparam_names(compared, grouped=hparams_group is not None)
+        self.writer.hparams({k: self.config[k] for k in names}, group=hparams_group)
+        if hparams_group is None:
+          self.writer.hparams_columns(names)
 
   def save_interrupted(self, global_step: int, state: steps.TrainState, totals: Any
                        ) -> pathlib.Path:
@@ -128,10 +135,18 @@ class RunDirectory:
     self.interrupted.wait()
     return self.interrupted.directory / str(global_step)
 
+  def log_train_scalars(self, global_step: int, loss: float, accuracy: float,
+                        learning_rate: float) -> None:
+    """Training curves for TensorBoard: means over the steps since the last log."""
+    if self.writer:
+      self.writer.scalars(global_step, {'train/loss': loss, 'train/accuracy': accuracy,
+                                        'learning_rate': learning_rate})
+
   def end_epoch(self, record: dict[str, Any], state: steps.TrainState,
-                resumed_mid_epoch: bool) -> None:
+                resumed_mid_epoch: bool, global_step: int) -> None:
     """Saves the epoch (and the best so far apart, which the rolling checkpoints may
-    drop later), logs it to TensorBoard and rewrites metrics.json."""
+    drop later), logs its test metrics to TensorBoard at `global_step` (the epoch's
+    last) and rewrites metrics.json."""
     best = run_metrics.is_best(record, self.history)
     self.history.append(record)
     self.epochs.save(record['epoch'], state, record=record)
@@ -144,7 +159,7 @@ class RunDirectory:
     if resumed_mid_epoch:
       self.interrupted.delete_all()  # The epoch checkpoint supersedes it.
     if self.writer:
-      self.writer.scalars(record['epoch'], run_metrics.tensorboard_scalars(record))
+      self.writer.scalars(global_step, run_metrics.tensorboard_scalars(record))
       self.writer.flush()
     self.write_metrics()
 

@@ -19,7 +19,6 @@ import dataclasses
 import fcntl
 import importlib.util
 import json
-import math
 import pathlib
 import shutil
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -178,7 +177,8 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
               ) -> list[Outcome]:
   """Trains every run of this shard not finished yet; returns what happened to each.
 
-  `progress(kind, info)` hears 'start' (runs, pending), 'epoch' (a run's epoch record),
+  `progress(kind, info)` hears 'start' (runs, pending, num_epochs, epochs_done),
+  'epoch' (a run's epoch record),
   'run' (an Outcome) as they happen. A run that raises is recorded as failed and the
   others go on. `vmap_seeds`: the new runs of each configuration train together in one
   program; if that fails they train one by one, each resuming from its own checkpoints.
@@ -197,6 +197,7 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
       'baseline': config_key(baseline) if baseline else config_key(grid[0]),
       'seeds': sorted(set(seeds)), 'base_config': base.to_dict(), 'command': command},
       indent=2, default=list) + '\n')
+  _write_hparams_columns(workdir, grid)
   notify = progress or (lambda kind, info: None)
   outcomes, pending = [], []
   for run in runs:
@@ -210,7 +211,7 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
     else:
       pending.append(run)
   groups = _seed_groups(pending, workdir) if vmap_seeds else [[r] for r in pending]
-  notify('start', {'runs': runs, 'pending': pending,
+  notify('start', {'runs': runs, 'pending': pending, 'num_epochs': base.num_epochs,
                    'epochs_done': {r.name: run_state(workdir / r.name)[1] for r in pending}})
   for group in groups:
     # Ctrl-C / SIGTERM (safety.Interrupted) stops the sweep, not just this run.
@@ -218,6 +219,18 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
       outcomes.append(Outcome(run, *result))
       notify('run', outcomes[-1])
   return outcomes
+
+
+def _write_hparams_columns(workdir: pathlib.Path, grid: Sequence[Mapping[str, Any]]
+                           ) -> None:
+  """The HParams dashboard's columns for the whole sweep: the swept fields first."""
+  if any(workdir.glob('events.out.tfevents.*')):
+    return
+  from cnn_jax import metric_writers  # pylint: disable=g-import-not-at-top
+  swept = list(dict.fromkeys(field for overrides in grid for field in overrides))
+  writer = metric_writers.SummaryWriter(str(workdir))
+  writer.hparams_columns(metric_writers.hparam_names(swept, grouped=True))
+  writer.close()
 
 
 def _check_or_restart_changed(base: ml_collections.ConfigDict, runs: Sequence[Run],
@@ -302,13 +315,6 @@ def _train_together(base: ml_collections.ConfigDict, group: list[Run],
       raise RunLockedError(f'{", ".join(finished)} finished by another process meanwhile')
     train.train_seeds(
         group[0].config(base), [run.seed for run in group], run_dirs,
-        hparams_group=group[0].key,
+        hparams_group=group[0].key, compared=list(group[0].overrides),
         on_epoch_end=lambda i, record, state: notify('epoch', {'run': group[i].name,
                                                                **record}))
-
-
-def eta_seconds(epochs_left: int, seconds_per_epoch: Sequence[float]) -> float:
-  """Time to finish `epochs_left` epochs at the mean pace seen so far (NaN before any)."""
-  if not seconds_per_epoch:
-    return math.nan
-  return epochs_left * (sum(seconds_per_epoch) / len(seconds_per_epoch))

@@ -14,6 +14,7 @@ devices, or trained beside other seeds, ends on the same parameters.
 from __future__ import annotations
 
 import pathlib
+import sys
 import time
 from typing import Any, Callable, Sequence
 
@@ -22,6 +23,7 @@ import jax
 from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
+import tqdm
 
 from cnn_jax import device_loop, geometry, input_pipeline, models, options, parallel
 from cnn_jax import run_metrics, safety, steps
@@ -33,18 +35,19 @@ EpochCallback = Callable[[int, dict[str, Any], steps.TrainState], None]
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                        *, hparams_group: str | None = None,
+                       compared: Sequence[str] = (),
                        on_epoch_end: EpochCallback | None = None,
                        allow_config_change: bool = False) -> dict[str, Any]:
   """Trains per `config` in `workdir`, evaluating, logging and checkpointing every
   epoch; returns its metrics.json. See `train_seeds`, of which this is one seed."""
   return train_seeds(config, [config.seed], [workdir], hparams_group=hparams_group,
-                     on_epoch_end=on_epoch_end,
+                     compared=compared, on_epoch_end=on_epoch_end,
                      allow_config_change=allow_config_change)[0]
 
 
 def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int],
                 workdirs: Sequence[str | pathlib.Path], *,
-                hparams_group: str | None = None,
+                hparams_group: str | None = None, compared: Sequence[str] = (),
                 on_epoch_end: EpochCallback | None = None,
                 allow_config_change: bool = False) -> list[dict[str, Any]]:
   """Trains `config` once per seed, all in one program, run i in `workdirs[i]`; returns
@@ -52,7 +55,8 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int],
 
   Rerun on the same workdirs, it resumes where they stopped (all runs must stand at
   the same step). Each workdir gets config.json, TensorBoard events (with
-  `hparams_group` naming the HParams dashboard's group), checkpoints and metrics.json,
+  `hparams_group` naming the HParams dashboard's group, `compared` the fields it shows
+  first), checkpoints and metrics.json,
   written by process 0. `on_epoch_end(i, record, state)` runs in every process after
   run i's epoch is saved. A workdir holding another configuration is refused unless
   `allow_config_change`. SIGTERM/SIGINT (in any process): every process stops at the
@@ -62,7 +66,7 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int],
   """
   trainer = Trainer(config, seeds, workdirs, allow_config_change)
   try:
-    trainer.restore(hparams_group)
+    trainer.restore(hparams_group, compared)
     with safety.StopSignal() as stop:
       for epoch in range(trainer.position.epoch + 1, config.num_epochs + 1):
         totals, seconds, first = trainer.train_epoch(epoch, stop)
@@ -94,6 +98,8 @@ class Trainer:
       raise ValueError(f'expected one workdir per distinct seed, got seeds {list(seeds)} '
                        f'and {len(workdirs)} workdirs')
     cfg = self.config = configs[0]
+    # A progress bar on a terminal at INFO verbosity (a sweep shows its own instead).
+    self.bar = tqdm.tqdm(disable=True)
     self.dp = parallel.DataParallel.create(cfg['batch_size'], cfg['eval_batch_size'])
     self.dp.check_batch_size('batch_size', cfg['batch_size'])
     self.dp.check_batch_size('eval_batch_size', cfg['eval_batch_size'])
@@ -149,10 +155,14 @@ class Trainer:
       run.facts.update(facts)
 
   def log(self, *args: Any) -> None:
-    if parallel.is_primary():
+    if not parallel.is_primary():
+      return
+    if self.bar.disable:
       logging.info(*args)
+    else:  # Above the bar, which would otherwise be cut by the line.
+      self.bar.write(args[0] % args[1:], file=sys.stderr)
 
-  def restore(self, hparams_group: str | None) -> None:
+  def restore(self, hparams_group: str | None, compared: Sequence[str] = ()) -> None:
     """Every run's newest readable checkpoint; they must agree on where they stand."""
     states = self.position.state
     one_zero = jax.tree.map(lambda x: x[0], self.loop.zero_totals())
@@ -175,7 +185,13 @@ class Trainer:
         self.log('Resumed %s after epoch %d, step %d',
                  ', '.join(str(r.path) for r in self.runs), epoch, index)
     for run in self.runs:
-      run.open_writer(fresh=not (epoch or index), hparams_group=hparams_group)
+      run.open_writer(not (epoch or index), hparams_group, compared)
+    total = self.config['num_epochs'] * self.steps_per_epoch
+    self.bar = tqdm.tqdm(
+        total=total, initial=min(total, epoch * self.steps_per_epoch + index),
+        unit='step', dynamic_ncols=True, file=sys.stderr,
+        disable=not (parallel.is_primary() and sys.stderr.isatty()
+                     and logging.get_verbosity() >= logging.INFO))
 
   def _stack(self, trees: list[Any]) -> Any:
     return jax.jit(lambda *t: steps.stack_states(t),
@@ -191,6 +207,9 @@ class Trainer:
     start, compiled = time.perf_counter(), loop.compile_seconds
     orders = loop.orders(self.seeds, epoch)
     done, log_every = first, self.config['log_every_steps']
+    offset = (epoch - 1) * total  # Logs fall every log_every_steps global steps.
+    window = (first, parallel.to_host(totals)) if first else (0, None)
+    before_log = first
     while done < total:
       count = min(self.steps_per_dispatch, total - done)
       states, totals = loop.run(states, totals, orders, self.seeds, epoch, done, count)
@@ -198,24 +217,44 @@ class Trainer:
       self.position = Position(epoch - 1, done, states, totals)
       if _stop_agreed(stop):
         self._save_interrupted(epoch, stop.requested)
-      if done // log_every > before // log_every and done < total:
-        self._check_finite(totals, epoch)  # Waits for the device, like the log below.
-        self._log_progress(epoch, first, start, loop.compile_seconds - compiled)
-    self._check_finite(totals, epoch)
+      if (offset + done) // log_every > (offset + before) // log_every or done == total:
+        self._check_finite(totals, epoch)  # Waits for the device, like the logs below.
+        window = self._log_window(epoch, window)
+        self.bar.update(done - before_log)
+        before_log = done
+        if done < total:
+          self._log_progress(epoch, first, start, loop.compile_seconds - compiled)
     compiled = loop.compile_seconds - compiled
     for run in self.runs:
       run.facts['compile_seconds'] = loop.compile_seconds
     return parallel.to_host(totals), time.perf_counter() - start - compiled, first
 
+  def _log_window(self, epoch: int, window: tuple[int, Any]) -> tuple[int, Any]:
+    """TensorBoard's training curves: each run's mean train loss and accuracy over the
+    steps since the last log, and the learning rate, at the global step. Returns the
+    next window's start."""
+    done, totals = self.position.index, parallel.to_host(self.position.totals)
+    since, before = window
+    step = (epoch - 1) * self.steps_per_epoch + done
+    rate = float(self.schedule(step - 1))  # The rate of the window's last update.
+    for i, run in enumerate(self.runs):
+      mean = {k: (totals[k][i] - (before[k][i] if before else 0)) / (done - since)
+              for k in ('loss', 'accuracy')}
+      run.log_train_scalars(step, mean['loss'], mean['accuracy'], rate)
+    return done, totals
+
   def _log_progress(self, epoch: int, first: int, start: float, compiled: float) -> None:
     done, total = self.position.index, self.steps_per_epoch
     loss = parallel.to_host(self.position.totals['loss']) / done
     elapsed = time.perf_counter() - start - compiled
-    left = (self.config['num_epochs'] - epoch + 1) * total - done
-    self.log('epoch %d/%d step %d/%d  loss %s  %s ex/s  eta %s', epoch,
+    speed = f"{(done - first) * self.config['batch_size'] / elapsed:,.0f}"
+    if not self.bar.disable:
+      self.bar.set_description(f"epoch {epoch}/{self.config['num_epochs']}", False)
+      self.bar.set_postfix_str(f"loss {' '.join(f'{x:.4f}' for x in loss)}, {speed} ex/s")
+      return
+    self.log('epoch %d/%d step %d/%d  loss %s  %s ex/s', epoch,
              self.config['num_epochs'], done, total, ' '.join(f'{x:.4f}' for x in loss),
-             f"{(done - first) * self.config['batch_size'] / elapsed:,.0f}",
-             run_metrics.format_duration(left * elapsed / max(1, done - first)))
+             speed)
 
   def _save_interrupted(self, epoch: int, requested: str | None) -> None:
     p = self.position
@@ -258,7 +297,8 @@ class Trainer:
           epoch, totals['loss'][i], totals['accuracy'][i], self.steps_per_epoch, test,
           rate, examples, train_seconds)
       state = steps.seed_state(states, i)
-      run.end_epoch(record, state, resumed_mid_epoch=bool(first))
+      run.end_epoch(record, state, resumed_mid_epoch=bool(first),
+                    global_step=epoch * self.steps_per_epoch)
       self.log('%sepoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  '
                'lr %.2e  %s ex/s', f'{run.path.name}: ' if len(self.runs) > 1 else '',
                epoch, self.config['num_epochs'], record['train_loss'],
@@ -270,6 +310,7 @@ class Trainer:
     self.position = Position(epoch, 0, states)
 
   def close(self) -> None:
+    self.bar.close()
     for run in self.runs:
       run.close()
 

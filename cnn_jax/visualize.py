@@ -24,6 +24,21 @@ def spatial_layers(table: Sequence[geometry.Layer]) -> list[geometry.Layer]:
   return [r for r in table if r.receptive_field is not None and r.name != 'input']
 
 
+def feature_map_captions(layers: Sequence[geometry.Layer]) -> list[tuple[str, str]]:
+  """(name, caption) of each spatial layer: a conv's maps are its outputs before the
+  activation that follows it, an activation's after it."""
+  captions = []
+  for row, after in zip(layers, [*layers[1:], None]):
+    if row.kind == 'Conv2D':
+      captions.append((row.name, f'{row.name}: before {after.details}'
+                       if after and after.kind == 'Activation' else f'{row.name}: output'))
+    elif row.kind == 'Activation':
+      captions.append((row.name, f'{row.name}: after {row.details}'))
+    else:
+      captions.append((row.name, f'{row.name}: {row.kind} {row.details}'))
+  return captions
+
+
 def computed_field(row: geometry.Layer, i: int, j: int, input_hw: tuple[int, int]
                    ) -> np.ndarray:
   """Boolean input mask of unit (i, j) of `row`, from the geometry formulas."""
@@ -109,22 +124,28 @@ def plot_filters(kernel: np.ndarray) -> bytes:
 
 
 def plot_feature_maps(image: np.ndarray, outputs: Mapping[str, np.ndarray],
-                      layers: Sequence[str], channels: int = 8) -> bytes:
-  """The input and the first `channels` maps of each layer, one row per layer."""
+                      layers: Sequence[tuple[str, str]], channels: int = 8) -> bytes:
+  """The input and the first `channels` maps of each of `layers` ((name, caption): the
+  caption says e.g. before or after the activation), one row per layer, each row on
+  one colour scale with its colour bar."""
   plt = _plt()
-  fig, axes = plt.subplots(len(layers) + 1, channels,
-                           figsize=(channels * 1.2, (len(layers) + 1) * 1.3))
+  fig, axes = plt.subplots(len(layers) + 1, channels, layout='constrained',
+                           figsize=(channels * 1.2 + 1.2, (len(layers) + 1) * 1.45))
   for ax in np.ravel(axes):
     ax.axis('off')
-  axes[0, 0].imshow(image.squeeze(), cmap='gray')
+  shown = axes[0, 0].imshow(image.squeeze(), cmap='gray')
   axes[0, 0].set_title('input', fontsize=7)
-  for r, name in enumerate(layers, start=1):
-    maps = outputs[name]
-    for c in range(min(channels, maps.shape[-1])):
-      axes[r, c].imshow(maps[..., c], cmap='viridis')
-      axes[r, c].set_title(f'{name} ch{c} {maps.shape[0]}×{maps.shape[1]}', fontsize=6)
-  fig.suptitle('feature maps of one test digit')
-  fig.tight_layout()
+  fig.colorbar(shown, ax=axes[0, :], shrink=0.8, aspect=10).ax.tick_params(labelsize=6)
+  for r, (name, caption) in enumerate(layers, start=1):
+    maps = outputs[name][..., :channels]
+    low, high = float(maps.min()), float(maps.max())
+    for c in range(maps.shape[-1]):
+      shown = axes[r, c].imshow(maps[..., c], cmap='viridis', vmin=low, vmax=high)
+      axes[r, c].set_title(f'ch{c}', fontsize=6)
+    axes[r, 0].set_title(f'{caption}, {maps.shape[0]}×{maps.shape[1]}\n', fontsize=7,
+                         loc='left')  # A line above the channel titles.
+    fig.colorbar(shown, ax=axes[r, :], shrink=0.8, aspect=10).ax.tick_params(labelsize=6)
+  fig.suptitle('feature maps of one test digit (one colour scale per row)')
   return _png(fig)
 
 
@@ -172,7 +193,9 @@ def plot_mistakes(images: np.ndarray, labels: np.ndarray, probabilities: np.ndar
   plt = _plt()
   cols = 8
   rows = max(1, -(-len(indices) // cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.6))
+  # Constrained layout keeps each row's two-line titles clear of the row above.
+  fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.8 + 0.4),
+                           layout='constrained', squeeze=False)
   for ax in np.ravel(axes):
     ax.axis('off')
   for ax, index in zip(np.ravel(axes), indices):
@@ -181,5 +204,4 @@ def plot_mistakes(images: np.ndarray, labels: np.ndarray, probabilities: np.ndar
     ax.set_title(f'#{index}: true {labels[index]}\npred {predicted} '
                  f'({100 * probabilities[index, predicted]:.0f}%)', fontsize=7)
   fig.suptitle('the most confident mistakes on the test set')
-  fig.tight_layout()
   return _png(fig)

@@ -6,14 +6,15 @@ python -m experiments.<name> [--workdir=runs/<name>] [--seeds=3] [--shard=0/1]
 
 from __future__ import annotations
 
+import os
 import sys
-import time
 from typing import Any, TextIO
 
 from absl import flags
 from ml_collections import config_flags
+import tqdm
 
-from cnn_jax import provenance, results, run_metrics, sweep
+from cnn_jax import provenance, results, sweep
 from cnn_jax.options import ConfigError
 from experiments import cli
 
@@ -38,62 +39,61 @@ def define_flags(name: str) -> None:
 
 
 class Progress:
-  """A bar on a terminal (runs done/total, running runs' epochs, ETA); plain lines
-  otherwise, one per finished epoch and run."""
+  """A sweep's progress over the epochs it has left to train (tqdm's rate and ETA).
+  On a terminal: one bar (runs done, the latest test accuracy) and a line above it per
+  finished run. Otherwise (a log file): a line per finished epoch and run. Several
+  sweeps share one Progress (experiments.study) by naming `total_epochs` up front."""
 
-  def __init__(self, stream: TextIO = sys.stderr):
+  def __init__(self, stream: TextIO = sys.stderr, total_epochs: int | None = None):
     self._stream = stream
     self._tty = stream.isatty()
-    self._start = time.perf_counter()
+    self._fixed_total = total_epochs is not None
+    self._runs_total = self._runs_done = 0
+    if self._tty:
+      self._bar = tqdm.tqdm(total=total_epochs or 0, unit='epoch', file=stream,
+                            dynamic_ncols=True)
+    else:  # Never drawn: its text goes into the lines.
+      self._devnull = open(os.devnull, 'w')  # pylint: disable=consider-using-with
+      self._bar = tqdm.tqdm(total=total_epochs or 0, file=self._devnull,
+                            bar_format='{n}/{total} epochs, {elapsed} elapsed, eta '
+                                       '{remaining}')
 
   def __call__(self, kind: str, info: Any) -> None:
     if kind == 'start':
       runs, pending = info['runs'], info['pending']
-      self._total, self._done = len(runs), len(runs) - len(pending)
-      self._epochs = {r.name: info['epochs_done'][r.name] for r in pending}
-      self._num_epochs = {}
-      self._last_event = {}
-      self._epoch_seconds = []
-      self._print(f'{self._total} runs, {self._done} already finished; training '
-                  f'{len(pending)}', newline=True)
+      self._runs_total += len(runs)
+      self._runs_done += len(runs) - len(pending)
+      if not self._fixed_total:
+        self._bar.total += sum(info['num_epochs'] - info['epochs_done'][r.name]
+                               for r in pending)
+      self._line(f'{len(runs)} runs, {len(runs) - len(pending)} already finished; '
+                 f'training {len(pending)}')
     elif kind == 'epoch':
-      name, now = info['run'], time.perf_counter()
-      self._epoch_seconds.append(now - self._last_event.get(name, self._start)
-                                 if name in self._last_event else info['train_seconds'])
-      self._last_event[name] = now
-      self._epochs[name] = info['epoch']
-      self._num_epochs[name] = info['num_epochs']
-      line = (f"{name}: epoch {info['epoch']}/{info['num_epochs']} test accuracy "
+      self._bar.update(1)
+      text = (f"{info['run']}: epoch {info['epoch']}/{info['num_epochs']} test accuracy "
               f"{100 * info['test_accuracy']:.2f}%")
-      self._print(line, newline=not self._tty)
+      if self._tty:
+        self._bar.set_postfix_str(f'{self._runs_done}/{self._runs_total} runs; {text}')
+      else:
+        self._line(text)
     elif kind == 'run':
-      self._done += 1
-      self._epochs.pop(info.run.name, None)
-      status = info.status + (f': {info.error}' if info.error else '')
-      self._print(f'{info.run.name}: {status}', newline=True)
+      self._runs_done += 1
+      self._line(f'{info.run.name}: {info.status}' + (f': {info.error}' if info.error
+                                                      else ''))
 
-  def _eta(self) -> float:
-    per_run = max(self._num_epochs.values(), default=0)
-    left = sum(max(per_run, self._num_epochs.get(n, per_run)) - e
-               for n, e in self._epochs.items())
-    return sweep.eta_seconds(left, self._epoch_seconds)
-
-  def _print(self, message: str, newline: bool) -> None:
-    status = (f'[{self._done}/{self._total} runs] '
-              f'elapsed {run_metrics.format_duration(time.perf_counter() - self._start)} '
-              f'eta {run_metrics.format_duration(self._eta())}')
+  def _line(self, message: str) -> None:
     if self._tty:
-      width = 30
-      filled = int(width * self._done / max(1, self._total))
-      running = ' '.join(f'{n} {e}/{self._num_epochs.get(n, "?")}'
-                         for n, e in self._epochs.items() if n in self._last_event)
-      bar = f'\r\033[K|{"#" * filled}{"." * (width - filled)}| {status} {running}'
-      if newline:
-        self._stream.write(f'\r\033[K{message}\n')
-      self._stream.write(bar[:200])
+      self._bar.write(message, file=self._stream)
+      self._bar.refresh()
     else:
-      self._stream.write(f'{status}  {message}\n')
-    self._stream.flush()
+      self._stream.write(f'[{self._runs_done}/{self._runs_total} runs] {self._bar}  '
+                         f'{message}\n')
+      self._stream.flush()
+
+  def close(self) -> None:
+    self._bar.close()
+    if not self._tty:
+      self._devnull.close()
 
 
 def main(name: str) -> None:
@@ -110,11 +110,14 @@ def main(name: str) -> None:
     vmap_seeds = (sweep.default_vmap_seeds() if FLAGS.vmap_seeds == 'auto'
                   else FLAGS.vmap_seeds == 'true')
     command = provenance.command_line(f'experiments.{name}')
-    outcomes = sweep.run_sweep(name, FLAGS.config, grid, baseline, seeds, FLAGS.workdir,
-                               shard=shard, vmap_seeds=vmap_seeds,
-                               restart_changed=FLAGS.restart_changed, command=command,
-                               progress=Progress())
-    sys.stderr.write('\n')
+    progress = Progress()
+    try:
+      outcomes = sweep.run_sweep(name, FLAGS.config, grid, baseline, seeds, FLAGS.workdir,
+                                 shard=shard, vmap_seeds=vmap_seeds,
+                                 restart_changed=FLAGS.restart_changed, command=command,
+                                 progress=progress)
+    finally:
+      progress.close()
     markdown, _ = results.write_results(FLAGS.workdir, command)
     print(markdown)
     print(f'Results: {FLAGS.workdir}/results.md, results.csv, results.png; '

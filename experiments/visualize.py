@@ -52,7 +52,7 @@ def main(argv):
     layers = visualize.spatial_layers(table)
     figures['feature_maps'] = visualize.plot_feature_maps(
         image[0], {k: np.asarray(v[0]) for k, v in outputs.items()},
-        [r.name for r in layers if r.kind != 'Activation'])
+        visualize.feature_map_captions(layers))
     fields = []
     for row in layers:
       if row.kind == 'Activation':

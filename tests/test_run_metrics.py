@@ -13,8 +13,7 @@ def test_epoch_record_turns_step_sums_into_means_and_rates():
                     'test_accuracy': 0.99, 'learning_rate': 1e-3,
                     'examples_per_second': pytest.approx(1872.0), 'train_seconds': 32.0}
   assert run_metrics.tensorboard_scalars(record) == {
-      'train/loss': record['train_loss'], 'train/accuracy': record['train_accuracy'],
-      'test/loss': 0.03, 'test/accuracy': 0.99, 'learning_rate': 1e-3,
+      'test/loss': 0.03, 'test/accuracy': 0.99, 'epoch': 3,
       'examples_per_second': record['examples_per_second']}
 
 
@@ -24,3 +23,12 @@ def test_best_means_strictly_better_than_every_earlier_epoch():
   assert run_metrics.is_best({'test_accuracy': 0.991}, history)
   assert not run_metrics.is_best({'test_accuracy': 0.99}, history)  # A tie keeps the first.
   assert not run_metrics.is_best({'test_accuracy': 0.985}, history)
+
+
+def test_tensorboard_shows_swept_fields_first_and_a_seed_only_for_a_lone_run():
+  from cnn_jax import metric_writers  # pylint: disable=g-import-not-at-top
+  grouped = metric_writers.hparam_names(['pooling', 'pool_window'], grouped=True)
+  assert grouped[:2] == ['pooling', 'pool_window'] and 'seed' not in grouped
+  assert grouped.count('pooling') == 1 and 'learning_rate' in grouped
+  assert metric_writers.hparam_names()[-1] == 'seed'
+  assert [tag for tag, _ in metric_writers.METRICS][0] == 'test/accuracy'

@@ -55,10 +55,6 @@ def test_every_sweep_config_is_a_valid_grid_with_its_baseline(name, repo_root):
   assert len(runs) == 3 * len(grid)
 
 
-def test_eta_from_the_pace_so_far():
-  assert sweep.eta_seconds(10, [30.0, 50.0]) == 400.0
-
-
 def _fake_run(workdir, key, index, seed, curve, completed=True):
   run_dir = workdir / f'{key},seed={seed}'
   run_dir.mkdir(parents=True)
@@ -132,10 +128,22 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   for name in names:
     group, data = _hparams_group(workdir / name)
     assert group == name.rsplit(',', 1)[0]  # Seeds of one configuration group together.
-    assert data['hparams']['seed'].number_value == int(name[-1])
+    # A row of the dashboard stands for every seed of its configuration: no seed.
+    assert 'seed' not in data['hparams'] and data['hparams']['num_epochs'].number_value == 2
     assert data['hparams']['dropout_placement'].string_value == name.split('=')[1].split(',')[0]
     assert len(data['scalars']['test/accuracy']) == 2  # One per epoch.
-    assert len(data['scalars']['train/loss']) == 2
+    assert len(data['scalars']['train/loss']) == 2  # log_every_steps (100) > the epoch.
+  # The dashboard's columns, set once at the sweep's root: the swept field, the recipe,
+  # then the metrics, accuracy first.
+  root = event_accumulator.EventAccumulator(str(workdir))
+  root.Reload()
+  experiment = plugin_data_pb2.HParamsPluginData.FromString(
+      root.PluginTagToContent('hparams')['_hparams_/experiment']).experiment
+  assert [h.name for h in experiment.hparam_infos][:3] == [
+      'dropout_placement', 'model', 'dropout_rate']
+  assert 'seed' not in [h.name for h in experiment.hparam_infos]
+  assert [m.name.tag for m in experiment.metric_infos] == [
+      'test/accuracy', 'test/loss', 'train/accuracy', 'train/loss']
   for file in ('results.md', 'results.csv', 'results.png'):
     assert (workdir / file).stat().st_size > 0
   assert '| **dropout_placement=after_fc1** | 2 |' in done.stdout

@@ -124,3 +124,14 @@ def test_visualize_and_predict_commands(small_config, mnist_test_digits, repo_ro
   in_memory = inference.probabilities(run, mnist_test_digits.images[:20]).argmax(-1)
   agree = sum(predicted[p] == in_memory[i] for i, p in enumerate(paths))
   assert agree >= 19, (agree, predicted, in_memory)
+
+
+def test_feature_map_rows_say_before_or_after_the_activation():
+  config = default.get_config().to_dict()
+  config.update(activation='tanh')
+  table = geometry.layer_table(config, (28, 28, 1), 10)
+  captions = dict(visualize.feature_map_captions(visualize.spatial_layers(table)))
+  assert captions['conv1'] == 'conv1: before tanh'
+  assert captions['act1'] == 'act1: after tanh'
+  assert captions['pool2'] == 'pool2: MaxPool 2×2, s2'
+  assert list(captions) == ['conv1', 'act1', 'pool1', 'conv2', 'act2', 'pool2']
