@@ -40,9 +40,9 @@ def hparam_value(value: Any) -> bool | int | float | str:
 
 
 # The recipe a researcher compares runs by, after the fields a sweep varies.
-RECIPE = ('model', 'dropout_placement', 'dropout_rate', 'activation', 'pooling', 'padding',
-          'optimizer', 'learning_rate', 'lr_schedule', 'batch_size', 'num_epochs',
-          'max_train_examples')
+RECIPE = ('model', 'dropout_placement', 'dropout_rate', 'activation', 'pooling',
+          'pool_window', 'padding', 'optimizer', 'learning_rate', 'lr_schedule',
+          'batch_size', 'num_epochs', 'max_train_examples')
 
 
 def hparam_names(compared: Sequence[str] = (), grouped: bool = False) -> list[str]:

@@ -46,32 +46,72 @@ def _accuracy(row: results.ConfigResult) -> str:
   return f'{100 * a.mean:.2f}%{spread} (n = {a.n} seeds{ci})'
 
 
-def _missing(name: str) -> str:
-  return f'not measured yet: run `python -m experiments.{name}`'
+def _short(row: results.ConfigResult) -> str:
+  """'99.01% [98.95, 99.07]': mean and 95% CI over seeds."""
+  a = row.accuracy
+  ci = '' if math.isnan(a.ci_low) else f' [{100 * a.ci_low:.2f}, {100 * a.ci_high:.2f}]'
+  return f'{100 * a.mean:.2f}%{ci}'
+
+
+def _name(row: results.ConfigResult) -> str:
+  return ', '.join(f'{k}={sweep.format_value(v)}' for k, v in row.overrides.items()
+                   ) or row.key
+
+
+def _not_run(name: str, workdir: pathlib.Path) -> str:
+  return (f'not run: `python -m experiments.study --workdir={workdir}` (all sweeps) or '
+          f'`python -m experiments.{name} --workdir={workdir / name}`')
+
+
+def _comparison(claim: str, rows: list[results.ConfigResult] | None, name: str,
+                workdir: pathlib.Path) -> tuple[str, str, str]:
+  """A sweep as one claim row: each configuration's accuracy (mean [95% CI], the
+  article's choice marked), and each verdict against the article's choice."""
+  if not rows:
+    return claim, _not_run(name, workdir), 'not run'
+  found = '; '.join(f'{_name(r)}{" (article)" if r.is_baseline else ""}: {_short(r)}'
+                    for r in rows)
+  seeds = sorted({r.accuracy.n for r in rows})
+  found += f" (final test accuracy, mean [95% CI] over {'/'.join(map(str, seeds))} seeds)"
+  verdict = '; '.join(f'{_name(r)}: {r.verdict}' for r in rows if not r.is_baseline)
+  return claim, found, verdict
 
 
 def claims(workdir: pathlib.Path) -> list[tuple[str, str, str]]:
   """(claim, what we found, verdict) rows."""
   rows = []
-  dropout, padding, mlp = (_load(workdir, n) for n in
-                           ('dropout_sweep', 'padding_sweep', 'mlp_vs_cnn'))
+  dropout, padding, pooling, activation, mlp = (
+      _load(workdir, n) for n in ('dropout_sweep', 'padding_sweep', 'pooling_sweep',
+                                  'activation_sweep', 'mlp_vs_cnn'))
 
   article = _table({})
   counted = geometry.count_params(article)
-  measured = sorted({r.num_params for r in (dropout or []) if r.is_baseline})
+  measured = sorted({r.num_params for sweep_rows in (dropout, padding, pooling,
+                                                     activation, mlp)
+                     for r in sweep_rows or [] if r.is_baseline and r.num_params})
   found = f'{counted:,} from the formulas' + (
       f'; {", ".join(f"{m:,}" for m in measured)} in the trained Flax model' if measured
       else '')
   ok = counted == ARTICLE_PARAMS and all(m == ARTICLE_PARAMS for m in measured)
   rows.append(('The CNN has 421,642 parameters', found, 'holds' if ok else 'does not hold'))
 
-  base = next((r for r in dropout or [] if r.is_baseline), None)
+  base = next((r for sweep_rows in (dropout, padding, pooling, activation, mlp)
+               for r in sweep_rows or [] if r.is_baseline), None)
   if base:
     ok = abs(base.accuracy.mean - 0.99) <= 0.005
     rows.append(('It reaches ~99% test accuracy on MNIST', f'{_accuracy(base)} after '
-                 f'{len(base.curves[0])} epochs', 'holds' if ok else 'does not hold'))
+                 f'{len(base.curves[0])} epoch(s)', 'holds' if ok else 'does not hold'))
   else:
-    rows.append(('It reaches ~99% test accuracy on MNIST', _missing('dropout_sweep'), '—'))
+    rows.append(('It reaches ~99% test accuracy on MNIST',
+                 _not_run('dropout_sweep', workdir), 'not run'))
+
+  growth = [(r.name, r.receptive_field.size) for r in article
+            if r.receptive_field is not None and r.kind != 'Activation'
+            and r.name != 'input']
+  ok = all(a[1] < b[1] for a, b in zip(growth, growth[1:]))
+  rows.append(('Each conv and pool layer widens the receptive field',
+               ' → '.join(f'{n} {k}×{k}' for n, k in growth) + ' (formulas; the tests '
+               'check them against gradients)', 'holds' if ok else 'does not hold'))
 
   no_pad = _table({'padding': 0})
   flat = {p: next(r for r in t if r.name == 'flatten') for p, t in ((1, article),
@@ -81,15 +121,14 @@ def claims(workdir: pathlib.Path) -> list[tuple[str, str, str]]:
   ok = (flat[1].output_shape, flat[0].output_shape) == ((3136,), (1600,))
   rows.append(('Padding 1 keeps 28×28 through conv1; without it FC1 takes 1600 inputs, '
                'not 3136', found, 'holds' if ok else 'does not hold'))
-  if padding:
-    by_pad = {r.overrides.get('padding'): r for r in padding}
-    if 0 in by_pad and 1 in by_pad:
-      rows.append(('Padding 1 is the better choice (the article keeps the border)',
-                   f'padding 1: {_accuracy(by_pad[1])}; padding 0: '
-                   f'{_accuracy(by_pad[0])}',
-                   f'padding 0 vs 1: {by_pad[0].verdict}'))
-  else:
-    rows.append(('Padding 1 is the better choice', _missing('padding_sweep'), '—'))
+  rows.append(_comparison('Padding 1 (the article\'s) vs 0: accuracy', padding,
+                          'padding_sweep', workdir))
+  rows.append(_comparison('Dropout before FC1 (the article\'s table) vs after FC1, both, '
+                          'none', dropout, 'dropout_sweep', workdir))
+  rows.append(_comparison('Max pooling 2×2/2 (the article\'s) vs average, and '
+                          'overlapping 3×3/2 windows', pooling, 'pooling_sweep', workdir))
+  rows.append(_comparison('ReLU (the article\'s) vs Leaky ReLU, tanh, sigmoid',
+                          activation, 'activation_sweep', workdir))
 
   mlp_config = default.get_config().to_dict()
   mlp_config['model'] = 'mlp'
@@ -97,33 +136,16 @@ def claims(workdir: pathlib.Path) -> list[tuple[str, str, str]]:
       geometry.layer_table(mlp_config, MNIST_SHAPE, MNIST_CLASSES))
   share = counted / mlp_params
   hidden = '→'.join(str(h) for h in mlp_config['mlp_hidden_features'])
-  found = (f'{share:.1%} of our MLP (784→{hidden}→10, {mlp_params:,} parameters); '
-           f'7% would take an MLP of {counted / ARTICLE_MLP_SHARE / 1e6:.1f} M parameters')
-  if mlp:
-    by_model = {r.overrides.get('model'): r for r in mlp}
-    if 'mlp' in by_model and 'cnn' in by_model:
-      found += (f'. Accuracy: CNN {_accuracy(by_model["cnn"])}, MLP '
-                f'{_accuracy(by_model["mlp"])}; MLP vs CNN: {by_model["mlp"].verdict}')
+  found = (f'our MLP (784→{hidden}→10) has {mlp_params:,} parameters: the CNN has '
+           f'{share:.1%} of them ({1 - share:.1%} fewer). Read as "7% of the MLP\'s", the '
+           f'claim needs an MLP of {counted / ARTICLE_MLP_SHARE:,.0f}; read as "7% fewer", '
+           f'one of {counted / (1 - ARTICLE_MLP_SHARE):,.0f}')
   rows.append(('The CNN needs ~7% of the parameters of an equivalent MLP', found,
                'holds' if abs(share - ARTICLE_MLP_SHARE) < 0.01 else
-               'depends on the MLP: not with ours'))
-
-  if dropout:
-    better = [r for r in dropout if r.test and r.adjusted_p < 0.05 and r.test.difference > 0]
-    found = '; '.join(f'{r.overrides.get("dropout_placement")}: {_accuracy(r)}'
-                      for r in dropout)
-    if better:
-      verdict = 'better than before_fc1: ' + ', '.join(
-          f'{r.overrides.get("dropout_placement")} ({r.verdict})' for r in better)
-    else:
-      verdict = ('no placement is significantly better than before FC1 (Welch, '
-                 'Holm-corrected); ' + '; '.join(
-                     f'{r.overrides.get("dropout_placement")}: {r.verdict}'
-                     for r in dropout if r.test))
-    rows.append(('Dropout before FC1 (the article\'s table) is where it belongs', found,
-                 verdict))
-  else:
-    rows.append(('Where dropout belongs', _missing('dropout_sweep'), '—'))
+               'holds in neither reading with our MLP (the claim depends on the MLP '
+               'compared)'))
+  rows.append(_comparison('The CNN is more accurate than the MLP', mlp, 'mlp_vs_cnn',
+                          workdir))
   return rows
 
 
@@ -157,6 +179,11 @@ def write_report(workdir: str | pathlib.Path, output_dir: str | pathlib.Path,
            'std over seeds, Student-t 95% CI cut to [0%, 100%]; comparisons by Welch\'s '
            't-test, Holm-corrected, α = 0.05). Nothing here is typed by hand.', '',
            '| claim | measured | verdict |', '|---|---|---|']
+  setups = sorted({results.setup_text(m['base_config'], m['seeds'])
+                   for m in (json.loads(f.read_text())
+                             for f in sorted(workdir.glob(f'*/{sweep.SWEEP_FILE}')))
+                   if 'base_config' in m})
+  lines[-2:-2] = [*setups, ''] if setups else []
   lines += [f'| {c} | {f} | {v} |' for c, f, v in claims(workdir)]
   lines += ['', '## Sweeps', ''] + (sections or ['No sweeps found in ' + str(workdir)])
   if hosts:
@@ -169,3 +196,26 @@ def write_report(workdir: str | pathlib.Path, output_dir: str | pathlib.Path,
   (output_dir / 'REPORT.md').write_text(text)
   return text
 
+
+README_BEGIN, README_END = '<!-- study:begin -->', '<!-- study:end -->'
+
+
+def claims_table(report_text: str) -> str:
+  """The claims table of a REPORT.md (its first Markdown table)."""
+  lines = report_text.splitlines()
+  start = next(i for i, line in enumerate(lines) if line.startswith('| claim |'))
+  end = next((i for i in range(start, len(lines)) if not lines[i].startswith('|')),
+             len(lines))
+  return '\n'.join(lines[start:end])
+
+
+def update_readme(readme: str | pathlib.Path, output_dir: str | pathlib.Path) -> None:
+  """Puts REPORT.md's claims table between the README's study markers."""
+  readme, output_dir = pathlib.Path(readme), pathlib.Path(output_dir)
+  text = readme.read_text()
+  if README_BEGIN not in text or README_END not in text:
+    raise ValueError(f'{readme} has no {README_BEGIN} … {README_END} section')
+  table = claims_table((output_dir / 'REPORT.md').read_text())
+  before, rest = text.split(README_BEGIN, 1)
+  after = rest.split(README_END, 1)[1]
+  readme.write_text(f'{before}{README_BEGIN}\n{table}\n{README_END}{after}')

@@ -190,7 +190,7 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
   """
   runs = [r for r in plan(base, grid, seeds) if r.index % shard[1] == shard[0]]
   workdir = pathlib.Path(workdir)
-  _check_or_restart_changed(base, runs, workdir, restart_changed)
+  check_changed(base, runs, workdir, restart_changed)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / SWEEP_FILE).write_text(json.dumps({
       'name': name, 'grid': [dict(g) for g in grid],
@@ -233,8 +233,10 @@ def _write_hparams_columns(workdir: pathlib.Path, grid: Sequence[Mapping[str, An
   writer.close()
 
 
-def _check_or_restart_changed(base: ml_collections.ConfigDict, runs: Sequence[Run],
-                              workdir: pathlib.Path, restart: bool) -> None:
+def check_changed(base: ml_collections.ConfigDict, runs: Sequence[Run],
+                  workdir: pathlib.Path, restart: bool) -> None:
+  """WorkdirConflictError naming the fields if runs in `workdir` were trained with
+  another effective config; with `restart`, those runs are deleted instead."""
   changed = {run.name: safety.config_changes(workdir / run.name, run.config(base).to_dict())
              for run in runs}
   changed = {name: changes for name, changes in changed.items() if changes}

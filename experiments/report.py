@@ -1,7 +1,7 @@
 r"""Checks the article's claims against the sweeps: python -m experiments.report
 
 Reads every sweep under --workdir (default runs/: runs/dropout_sweep, runs/padding_sweep,
-...), refreshes each sweep's results, and writes REPORT.md with the results files and
+...; the study's are in runs/study), refreshes each sweep's results, and writes REPORT.md with the results files and
 figures copied beside it in --output_dir (default results/, committed to the repo).
 """
 
@@ -13,6 +13,8 @@ from experiments import cli
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', 'runs', 'The directory holding the sweeps\' workdirs.')
 flags.DEFINE_string('output_dir', 'results', 'Where REPORT.md and the figures go.')
+flags.DEFINE_string('readme', '', 'A README whose study section (between its '
+                    '<!-- study --> markers) gets the report\'s claims table.')
 
 
 def main(argv):
@@ -20,6 +22,8 @@ def main(argv):
     raise SystemExit(f'error: unexpected arguments {argv[1:]}')
   command = provenance.command_line('experiments.report')
   print(report.write_report(FLAGS.workdir, FLAGS.output_dir, command))
+  if FLAGS.readme:
+    report.update_readme(FLAGS.readme, FLAGS.output_dir)
 
 
 if __name__ == '__main__':

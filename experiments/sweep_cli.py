@@ -42,13 +42,16 @@ class Progress:
   """A sweep's progress over the epochs it has left to train (tqdm's rate and ETA).
   On a terminal: one bar (runs done, the latest test accuracy) and a line above it per
   finished run. Otherwise (a log file): a line per finished epoch and run. Several
-  sweeps share one Progress (experiments.study) by naming `total_epochs` up front."""
+  sweeps share one Progress (experiments.study) by naming `total_epochs` and
+  `total_runs` up front."""
 
-  def __init__(self, stream: TextIO = sys.stderr, total_epochs: int | None = None):
+  def __init__(self, stream: TextIO = sys.stderr, total_epochs: int | None = None,
+               total_runs: int | None = None):
     self._stream = stream
     self._tty = stream.isatty()
     self._fixed_total = total_epochs is not None
-    self._runs_total = self._runs_done = 0
+    self._fixed_runs = total_runs is not None
+    self._runs_total, self._runs_done = total_runs or 0, 0
     if self._tty:
       self._bar = tqdm.tqdm(total=total_epochs or 0, unit='epoch', file=stream,
                             dynamic_ncols=True)
@@ -61,7 +64,8 @@ class Progress:
   def __call__(self, kind: str, info: Any) -> None:
     if kind == 'start':
       runs, pending = info['runs'], info['pending']
-      self._runs_total += len(runs)
+      if not self._fixed_runs:
+        self._runs_total += len(runs)
       self._runs_done += len(runs) - len(pending)
       if not self._fixed_total:
         self._bar.total += sum(info['num_epochs'] - info['epochs_done'][r.name]

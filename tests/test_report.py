@@ -32,20 +32,34 @@ def test_report_checks_each_claim(tmp_path):
           'after_fc1': [0.9950, 0.9951, 0.9949], 'both': [0.9890, 0.9920, 0.9905]})
   _sweep(runs, 'padding_sweep', 'padding', [0, 1], 1,
          {0: [0.9800, 0.9802, 0.9801], 1: [0.9910, 0.9912, 0.9908]})
+  _sweep(runs, 'mlp_vs_cnn', 'model', ['cnn', 'mlp'], 'cnn',
+         {'cnn': [0.9910, 0.9912, 0.9908], 'mlp': [0.9810, 0.9830, 0.9820]})
   text = report.write_report(runs, tmp_path / 'out', 'cmd')
   rows = {line.split(' | ')[0].lstrip('| '): line for line in text.splitlines()
           if line.startswith('| ') and ' | ' in line}
   assert rows['The CNN has 421,642 parameters'].endswith('| holds |')
   assert '99.10% ± 0.02 (n = 3 seeds' in rows['It reaches ~99% test accuracy on MNIST']
   assert rows['It reaches ~99% test accuracy on MNIST'].endswith('| holds |')
+  assert ('conv1 3×3 → pool1 4×4 → conv2 8×8 → pool2 10×10'
+          in rows['Each conv and pool layer widens the receptive field'])
   padding = next(v for k, v in rows.items() if k.startswith('Padding 1 keeps'))
   assert 'flatten 1600 (225,034 parameters)' in padding and padding.endswith('| holds |')
-  better_padding = next(v for k, v in rows.items() if k.startswith('Padding 1 is'))
-  assert 'padding 0 vs 1: worse by 1.09 pp' in better_padding
+  accuracy = next(v for k, v in rows.items() if k.startswith('Padding 1 (the'))
+  assert 'padding=0: 98.01% [' in accuracy and 'padding=1 (article): 99.10% [' in accuracy
+  assert '| padding=0: worse by 1.09 pp' in accuracy
   mlp = next(v for k, v in rows.items() if '7%' in k)
-  assert '14.7% of our MLP (784→3136→128→10, 2,864,586 parameters)' in mlp
+  assert '(784→3136→128→10) has 2,864,586 parameters: the CNN has 14.7% of them' in mlp
+  assert 'an MLP of 6,023,457' in mlp and 'one of 453,378' in mlp  # 7% of, 7% fewer.
+  assert mlp.endswith('holds in neither reading with our MLP (the claim depends on the '
+                      'MLP compared) |')
+  assert 'model=mlp: worse by 0.90 pp' in rows['The CNN is more accurate than the MLP']
   dropout = next(v for k, v in rows.items() if k.startswith('Dropout before FC1'))
-  assert 'better than before_fc1: after_fc1 (better by 0.40 pp' in dropout
+  assert 'dropout_placement=after_fc1: better by 0.40 pp' in dropout
+  assert 'dropout_placement=none: no significant difference' in dropout
+  # Sweeps not run say so, with the commands that run them.
+  for claim in ('Max pooling', 'ReLU (the'):
+    row = next(v for k, v in rows.items() if k.startswith(claim))
+    assert row.endswith('| not run |') and 'python -m experiments.study' in row
   for name in ('dropout_sweep', 'padding_sweep'):
     for file in ('results.md', 'results.csv', 'results.png'):
       assert (tmp_path / 'out' / name / file).exists()
@@ -55,5 +69,20 @@ def test_report_checks_each_claim(tmp_path):
 
 def test_report_without_sweeps_says_what_to_run(tmp_path):
   text = report.write_report(tmp_path, tmp_path / 'out', 'cmd')
-  assert 'not measured yet: run `python -m experiments.dropout_sweep`' in text
+  assert (f'not run: `python -m experiments.study --workdir={tmp_path}` (all sweeps) or '
+          f'`python -m experiments.dropout_sweep --workdir={tmp_path}/dropout_sweep`'
+          in text)
+  assert text.count('| not run |') == 6
   assert '421,642 from the formulas |' in text
+
+
+def test_the_readme_gets_the_reports_claims_table(tmp_path):
+  text = report.write_report(tmp_path, tmp_path / 'out', 'cmd')
+  readme = tmp_path / 'README.md'
+  readme.write_text(f'# x\n\n{report.README_BEGIN}\nOLD TABLE\n{report.README_END}\n\nafter\n')
+  report.update_readme(readme, tmp_path / 'out')
+  updated = readme.read_text()
+  assert updated.startswith('# x\n\n<!-- study:begin -->\n| claim | measured | verdict |')
+  assert updated.endswith('<!-- study:end -->\n\nafter\n') and 'OLD TABLE' not in updated
+  assert report.claims_table(updated) == report.claims_table(text)
+

@@ -1,0 +1,119 @@
+"""The study: the article's sweeps on one base config, trained in order, each run once.
+
+The same configuration often appears in several sweeps (the article's network is every
+sweep's baseline). Training depends on (config, seed) alone, bit for bit, so such a run
+trains once, in the first sweep that has it, and later sweeps get a copy of its
+directory. Rerunning resumes: finished runs are skipped, unfinished ones resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import pathlib
+import shutil
+from typing import Any, Callable, Mapping, Sequence
+
+import ml_collections
+
+from cnn_jax import options, sweep
+
+
+def load_study(config_file: str) -> tuple[list[str], int]:
+  """(SWEEPS, SEEDS) declared in a study config file next to its get_config()."""
+  path = config_file.split(':', 1)[0]
+  spec = importlib.util.spec_from_file_location('_study_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  names = list(getattr(module, 'SWEEPS', ()))
+  seeds = getattr(module, 'SEEDS', 5)
+  if not isinstance(seeds, int) or seeds < 1:
+    raise options.ConfigError(f'{path}: SEEDS={seeds!r} is invalid: expected an integer '
+                              '>= 1')
+  return names, seeds
+
+
+def config_dir(config_file: str) -> pathlib.Path:
+  """Where a study's sweep configs live: beside its config file."""
+  return pathlib.Path(config_file.split(':', 1)[0]).resolve().parent
+
+
+@dataclasses.dataclass
+class SweepPlan:
+  name: str
+  grid: list[dict[str, Any]]
+  baseline: dict[str, Any]
+  workdir: pathlib.Path
+  runs: list[sweep.Run]
+
+
+def plan(base: ml_collections.ConfigDict, names: Sequence[str], seeds: Sequence[int],
+         workdir: str | pathlib.Path, config_dir: pathlib.Path) -> list[SweepPlan]:
+  """Each sweep's grid (configs/<name>.py) and runs, in `workdir`/<name>."""
+  if not names:
+    raise options.ConfigError('the study names no sweeps: expected SWEEPS, e.g. '
+                              "('dropout_sweep', 'padding_sweep')")
+  plans = []
+  for name in names:
+    path = config_dir / f'{name}.py'
+    if not path.exists():
+      raise options.ConfigError(f'the study names sweep {name!r}, but {path} does not '
+                                'exist')
+    grid, baseline = sweep.load_grid(str(path))
+    plans.append(SweepPlan(name, grid, baseline, pathlib.Path(workdir) / name,
+                           sweep.plan(base, grid, seeds)))
+  return plans
+
+
+def _identity(config: ml_collections.ConfigDict) -> str:
+  return json.dumps(config.to_dict(), sort_keys=True, default=list)
+
+
+def first_homes(base: ml_collections.ConfigDict, plans: Sequence[SweepPlan]
+                ) -> dict[str, pathlib.Path]:
+  """For each distinct (config, seed): the run directory that trains it."""
+  homes: dict[str, pathlib.Path] = {}
+  for p in plans:
+    for run in p.runs:
+      homes.setdefault(_identity(run.config(base)), p.workdir / run.name)
+  return homes
+
+
+def epochs_left(base: ml_collections.ConfigDict, plans: Sequence[SweepPlan]) -> int:
+  """Epochs the study still has to train (each distinct run counted once)."""
+  return sum(0 if sweep.run_state(home)[0] == 'done' else
+             base.num_epochs - sweep.run_state(home)[1]
+             for home in first_homes(base, plans).values())
+
+
+def _copy_trained(base: ml_collections.ConfigDict, p: SweepPlan,
+                  homes: Mapping[str, pathlib.Path]) -> None:
+  """Copies into `p` its runs already finished in another sweep of the study."""
+  for run in p.runs:
+    home, target = homes[_identity(run.config(base))], p.workdir / run.name
+    if (home != target and sweep.run_state(home)[0] == 'done'
+        and sweep.run_state(target)[0] != 'done'):
+      if target.exists():
+        shutil.rmtree(target)
+      shutil.copytree(home, target, ignore=shutil.ignore_patterns(sweep.LOCK_FILE))
+
+
+def run_study(base: ml_collections.ConfigDict, plans: Sequence[SweepPlan],
+              seeds: Sequence[int], *, vmap_seeds: bool = False,
+              restart_changed: bool = False, command: str = '',
+              progress: Callable[[str, Any], None] | None = None
+              ) -> dict[str, list[sweep.Outcome]]:
+  """Trains every sweep of `plans` in order; returns each sweep's outcomes. Runs trained
+  with another config stop the study before anything trains (`restart_changed`: they
+  are trained again)."""
+  for p in plans:  # Before anything trains.
+    sweep.check_changed(base, p.runs, p.workdir, restart_changed)
+  homes = first_homes(base, plans)
+  outcomes = {}
+  for p in plans:
+    _copy_trained(base, p, homes)
+    outcomes[p.name] = sweep.run_sweep(
+        p.name, base, p.grid, p.baseline, seeds, p.workdir, vmap_seeds=vmap_seeds,
+        command=command, progress=progress)
+  return outcomes

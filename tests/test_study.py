@@ -1,0 +1,66 @@
+"""experiments.study end to end on an MNIST slice: two sweeps sharing their baseline,
+the shared runs trained once, one progress display, the report, and a rerun that
+trains nothing."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cnn_jax import report
+
+
+@pytest.mark.slow
+def test_the_study_trains_each_distinct_run_once_then_reports(small_config, repo_root,
+                                                              tmp_path):
+  configs = tmp_path / 'configs'
+  configs.mkdir()
+  (configs / 'study.py').write_text(
+      'from configs import default\n'
+      "SWEEPS = ('dropout_sweep', 'padding_sweep')\n"
+      'SEEDS = 2\n'
+      'def get_config():\n  return default.get_config()\n')
+  # The study's own grids: padding=1 is the dropout sweep's before_fc1 (the default).
+  (configs / 'dropout_sweep.py').write_text(
+      "GRID = [{'dropout_placement': 'none'}, {'dropout_placement': 'before_fc1'}]\n"
+      "BASELINE = {'dropout_placement': 'before_fc1'}\n")
+  (configs / 'padding_sweep.py').write_text(
+      "GRID = [{'padding': 0}, {'padding': 1}]\nBASELINE = {'padding': 1}\n")
+  workdir, output = tmp_path / 'runs', tmp_path / 'results'
+  overrides = [f'--config.{k}={small_config[k]}' for k in
+               ('data_dir', 'conv_features', 'fc_features')]
+  command = [sys.executable, '-m', 'experiments.study', f'--workdir={workdir}',
+             f'--output_dir={output}', f'--config={configs / "study.py"}',
+             '--config.num_epochs=1', '--config.max_train_examples=1024',
+             '--config.max_test_examples=500', *overrides]
+  done = subprocess.run(command, cwd=repo_root, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  # 8 runs planned, 6 distinct: the 2 baseline seeds train once, in the dropout sweep.
+  assert '[0/8 runs] 0/6 epochs' in done.stderr
+  assert done.stderr.count('epoch 1/1 test accuracy') == 6
+  for seed in (0, 1):
+    trained = workdir / 'dropout_sweep' / f'dropout_placement=before_fc1,seed={seed}'
+    copied = workdir / 'padding_sweep' / f'padding=1,seed={seed}'
+    assert (json.loads((copied / 'metrics.json').read_text())['history']
+            == json.loads((trained / 'metrics.json').read_text())['history'])
+  page = (output / 'REPORT.md').read_text()
+  assert page in done.stdout and '`python -m experiments.study ' in page
+  assert 'Runs: mnist, first 1,024 training and first 500 test examples; 1 epoch(s); ' \
+         'seeds 0, 1' in page
+  rows = report.claims_table(page).splitlines()
+  assert sum(row.endswith('| not run |') for row in rows) == 3  # pooling, activation, MLP
+  padding = next(r for r in rows if r.startswith('| Padding 1 (the'))
+  assert 'padding=1 (article): ' in padding and '| padding=0: ' in padding
+  for sweep_name in ('dropout_sweep', 'padding_sweep'):
+    assert (output / sweep_name / 'results.md').exists()
+
+  # The same command again trains nothing and writes the same report.
+  again = subprocess.run(command, cwd=repo_root, capture_output=True, text=True,
+                         timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert 'epoch 1/1 test accuracy' not in again.stderr
+  assert '[8/8 runs] 0/0 epochs' in again.stderr or '[4/8 runs]' in again.stderr
+  assert report.claims_table((output / 'REPORT.md').read_text()) == report.claims_table(
+      page)
