@@ -140,7 +140,7 @@ class RunDirectory:
     """Training curves for TensorBoard: means over the steps since the last log."""
     if self.writer:
       self.writer.scalars(global_step, {'train/loss': loss, 'train/accuracy': accuracy,
-                                        'learning_rate': learning_rate})
+                                        'train/learning_rate': learning_rate})
 
   def end_epoch(self, record: dict[str, Any], state: steps.TrainState,
                 resumed_mid_epoch: bool, global_step: int) -> None:

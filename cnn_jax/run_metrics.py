@@ -73,6 +73,8 @@ def is_best(record: dict[str, Any], history: list[dict[str, Any]]) -> bool:
 def tensorboard_scalars(record: dict[str, Any]) -> dict[str, float]:
   """An epoch record's TensorBoard scalars (the training curves are logged per
   log_every_steps instead): test metrics, speed, and the epoch, so a global step on the
-  x axis reads as epochs."""
+  x axis reads as epochs. Every tag under test/ or train/: two sections in TensorBoard,
+  test first."""
   return {'test/accuracy': record['test_accuracy'], 'test/loss': record['test_loss'],
-          'epoch': record['epoch'], 'examples_per_second': record['examples_per_second']}
+          'train/epoch': record['epoch'],
+          'train/examples_per_second': record['examples_per_second']}

@@ -2,7 +2,7 @@
 Padding 0 shrinks FC1's input from 3136 to 1600 features (see padding_sweep.py).
 
 python -m experiments.dropout_sweep --config=configs/dropout_by_padding_sweep.py \
-    --workdir=runs/dropout_by_padding_sweep --seeds=3
+    --workdir=runs/dropout_by_padding_sweep --seeds=5
 """
 
 from configs import default

@@ -1,7 +1,7 @@
 """Where does dropout belong? The article's CNN with dropout before FC1 (its table),
 after FC1, at both places, or nowhere; rate 0.25 unless --config.dropout_rate says.
 
-python -m experiments.dropout_sweep --workdir=runs/dropout_sweep --seeds=3
+python -m experiments.dropout_sweep --workdir=runs/dropout_sweep --seeds=5
 """
 
 from configs import default

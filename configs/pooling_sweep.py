@@ -1,6 +1,6 @@
 """Max vs mean pooling, non-overlapping 2/2 windows (the article's) vs overlapping 3/2.
 
-python -m experiments.pooling_sweep --workdir=runs/pooling_sweep --seeds=3
+python -m experiments.pooling_sweep --workdir=runs/pooling_sweep --seeds=5
 """
 
 from configs import default

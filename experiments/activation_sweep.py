@@ -1,6 +1,6 @@
 """The conv layers' activation: ReLU (the article's), Leaky ReLU, tanh, sigmoid.
 
-python -m experiments.activation_sweep --workdir=runs/activation_sweep --seeds=3 [--config.num_epochs=...]
+python -m experiments.activation_sweep --workdir=runs/activation_sweep --seeds=5 [--config.num_epochs=...]
 The grid is declared in configs/activation_sweep.py.
 """
 

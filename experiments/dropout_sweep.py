@@ -1,7 +1,7 @@
 """Where does dropout belong? The article's CNN with dropout before FC1 (its table),
 after FC1, both, or none.
 
-python -m experiments.dropout_sweep --workdir=runs/dropout_sweep --seeds=3 [--config.num_epochs=...]
+python -m experiments.dropout_sweep --workdir=runs/dropout_sweep --seeds=5 [--config.num_epochs=...]
 The grid is declared in configs/dropout_sweep.py.
 """
 

@@ -1,6 +1,6 @@
 """CNN vs ANN: the article's CNN against the MLP baseline on the same recipe.
 
-python -m experiments.mlp_vs_cnn --workdir=runs/mlp_vs_cnn --seeds=3 [--config.num_epochs=...]
+python -m experiments.mlp_vs_cnn --workdir=runs/mlp_vs_cnn --seeds=5 [--config.num_epochs=...]
 The grid is declared in configs/mlp_vs_cnn.py.
 """
 

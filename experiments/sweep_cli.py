@@ -1,6 +1,6 @@
 """What every sweep script shares: flags, the progress display, the results at the end.
 
-python -m experiments.<name> [--workdir=runs/<name>] [--seeds=3] [--shard=0/1]
+python -m experiments.<name> [--workdir=runs/<name>] [--seeds=5] [--shard=0/1]
                              [--config.num_epochs=2 ...]
 """
 
@@ -24,7 +24,8 @@ FLAGS = flags.FLAGS
 def define_flags(name: str) -> None:
   flags.DEFINE_string('workdir', f'runs/{name}', 'The sweep\'s directory; one '
                       'subdirectory per run. Rerunning skips finished runs.')
-  flags.DEFINE_integer('seeds', 3, 'Seeds per configuration: 0, 1, ..., seeds - 1.')
+  flags.DEFINE_integer('seeds', 5, 'Seeds per configuration: 0, 1, ..., seeds - 1 (5: '
+                       'fewer are too few for the 0.1 pp differences these sweeps find).')
   flags.DEFINE_string('shard', '0/1', 'i/n: train only configurations i, i+n, i+2n, ... '
                       'of the grid, to spread one sweep over n machines that run the same '
                       'command (e.g. a Slurm array job) on a shared --workdir.')

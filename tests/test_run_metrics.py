@@ -13,8 +13,8 @@ def test_epoch_record_turns_step_sums_into_means_and_rates():
                     'test_accuracy': 0.99, 'learning_rate': 1e-3,
                     'examples_per_second': pytest.approx(1872.0), 'train_seconds': 32.0}
   assert run_metrics.tensorboard_scalars(record) == {
-      'test/loss': 0.03, 'test/accuracy': 0.99, 'epoch': 3,
-      'examples_per_second': record['examples_per_second']}
+      'test/loss': 0.03, 'test/accuracy': 0.99, 'train/epoch': 3,
+      'train/examples_per_second': record['examples_per_second']}
 
 
 def test_best_means_strictly_better_than_every_earlier_epoch():

@@ -165,9 +165,9 @@ def test_short_run_learns_logs_checkpoints_and_resumes(small_config, tmp_path):
   # training curves every log_every_steps=10 steps and at the epoch's end, each the
   # mean over its own steps, so the epoch's mean is their step-weighted mean.
   accumulator = read_scalars(workdir)
-  for tag in ('test/loss', 'test/accuracy', 'epoch', 'examples_per_second'):
+  for tag in ('test/loss', 'test/accuracy', 'train/epoch', 'train/examples_per_second'):
     assert [e.step for e in accumulator.Scalars(tag)] == [23, 46], tag
-  for tag in ('train/loss', 'train/accuracy', 'learning_rate'):
+  for tag in ('train/loss', 'train/accuracy', 'train/learning_rate'):
     assert [e.step for e in accumulator.Scalars(tag)] == [10, 20, 23, 30, 40, 46], tag
   assert accumulator.Scalars('test/accuracy')[-1].value == pytest.approx(
       metrics['final']['test_accuracy'])
@@ -178,7 +178,7 @@ def test_short_run_learns_logs_checkpoints_and_resumes(small_config, tmp_path):
         metrics['history'][epoch - 1]['train_loss'], rel=1e-5)
   # The rate used by each window's last step: warm-up over the first 2 steps, then a
   # cosine to 0 at the last (step 46).
-  rates = [e.value for e in accumulator.Scalars('learning_rate')]
+  rates = [e.value for e in accumulator.Scalars('train/learning_rate')]
   schedule = steps.create_optimizer(small_config.to_dict(), 23)[1]
   assert rates == pytest.approx([float(schedule(s - 1)) for s in (10, 20, 23, 30, 40, 46)])
   assert rates[0] > rates[2] > rates[4] > rates[5] and rates[5] < 1e-4
