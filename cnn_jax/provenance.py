@@ -22,15 +22,21 @@ def command_line(module: str, argv: Sequence[str] | None = None) -> str:
   return shlex.join(['python', '-m', module, *args])
 
 
+# What the commands write into the repo: results/ and the README's study table. Not
+# code, so rewriting them does not make the code version '-dirty'.
+OUTPUTS = ('results', 'README.md')
+
+
 def code_version() -> str:
-  """The git commit of the repo (with '-dirty' when files differ from it), or 'unknown'
-  outside a git checkout."""
+  """The git commit of the repo (with '-dirty' when tracked files other than OUTPUTS
+  differ from it), or 'unknown' outside a git checkout."""
   def git(*args: str) -> str:
     return subprocess.run(['git', *args], cwd=REPO, capture_output=True, text=True,
                           timeout=10, check=True).stdout.strip()
   try:
     commit = git('rev-parse', '--short=12', 'HEAD')
-    dirty = git('status', '--porcelain', '--untracked-files=no')
+    dirty = git('status', '--porcelain', '--untracked-files=no', '--', '.',
+                *(f':(exclude){path}' for path in OUTPUTS))
   except (OSError, subprocess.SubprocessError):
     return 'unknown'
   return commit + ('-dirty' if dirty else '')
