@@ -224,12 +224,18 @@ def plot(rows: Sequence[ConfigResult], title: str, path: pathlib.Path) -> None:
                  color=f'C{i}')
     length = min(len(c) for c in r.curves)
     curves = 100 * np.array([c[:length] for c in r.curves])
-    epochs = np.arange(1, length + 1)
+    epochs = np.arange(1, length + 1, dtype=float)
+    if length == 1:  # Side by side: one point each, with its band as a bar.
+      epochs += (i - (len(rows) - 1) / 2) * 0.08
     right.plot(epochs, curves.mean(0), marker='o', color=f'C{i}',
                label=r.key + (' (default)' if r.is_baseline else ''),
                linewidth=2.5 if r.is_baseline else 1.5)
-    right.fill_between(epochs, curves.min(0), curves.max(0), color=f'C{i}', alpha=0.15,
-                       linewidth=0)
+    if length > 1:
+      right.fill_between(epochs, curves.min(0), curves.max(0), color=f'C{i}',
+                         alpha=0.15, linewidth=0)
+    else:
+      right.vlines(epochs, curves.min(0), curves.max(0), color=f'C{i}', alpha=0.35,
+                   linewidth=6)
     length_max = max(length_max, length)
   # Categories and epochs at whole numbers, half a step of room at each end.
   left.set_xticks(range(len(rows)), [_label(r) for r in rows], fontsize=8)
