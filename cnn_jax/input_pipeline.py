@@ -151,6 +151,12 @@ def _remove_leftovers(builder, downloads: pathlib.Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def prepare(config: Mapping[str, Any]) -> None:
+  """Prepares config.dataset in config.data_dir if it is not yet (see `_prepare`),
+  without loading it: e.g. ahead of several processes that will load it."""
+  _prepare(_builder(config), config)
+
+
 def _prepare(builder, config: Mapping[str, Any]) -> None:
   """Prepares the dataset once: from manual files if all are there, else downloads.
 

@@ -45,12 +45,19 @@ RECIPE = ('model', 'dropout_placement', 'dropout_rate', 'activation', 'pooling',
           'batch_size', 'num_epochs', 'max_train_examples')
 
 
+# What tells a sweep's quick check from its full run, beside the swept fields.
+SWEEP_SCALE = ('num_epochs', 'max_train_examples')
+
+
 def hparam_names(compared: Sequence[str] = (), grouped: bool = False) -> list[str]:
-  """The hyperparameters TensorBoard shows for a run: the `compared` (swept) fields,
-  the recipe, and the seed unless the run is one of a group of seeds (whose row in the
-  dashboard stands for all of them)."""
-  names = list(dict.fromkeys([*compared, *RECIPE]))
-  return names if grouped else [*names, 'seed']
+  """The hyperparameters TensorBoard shows for a run. One of a sweep's seed groups
+  (`grouped`: its dashboard row stands for all its seeds, so no seed): the swept
+  `compared` fields and the scale, few enough that the dashboard (which lists them
+  alphabetically and ticks the first five) shows every one. A lone run: the recipe and
+  its seed, to compare runs trained apart."""
+  if grouped:
+    return list(dict.fromkeys([*compared, *SWEEP_SCALE]))
+  return list(dict.fromkeys([*compared, *RECIPE, 'seed']))
 
 
 class SummaryWriter:

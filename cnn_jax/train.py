@@ -209,6 +209,7 @@ class Trainer:
     done, log_every = first, self.config['log_every_steps']
     offset = (epoch - 1) * total  # Logs fall every log_every_steps global steps.
     window = (first, parallel.to_host(totals)) if first else (0, None)
+    self.bar.set_description(f"epoch {epoch}/{self.config['num_epochs']}", False)
     before_log = first
     while done < total:
       count = min(self.steps_per_dispatch, total - done)
@@ -220,10 +221,10 @@ class Trainer:
       if (offset + done) // log_every > (offset + before) // log_every or done == total:
         self._check_finite(totals, epoch)  # Waits for the device, like the logs below.
         window = self._log_window(epoch, window)
-        self.bar.update(done - before_log)
-        before_log = done
         if done < total:
           self._log_progress(epoch, first, start, loop.compile_seconds - compiled)
+        self.bar.update(done - before_log)  # Draws the bar with the new figures once.
+        before_log = done
     compiled = loop.compile_seconds - compiled
     for run in self.runs:
       run.facts['compile_seconds'] = loop.compile_seconds
@@ -249,8 +250,8 @@ class Trainer:
     elapsed = time.perf_counter() - start - compiled
     speed = f"{(done - first) * self.config['batch_size'] / elapsed:,.0f}"
     if not self.bar.disable:
-      self.bar.set_description(f"epoch {epoch}/{self.config['num_epochs']}", False)
-      self.bar.set_postfix_str(f"loss {' '.join(f'{x:.4f}' for x in loss)}, {speed} ex/s")
+      self.bar.set_postfix_str(f"loss {' '.join(f'{x:.4f}' for x in loss)}, {speed} ex/s",
+                               refresh=False)
       return
     self.log('epoch %d/%d step %d/%d  loss %s  %s ex/s', epoch,
              self.config['num_epochs'], done, total, ' '.join(f'{x:.4f}' for x in loss),

@@ -3,6 +3,8 @@
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -22,7 +24,38 @@ os.environ.pop('JAX_COMPILATION_CACHE_DIR', None)
 compilation_cache.enable(_XLA_CACHE)
 
 
+_PREPARING: list[subprocess.Popen] = []
+
+
+
+
+def pytest_sessionstart(session):
+  """With pytest-xdist workers, the controller starts preparing MNIST in the background
+  while the workers run the tests that need no data (ordered first, below)."""
+  config = session.config
+  if hasattr(config, 'workerinput') or not getattr(config.option, 'numprocesses', None):
+    return
+  data_dir = config._tmp_path_factory.getbasetemp() / 'tfds'  # pylint: disable=protected-access
+  _PREPARING.append(subprocess.Popen(
+      [sys.executable, '-m', 'experiments.prepare_data', f'--data_dir={data_dir}'],
+      cwd=pathlib.Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL))
+
+
+def pytest_collection_modifyitems(items):
+  """Tests that need no MNIST first (MNIST is being prepared meanwhile), then the slow
+  end-to-end ones, so neither worker is left alone with a long test at the end."""
+  def rank(item):
+    if 'mnist_data_dir' not in item.fixturenames:
+      return 0
+    return 1 if item.get_closest_marker('slow') else 2
+  items.sort(key=rank)  # Stable: file order within each group.
+
+
 def pytest_sessionfinish(session, exitstatus):  # pylint: disable=unused-argument
+  for process in _PREPARING:
+    process.kill()
+    process.wait()
   shutil.rmtree(_XLA_CACHE, ignore_errors=True)
 
 
@@ -30,17 +63,15 @@ def pytest_sessionfinish(session, exitstatus):  # pylint: disable=unused-argumen
 def mnist_data_dir(tmp_path_factory, worker_id) -> str:
   """A fresh TFDS data dir holding MNIST, prepared offline from data/mnist (~20 s).
 
-  Shared by the pytest-xdist workers of one session: the first prepares it, the others
-  wait on the preparation's file lock and find it prepared.
+  Shared by the pytest-xdist workers of one session (in the controller's temp folder,
+  where it starts preparing it at once): whoever holds the preparation's file lock
+  prepares it, the others wait on the lock and find it prepared.
   """
   base = tmp_path_factory.getbasetemp()
-  data_dir = str((base.parent if worker_id != 'master' else base) / 'tfds')
   config = default.get_config()
-  config.data_dir = data_dir
-  builder = input_pipeline._builder(config.to_dict())  # pylint: disable=protected-access
-  input_pipeline._prepare(builder, config.to_dict())  # pylint: disable=protected-access
-  assert builder.is_prepared()
-  return data_dir
+  config.data_dir = str((base.parent if worker_id != 'master' else base) / 'tfds')
+  input_pipeline.prepare(config.to_dict())
+  return config.data_dir
 
 
 # A narrow version of the article's network (6,794 parameters): the trainer's mechanics

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from cnn_jax import report, sweep
 
 
@@ -86,3 +88,34 @@ def test_the_readme_gets_the_reports_claims_table(tmp_path):
   assert updated.endswith('<!-- study:end -->\n\nafter\n') and 'OLD TABLE' not in updated
   assert report.claims_table(updated) == report.claims_table(text)
 
+
+
+def _tables(text):
+  """Every Markdown table in `text`, as a tuple of its lines."""
+  tables, current = [], []
+  for line in text.splitlines() + ['']:
+    if line.startswith('|'):
+      current.append(line.rstrip())
+    elif current:
+      tables.append(tuple(current))
+      current = []
+  return tables
+
+
+def _section(readme, heading):
+  return readme.split(f'\n## {heading}', 1)[1].split('\n## ', 1)[0]
+
+
+@pytest.mark.parametrize('heading, source', [
+    ('The study', 'results/REPORT.md'),
+    ('Results', 'results/article_cnn/summary.md'),
+    ('Speed', 'results/benchmark.md'),
+])
+def test_the_readmes_tables_are_the_shipped_results(repo_root, heading, source):
+  """Each results table the README shows is, line for line, one in the results file
+  that the command named there wrote (regenerate the file, then copy its table)."""
+  shown = _tables(_section((repo_root / 'README.md').read_text(), heading))
+  assert shown, f'no table under "## {heading}"'
+  shipped = _tables((repo_root / source).read_text())
+  for table in shown:
+    assert table in shipped, f'README "## {heading}" shows a table {source} lacks: {table[:3]}'

@@ -129,7 +129,9 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
     group, data = _hparams_group(workdir / name)
     assert group == name.rsplit(',', 1)[0]  # Seeds of one configuration group together.
     # A row of the dashboard stands for every seed of its configuration: no seed.
-    assert 'seed' not in data['hparams'] and data['hparams']['num_epochs'].number_value == 2
+    assert sorted(data['hparams']) == ['dropout_placement', 'max_train_examples',
+                                       'num_epochs']
+    assert data['hparams']['num_epochs'].number_value == 2
     assert data['hparams']['dropout_placement'].string_value == name.split('=')[1].split(',')[0]
     assert len(data['scalars']['test/accuracy']) == 2  # One per epoch.
     assert len(data['scalars']['train/loss']) == 2  # log_every_steps (100) > the epoch.
@@ -139,9 +141,8 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   root.Reload()
   experiment = plugin_data_pb2.HParamsPluginData.FromString(
       root.PluginTagToContent('hparams')['_hparams_/experiment']).experiment
-  assert [h.name for h in experiment.hparam_infos][:3] == [
-      'dropout_placement', 'model', 'dropout_rate']
-  assert 'seed' not in [h.name for h in experiment.hparam_infos]
+  assert [h.name for h in experiment.hparam_infos] == [
+      'dropout_placement', 'num_epochs', 'max_train_examples']
   assert [m.name.tag for m in experiment.metric_infos] == [
       'test/accuracy', 'test/loss', 'train/accuracy', 'train/loss']
   for file in ('results.md', 'results.csv', 'results.png'):
