@@ -9,7 +9,6 @@ directory. Rerunning resumes: finished runs are skipped, unfinished ones resume.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import pathlib
 import shutil
@@ -22,10 +21,7 @@ from cnn_jax import options, sweep
 
 def load_study(config_file: str) -> tuple[list[str], int]:
   """(SWEEPS, SEEDS) declared in a study config file next to its get_config()."""
-  path = config_file.split(':', 1)[0]
-  spec = importlib.util.spec_from_file_location('_study_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  path, module = sweep.load_config_module(config_file)
   names = list(getattr(module, 'SWEEPS', ()))
   seeds = getattr(module, 'SEEDS', 5)
   if not isinstance(seeds, int) or seeds < 1:
@@ -82,9 +78,8 @@ def first_homes(base: ml_collections.ConfigDict, plans: Sequence[SweepPlan]
 
 def epochs_left(base: ml_collections.ConfigDict, plans: Sequence[SweepPlan]) -> int:
   """Epochs the study still has to train (each distinct run counted once)."""
-  return sum(0 if sweep.run_state(home)[0] == 'done' else
-             base.num_epochs - sweep.run_state(home)[1]
-             for home in first_homes(base, plans).values())
+  states = [sweep.run_state(home) for home in first_homes(base, plans).values()]
+  return sum(0 if state == 'done' else base.num_epochs - done for state, done in states)
 
 
 def _copy_trained(base: ml_collections.ConfigDict, p: SweepPlan,

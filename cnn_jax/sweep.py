@@ -91,12 +91,19 @@ def plan(base: ml_collections.ConfigDict, grid: Sequence[Mapping[str, Any]],
   return runs
 
 
-def load_grid(config_file: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-  """(GRID, BASELINE) declared in a sweep config file next to its get_config()."""
+def load_config_module(config_file: str) -> tuple[str, Any]:
+  """(path, module) of a config file (a ':override' suffix dropped), for the names it
+  declares beside get_config() (a sweep's GRID, a study's SWEEPS)."""
   path = config_file.split(':', 1)[0]
-  spec = importlib.util.spec_from_file_location('_sweep_config', path)
+  spec = importlib.util.spec_from_file_location('_config_file', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
+  return path, module
+
+
+def load_grid(config_file: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+  """(GRID, BASELINE) declared in a sweep config file next to its get_config()."""
+  path, module = load_config_module(config_file)
   grid = [dict(g) for g in getattr(module, 'GRID', ())]
   baseline = dict(getattr(module, 'BASELINE', {}))
   if baseline and config_key(baseline) not in {config_key(g) for g in grid}:
@@ -154,6 +161,11 @@ def default_vmap_seeds() -> bool:
   """Train a configuration's seeds together (`cnn_jax.seeds`) only with an accelerator:
   on XLA:CPU it measured slower than one seed after another."""
   return _accelerated()
+
+
+def vmap_seeds_choice(flag: str) -> bool:
+  """The --vmap_seeds flag ('auto', 'true', 'false') as a decision."""
+  return default_vmap_seeds() if flag == 'auto' else flag == 'true'
 
 
 def parse_shard(text: str) -> tuple[int, int]:

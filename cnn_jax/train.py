@@ -210,7 +210,6 @@ class Trainer:
     offset = (epoch - 1) * total  # Logs fall every log_every_steps global steps.
     window = (first, parallel.to_host(totals)) if first else (0, None)
     self.bar.set_description(f"epoch {epoch}/{self.config['num_epochs']}", False)
-    before_log = first
     while done < total:
       count = min(self.steps_per_dispatch, total - done)
       states, totals = loop.run(states, totals, orders, self.seeds, epoch, done, count)
@@ -219,22 +218,24 @@ class Trainer:
       if _stop_agreed(stop):
         self._save_interrupted(epoch, stop.requested)
       if (offset + done) // log_every > (offset + before) // log_every or done == total:
-        self._check_finite(totals, epoch)  # Waits for the device, like the logs below.
-        window = self._log_window(epoch, window)
+        host = parallel.to_host(totals)  # Waits for the device, once for all three.
+        self._check_finite(host, epoch)
         if done < total:
-          self._log_progress(epoch, first, start, loop.compile_seconds - compiled)
-        self.bar.update(done - before_log)  # Draws the bar with the new figures once.
-        before_log = done
+          self._log_progress(epoch, host, first, start, loop.compile_seconds - compiled)
+        self.bar.update(done - window[0])  # Draws the bar with the new figures once.
+        window = self._log_window(epoch, host, window)
     compiled = loop.compile_seconds - compiled
     for run in self.runs:
       run.facts['compile_seconds'] = loop.compile_seconds
     return parallel.to_host(totals), time.perf_counter() - start - compiled, first
 
-  def _log_window(self, epoch: int, window: tuple[int, Any]) -> tuple[int, Any]:
+  def _log_window(self, epoch: int, totals: Any, window: tuple[int, Any]
+                  ) -> tuple[int, Any]:
     """TensorBoard's training curves: each run's mean train loss and accuracy over the
-    steps since the last log, and the learning rate, at the global step. Returns the
+    steps since the last log (`window`: its first step and the sums there; `totals`:
+    the sums now, on the host), and the learning rate, at the global step. Returns the
     next window's start."""
-    done, totals = self.position.index, parallel.to_host(self.position.totals)
+    done = self.position.index
     since, before = window
     step = (epoch - 1) * self.steps_per_epoch + done
     rate = float(self.schedule(step - 1))  # The rate of the window's last update.
@@ -244,9 +245,10 @@ class Trainer:
       run.log_train_scalars(step, mean['loss'], mean['accuracy'], rate)
     return done, totals
 
-  def _log_progress(self, epoch: int, first: int, start: float, compiled: float) -> None:
+  def _log_progress(self, epoch: int, totals: Any, first: int, start: float,
+                    compiled: float) -> None:
     done, total = self.position.index, self.steps_per_epoch
-    loss = parallel.to_host(self.position.totals['loss']) / done
+    loss = totals['loss'] / done
     elapsed = time.perf_counter() - start - compiled
     speed = f"{(done - first) * self.config['batch_size'] / elapsed:,.0f}"
     if not self.bar.disable:
@@ -269,8 +271,9 @@ class Trainer:
         'the same command to resume from there')
 
   def _check_finite(self, totals: Any, epoch: int) -> None:
-    """NonFiniteLossError, with the runs it hit marked failed, if any loss was NaN/Inf."""
-    bad_steps = parallel.to_host(totals['first_nonfinite_step'])
+    """NonFiniteLossError, with the runs it hit marked failed, if any loss was NaN/Inf
+    (`totals`: the epoch's sums, on the host)."""
+    bad_steps = totals['first_nonfinite_step']
     bad = [(run, int(b)) for run, b in zip(self.runs, bad_steps) if b >= 0]
     if not bad:
       return

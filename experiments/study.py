@@ -27,12 +27,7 @@ flags.DEFINE_integer('seeds', None, 'Seeds per configuration (default: SEEDS in 
                      'config file).')
 flags.DEFINE_string('readme', '', 'A README whose study section (between its '
                     '<!-- study --> markers) gets the report\'s claims table.')
-flags.DEFINE_bool('restart_changed', False, 'Runs already in --workdir trained with '
-                  'another config are deleted and trained again (without it, the study '
-                  'stops before training and names the changed fields).')
-flags.DEFINE_enum('vmap_seeds', 'auto', ['auto', 'true', 'false'], 'Train the seeds of '
-                  'each configuration together (jax.vmap); auto: only with an '
-                  'accelerator.')
+sweep_cli.define_training_flags('study')
 cli.define_config('configs/study.py', 'The study config: the base training config, '
                   'its SWEEPS and SEEDS.')
 
@@ -47,8 +42,7 @@ def main(argv):
   base = FLAGS.config
   plans = study.plan(base, names, seeds, FLAGS.workdir,
                      study.config_dir(config_file))
-  vmap_seeds = (sweep.default_vmap_seeds() if FLAGS.vmap_seeds == 'auto'
-                else FLAGS.vmap_seeds == 'true')
+  vmap_seeds = sweep.vmap_seeds_choice(FLAGS.vmap_seeds)
   command = provenance.command_line('experiments.study')
   progress = sweep_cli.Progress(total_epochs=study.epochs_left(base, plans),
                                 total_runs=sum(len(p.runs) for p in plans))

@@ -21,6 +21,16 @@ from experiments import cli
 FLAGS = flags.FLAGS
 
 
+def define_training_flags(what: str) -> None:
+  """--restart_changed and --vmap_seeds, which a sweep and the study both take."""
+  flags.DEFINE_bool('restart_changed', False, 'Runs already in --workdir that were '
+                    'trained with another config are deleted and trained again (without '
+                    f'it, the {what} stops before training and names the changed fields).')
+  flags.DEFINE_enum('vmap_seeds', 'auto', ['auto', 'true', 'false'], 'Train the seeds '
+                    'of each configuration together in one program (jax.vmap). auto: '
+                    'only with an accelerator (on CPU it measured slower).')
+
+
 def define_flags(name: str) -> None:
   flags.DEFINE_string('workdir', f'runs/{name}', 'The sweep\'s directory; one '
                       'subdirectory per run. Rerunning skips finished runs.')
@@ -29,12 +39,7 @@ def define_flags(name: str) -> None:
   flags.DEFINE_string('shard', '0/1', 'i/n: train only configurations i, i+n, i+2n, ... '
                       'of the grid, to spread one sweep over n machines that run the same '
                       'command (e.g. a Slurm array job) on a shared --workdir.')
-  flags.DEFINE_bool('restart_changed', False, 'Runs already in --workdir that were '
-                    'trained with another config are deleted and trained again (without '
-                    'it, the sweep stops and names the changed fields).')
-  flags.DEFINE_enum('vmap_seeds', 'auto', ['auto', 'true', 'false'], 'Train the seeds '
-                    'of each configuration together in one program (jax.vmap). auto: '
-                    'only with an accelerator (on CPU it measured slower).')
+  define_training_flags('sweep')
   cli.define_config(f'configs/{name}.py', 'Sweep config: the '
                                   'base training config, its GRID and BASELINE.')
 
@@ -112,8 +117,7 @@ def main(name: str) -> None:
     grid, baseline = sweep.load_grid(config_file)
     seeds = range(FLAGS.seeds)
     shard = sweep.parse_shard(FLAGS.shard)
-    vmap_seeds = (sweep.default_vmap_seeds() if FLAGS.vmap_seeds == 'auto'
-                  else FLAGS.vmap_seeds == 'true')
+    vmap_seeds = sweep.vmap_seeds_choice(FLAGS.vmap_seeds)
     command = provenance.command_line(f'experiments.{name}')
     progress = Progress()
     try:
