@@ -12,14 +12,18 @@ from configs import default
 from cnn_jax import parallel, train
 
 
+# The tests' narrow network (conftest.TINY_NETWORK) on an MNIST slice: 16 steps per epoch.
+OVERRIDES = {'conv_features': (4, 8), 'fc_features': 16, 'batch_size': 64,
+             'max_train_examples': 1024, 'max_test_examples': 500, 'num_epochs': 2}
+
+
 def main(out_dir: str, data_dir: str, *distributed: str) -> None:
   if distributed:
     address, count, index = distributed
     parallel.initialize_distributed(address, int(count), int(index))
   import jax  # pylint: disable=g-import-not-at-top  # After initialize.
   config = default.get_config()
-  config.update(data_dir=data_dir, max_train_examples=1024, max_test_examples=500,
-                num_epochs=2, log_every_steps=4)
+  config.update(data_dir=data_dir, log_every_steps=4, **OVERRIDES)
   final = {}
   metrics = train.train_and_evaluate(
       config, pathlib.Path(out_dir) / 'run',

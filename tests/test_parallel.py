@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from cnn_jax import options, parallel
+import parallel_worker
 
 
 def test_batch_must_split_over_devices():
@@ -24,9 +25,14 @@ def test_batch_must_split_over_devices():
     fake.check_batch_size('batch_size', 100)
 
 
+def _env(devices: int, **more: str) -> dict[str, str]:
+  """This session's environment (its XLA flags kept) with `devices` CPU devices."""
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+  return dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS='cpu', **more)
+
+
 def _worker(repo_root, out_dir, data_dir, *extra, devices=1):
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             PYTHONPATH=str(repo_root), JAX_PLATFORMS='cpu')
+  env = _env(devices, PYTHONPATH=str(repo_root))
   return subprocess.Popen(
       [sys.executable, str(repo_root / 'tests' / 'parallel_worker.py'), str(out_dir),
        data_dir, *map(str, extra)], cwd=repo_root, env=env, stdout=subprocess.PIPE,
@@ -100,8 +106,7 @@ def test_a_signal_to_one_process_stops_both_after_the_same_step(
     one_device, mnist_data_dir, repo_root, tmp_path):
   """SIGTERM reaches process 1 only: both stop at the same dispatch boundary and save
   one mid-epoch checkpoint together; the rerun ends where an uninterrupted run does."""
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
-             JAX_PLATFORMS='cpu')
+  env = _env(1)
   workdir = tmp_path / 'run'
 
   def start(address, i):
@@ -109,8 +114,8 @@ def test_a_signal_to_one_process_stops_both_after_the_same_step(
         [sys.executable, '-m', 'experiments.train', f'--workdir={workdir}',
          '--distributed', f'--coordinator_address={address}', '--num_processes=2',
          f'--process_id={i}', f'--config.data_dir={mnist_data_dir}',
-         '--config.max_train_examples=1024', '--config.max_test_examples=500',
-         '--config.num_epochs=2', '--config.log_every_steps=1'],
+         '--config.log_every_steps=1',
+         *(f'--config.{k}={v}' for k, v in parallel_worker.OVERRIDES.items())],
         cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
   address = _free_address()
@@ -121,7 +126,7 @@ def test_a_signal_to_one_process_stops_both_after_the_same_step(
   def read(i):
     for line in workers[i].stdout:
       outputs[i].append(line)
-      if 'step 1/8' in line:  # Process 0 logs; the loop is running.
+      if 'step 1/16' in line:  # Process 0 logs; the loop is running.
         training.set()
     training.set()
 
@@ -138,7 +143,7 @@ def test_a_signal_to_one_process_stops_both_after_the_same_step(
   assert 'interrupted: a signal to another process: stopped at epoch 1 step' in text[0]
   assert 'interrupted: SIGTERM: stopped at epoch 1 step' in text[1]
   saved = [p.name for p in (workdir / 'interrupted').iterdir() if p.name.isdigit()]
-  assert len(saved) == 1 and 0 < int(saved[0]) < 8
+  assert len(saved) == 1 and 0 < int(saved[0]) < 16
 
   address = _free_address()
   workers = [start(address, i) for i in range(2)]  # The same command again.

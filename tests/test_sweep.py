@@ -106,14 +106,14 @@ def _hparams_group(run_dir: pathlib.Path) -> tuple[str, dict]:
 @pytest.mark.slow
 def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   workdir = tmp_path / 'sweep'
-  overrides = [f'--config.{k}={small_config[k]}' for k in
-               ('data_dir', 'max_train_examples', 'max_test_examples', 'num_epochs',
-                'conv_features', 'fc_features')]
+  fields = ('data_dir', 'max_train_examples', 'max_test_examples', 'batch_size',
+            'num_epochs', 'conv_features', 'fc_features')
+  overrides = [f'--config.{k}={small_config[k]}' for k in fields]
   config_file = tmp_path / 'tiny_sweep.py'
   config_file.write_text(
       'from configs import default\n'
-      "GRID = [{'dropout_placement': 'none'}, {'dropout_placement': 'after_fc1'}]\n"
-      "BASELINE = {'dropout_placement': 'after_fc1'}\n"
+      "GRID = [{'dropout_placement': 'none'}, {'dropout_placement': 'before_fc1'}]\n"
+      "BASELINE = {'dropout_placement': 'before_fc1'}\n"
       'def get_config():\n  return default.get_config()\n')
   command = [sys.executable, '-m', 'experiments.dropout_sweep', f'--workdir={workdir}',
              f'--config={config_file}', '--seeds=2', *overrides]
@@ -123,7 +123,7 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   assert '4 runs, 0 already finished; training 4' in done.stderr
   assert '[4/4 runs]' in done.stderr
   names = ['dropout_placement=none,seed=0', 'dropout_placement=none,seed=1',
-           'dropout_placement=after_fc1,seed=0', 'dropout_placement=after_fc1,seed=1']
+           'dropout_placement=before_fc1,seed=0', 'dropout_placement=before_fc1,seed=1']
   assert sorted(p.name for p in workdir.iterdir() if p.is_dir()) == sorted(names)
   for name in names:
     group, data = _hparams_group(workdir / name)
@@ -147,7 +147,7 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
       'test/accuracy', 'test/loss', 'train/accuracy', 'train/loss']
   for file in ('results.md', 'results.csv', 'results.png'):
     assert (workdir / file).stat().st_size > 0
-  assert '| **dropout_placement=after_fc1** | 2 |' in done.stdout
+  assert '| **dropout_placement=before_fc1** | 2 |' in done.stdout
 
   # results.md records the exact command (config file, every override), the code and
   # package versions and the data used; rerunning that command gives the same page.
@@ -164,8 +164,7 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   assert (workdir / 'results.md').read_text() == page
 
   base = default.get_config()
-  for k in ('data_dir', 'max_train_examples', 'max_test_examples', 'num_epochs',
-            'conv_features', 'fc_features'):
+  for k in fields:
     base[k] = small_config[k]
   grid, baseline = sweep.load_grid(str(config_file))
   outcomes = sweep.run_sweep('t', base, grid, baseline, range(2), workdir)

@@ -151,7 +151,9 @@ def read_scalars(workdir):
 
 @pytest.mark.slow
 def test_short_run_learns_logs_checkpoints_and_resumes(small_config, tmp_path):
-  small_config.update(conv_features=(32, 64), fc_features=128)  # The article's network.
+  # The article's network on 3,000 training images, 23 steps of 128 per epoch.
+  small_config.update(conv_features=(32, 64), fc_features=128, max_train_examples=3000,
+                      max_test_examples=1000, batch_size=128)
   workdir = tmp_path / 'run'
   metrics = train.train_and_evaluate(small_config, workdir)
   # 3,000 training images, 2 epochs: far above chance (10%), measured ~94%.
@@ -208,7 +210,7 @@ def test_short_run_learns_logs_checkpoints_and_resumes(small_config, tmp_path):
 
 @pytest.mark.slow
 def test_steps_per_dispatch_does_not_change_the_result(small_config, tmp_path):
-  small_config.update(max_train_examples=1024, batch_size=64)  # 16 steps: 7 + 7 + 2.
+  # 16 steps per epoch: 7 + 7 + 2 dispatches.
   runs = {}
   for k in ('1', '7'):
     small_config.steps_per_dispatch = k
@@ -236,8 +238,7 @@ def _stop_after(monkeypatch, dispatches):
 @pytest.mark.slow
 def test_seeds_together_train_what_each_seed_trains_alone_and_resume_exactly(
     small_config, tmp_path, monkeypatch):
-  small_config.update(max_train_examples=1024, max_test_examples=500, batch_size=64,
-                      steps_per_dispatch='3')
+  small_config.steps_per_dispatch = '3'
   dirs = [tmp_path / 's0', tmp_path / 's1']
   together = train.train_seeds(small_config, [0, 1], dirs)
   for seed, metrics in zip([0, 1], together):
@@ -273,11 +274,13 @@ def test_seeds_together_train_what_each_seed_trains_alone_and_resume_exactly(
 
 
 @pytest.mark.slow
-def test_seeds_that_diverge_are_marked_failed(small_config, tmp_path):
-  small_config.update(max_train_examples=512, batch_size=64, optimizer='sgd',
-                      learning_rate=1e12, lr_schedule='constant')
+def test_a_loss_that_blows_up_stops_one_seed_or_several_marked_failed(small_config,
+                                                                     tmp_path):
+  small_config.update(optimizer='sgd', learning_rate=1e12, lr_schedule='constant')
+  with pytest.raises(safety.NonFiniteLossError, match=r'at epoch 1, step \d+'):
+    train.train_and_evaluate(small_config, tmp_path / 'alone')
   with pytest.raises(safety.NonFiniteLossError, match=r'at epoch 1, step \d+ in '):
     train.train_seeds(small_config, [0, 1], [tmp_path / 'a', tmp_path / 'b'])
-  for d in ('a', 'b'):
+  for d in ('alone', 'a', 'b'):
     failed = json.loads((tmp_path / d / 'metrics.json').read_text())
     assert failed['failed']['reason'] == 'non-finite loss' and not failed['completed']
