@@ -31,6 +31,14 @@ class Position:
   totals: Any = None
 
 
+def check_workdir(path: pathlib.Path, config: Mapping[str, Any],
+                  allow_config_change: bool = False) -> None:
+  """Refuses a workdir that is a file or holds a run of another config; reads only."""
+  if path.exists() and not path.is_dir():
+    raise options.ConfigError(f'workdir {path} is a file: expected a directory')
+  safety.check_workdir_config(path, config, allow_config_change)
+
+
 class RunDirectory:
   """A run's files. `facts` (device, parameters, compile time…) go into metrics.json."""
 
@@ -43,9 +51,7 @@ class RunDirectory:
     self.facts: dict[str, Any] = {}
     self.writer: SummaryWriter | None = None
     self._wall_start = time.perf_counter()
-    if self.path.exists() and not self.path.is_dir():
-      raise options.ConfigError(f'workdir {self.path} is a file: expected a directory')
-    safety.check_workdir_config(self.path, self.config, allow_config_change)
+    check_workdir(self.path, self.config, allow_config_change)
     try:  # Found before any data is prepared or compiled.
       self.path.mkdir(parents=True, exist_ok=True)
       if self.primary and not (self.path / 'config.json').exists():

@@ -7,6 +7,7 @@ the mesh, `cnn_jax.train` around it); everything is jit- and vmap-able.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
@@ -77,6 +78,7 @@ def create_train_states(seeds: Sequence[int], model: nn.Module,
   return jax.jit(init, out_shardings=sharding)(jnp.asarray(seeds, jnp.int32))
 
 
+@functools.partial(jax.jit, static_argnums=1)  # One program, not one per array shape.
 def seed_state(states: TrainState, i: int) -> TrainState:
   """Entry i of stacked states: what a single-seed run holds."""
   return jax.tree.map(lambda x: x[i], states)

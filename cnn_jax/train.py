@@ -26,7 +26,7 @@ import numpy as np
 import tqdm
 
 from cnn_jax import device_loop, geometry, input_pipeline, models, options, parallel
-from cnn_jax import run_metrics, safety, steps
+from cnn_jax import run_directory, run_metrics, safety, steps
 from cnn_jax.run_directory import Position, RunDirectory
 
 # on_epoch_end(run index, the epoch's record, that run's state).
@@ -107,9 +107,12 @@ class Trainer:
       logging.warning('Training on %d of %d devices: the most that split batch_size=%d '
                       'and eval_batch_size=%d evenly', self.dp.num_devices,
                       jax.device_count(), cfg['batch_size'], cfg['eval_batch_size'])
+    # Workdirs are read before the dataset's info (TFDS takes seconds to import) and
+    # written after the geometry is known to fit it.
+    for workdir, c in zip(workdirs, configs):
+      run_directory.check_workdir(pathlib.Path(workdir), c, allow_config_change)
     spec = input_pipeline.dataset_spec(cfg)
     table = options.validate_geometry(cfg, spec.input_shape, spec.num_classes)
-    # Workdirs are checked before the (slow) data preparation.
     self.runs: list[RunDirectory] = []
     try:
       for workdir, c in zip(workdirs, configs):
@@ -134,11 +137,13 @@ class Trainer:
     self.steps_per_dispatch = steps_per_dispatch(cfg, self.steps_per_epoch)
     self.seeds = self.dp.replicate(np.asarray(seeds, np.int32))
     model = models.create_model(cfg, spec.num_classes)
-    tx, self.schedule = steps.create_optimizer(cfg, self.steps_per_epoch)
+    tx, schedule = steps.create_optimizer(cfg, self.steps_per_epoch)
+    # Read on the host at each log: one compiled program, not a dozen op by op.
+    self.schedule = jax.jit(schedule)
     states = steps.create_train_states(seeds, model, spec.input_shape, tx,
                                        self.dp.replicated)
     self.position = Position(0, 0, states)
-    num_params = sum(x[0].size for x in jax.tree.leaves(states.params))
+    num_params = sum(x.size // len(seeds) for x in jax.tree.leaves(states.params))
     self.log('%s on %s: %s parameters (layer table: %s), %d seed(s), %d steps/epoch, '
              '%d per dispatch, on %d device(s), %d process(es)', cfg['model'],
              spec.name, f'{num_params:,}', f'{geometry.count_params(table):,}',
