@@ -157,7 +157,7 @@ def test_killed_at_random_moments_ends_on_the_uninterrupted_parameters(
        'conv_features', 'fc_features', 'log_every_steps')]
   rng = np.random.default_rng(1234)  # Random moments, the same ones on every CI run.
   plan = [(signal.SIGKILL, 'start-up'), (signal.SIGTERM, 'training'),
-          (signal.SIGKILL, 'training'), (signal.SIGTERM, 'training')]
+          (signal.SIGKILL, 'training')]
   kills = []
   for attempt in range(12):
     process = subprocess.Popen(command, cwd=repo_root, stdout=subprocess.PIPE,
@@ -173,7 +173,7 @@ def test_killed_at_random_moments_ends_on_the_uninterrupted_parameters(
 
     reader = threading.Thread(target=read)
     reader.start()
-    # Killed during start-up (imports, data, compile), then three times mid-training.
+    # Killed during start-up (imports, data, compile), then twice mid-training.
     how, when = plan[len(kills)] if len(kills) < len(plan) else (None, None)
     if when == 'start-up':
       time.sleep(rng.uniform(0.5, 3.0))
@@ -197,7 +197,7 @@ def test_killed_at_random_moments_ends_on_the_uninterrupted_parameters(
   else:
     pytest.fail(f'never finished; kills: {kills}')
   print(f'kills survived: {kills}')
-  assert len(kills) == 4
+  assert len(kills) == len(plan)
   metrics = json.loads((workdir / 'metrics.json').read_text())
   assert metrics['completed']
   for ours, theirs in zip(metrics['history'], reference['history'], strict=True):
