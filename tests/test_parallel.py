@@ -1,4 +1,5 @@
-"""Data parallelism: the same training on 1 device, 8 devices, and 2 processes."""
+"""Data parallelism: the same training on 1 device, 8 devices, and 2 processes (each
+process of this session has one device: conftest.py)."""
 
 import json
 import os
@@ -12,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from cnn_jax import options, parallel
+from configs import default
+from cnn_jax import checkpoints, models, options, parallel, steps
 import parallel_worker
 
 
@@ -26,9 +28,11 @@ def test_batch_must_split_over_devices():
 
 
 def _env(devices: int, **more: str) -> dict[str, str]:
-  """This session's environment (its XLA flags kept) with `devices` CPU devices."""
-  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
-  return dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS='cpu', **more)
+  """This session's environment (its other XLA flags kept) with `devices` CPU devices."""
+  flags = [f for f in os.environ.get('XLA_FLAGS', '').split()
+           if not f.startswith('--xla_force_host_platform_device_count')]
+  flags.append(f'--xla_force_host_platform_device_count={devices}')
+  return dict(os.environ, XLA_FLAGS=' '.join(flags), JAX_PLATFORMS='cpu', **more)
 
 
 def _worker(repo_root, out_dir, data_dir, *extra, devices=1):
@@ -57,9 +61,10 @@ def _params(path):
 
 @pytest.fixture(scope='module')
 def one_device(mnist_data_dir, tmp_path_factory):
+  """The worker's training, here: this process has one device."""
+  assert jax.device_count() == 1
   out = tmp_path_factory.mktemp('one_device')
-  repo_root = __import__('pathlib').Path(__file__).resolve().parent.parent
-  _finish(_worker(repo_root, out, mnist_data_dir))
+  parallel_worker.main(str(out), mnist_data_dir)
   return _params(out / 'params_0.npz')
 
 
@@ -86,26 +91,11 @@ def _free_address() -> str:
 
 
 @pytest.mark.slow
-def test_two_processes_match_each_other_and_one_device(one_device, mnist_data_dir,
-                                                       repo_root, tmp_path):
-  address = _free_address()
-  workers = [_worker(repo_root, tmp_path, mnist_data_dir, address, 2, i)
-             for i in range(2)]
-  _finish(*workers)
-  first, second = (_params(tmp_path / f'params_{i}.npz') for i in range(2))
-  assert (int(first['processes']), int(first['devices'])) == (2, 2)
-  for key in first:
-    np.testing.assert_array_equal(first[key], second[key], err_msg=key)
-  _assert_close(first, one_device)
-  assert (tmp_path / 'run' / 'metrics.json').exists()  # Written once, by process 0.
-  assert sorted(p.name for p in (tmp_path / 'run' / 'checkpoints').iterdir()) == ['1', '2']
-
-
-@pytest.mark.slow
 def test_a_signal_to_one_process_stops_both_after_the_same_step(
     one_device, mnist_data_dir, repo_root, tmp_path):
-  """SIGTERM reaches process 1 only: both stop at the same dispatch boundary and save
-  one mid-epoch checkpoint together; the rerun ends where an uninterrupted run does."""
+  """Two processes of one device each train as one: SIGTERM reaches process 1 only,
+  both stop at the same dispatch boundary and save one mid-epoch checkpoint together;
+  the rerun ends on the parameters of the one-device run."""
   env = _env(1)
   workdir = tmp_path / 'run'
 
@@ -150,19 +140,42 @@ def test_a_signal_to_one_process_stops_both_after_the_same_step(
   for w in workers:
     out, _ = w.communicate(timeout=400)
     assert w.returncode == 0, out[-3000:]
-  metrics = json.loads((workdir / 'metrics.json').read_text())
-  assert metrics['completed']
+    assert 'on 2 device(s), 2 process(es)' in out or w is workers[1]  # Process 0 logs.
+  metrics = json.loads((workdir / 'metrics.json').read_text())  # Written by process 0.
+  assert metrics['completed'] and metrics['processes'] == 2
   np.testing.assert_allclose(metrics['final']['train_loss'], one_device['train_loss'],
                              rtol=2e-4)
+  assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == ['1', '2']
+  config = default.get_config()
+  config.update(parallel_worker.OVERRIDES)
+  tx, _ = steps.create_optimizer(config, 16)
+  like = steps.create_train_state(jax.random.key(0), models.create_model(config, 10),
+                                  (28, 28, 1), tx)
+  final = checkpoints.Checkpointer(workdir / 'checkpoints', 3).restore(2, like)
+  saved = {jax.tree_util.keystr(path): np.asarray(leaf)
+           for path, leaf in jax.tree_util.tree_leaves_with_path(final.params)}
+  _assert_close(saved, {k: v for k, v in one_device.items() if k in saved})
+  assert len(saved) == len(one_device) - 3  # All but train_loss, devices, processes.
 
 
-def test_single_process_uses_the_devices_that_split_the_batch():
-  n = jax.device_count()  # One per core here: conftest calls parallel.use_cpu_cores().
-  assert parallel.DataParallel.create().num_devices == n
-  assert parallel.DataParallel.create(n * 64, n * 500).num_devices == n
-  assert parallel.DataParallel.create(1).num_devices == 1
-  for batch in (7, 33, 100, 1000):
-    d = parallel.DataParallel.create(batch).num_devices
-    assert batch % d == 0 and not any(batch % k == 0 for k in range(d + 1, n + 1))
+_SPLIT_SCRIPT = """
+import jax
+from cnn_jax import parallel
+n = jax.device_count()
+print(n, parallel.DataParallel.create().num_devices,
+      parallel.DataParallel.create(n * 64, n * 500).num_devices,
+      *(parallel.DataParallel.create(b).num_devices for b in (1, 7, 33, 100, 1000)),
+      parallel.use_cpu_cores(n + 1), jax.device_count())
+"""
+
+
+def test_single_process_uses_the_devices_that_split_the_batch(repo_root):
+  done = subprocess.run([sys.executable, '-c', _SPLIT_SCRIPT], cwd=repo_root,
+                        env=_env(6), capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  n, default_devices, both, *split, too_late, n_after = map(int, done.stdout.split())
+  assert n == 6 and default_devices == both == 6
+  # The most devices that split the batch: 1 → 1, 7 → 1, 33 → 3, 100 → 5, 1000 → 5.
+  assert split == [1, 1, 3, 5, 5]
   # Too late once JAX has started: nothing changes.
-  assert parallel.use_cpu_cores(n + 1) == 0 and jax.device_count() == n
+  assert too_late == 0 and n_after == 6

@@ -201,12 +201,17 @@ def test_vmap_seeds_sweep_trains_each_configuration_once_and_falls_back_alone(
   assert sorted(i['run'] for k, i in events if k == 'epoch') == sorted(
       o.run.name for o in outcomes)
 
-  # Diverging: the group fails together, then each run alone, and each says why.
-  small_config.learning_rate = 1e9
+  # Diverging: the group fails together, then each run alone, and each says why, in
+  # its metrics.json too.
+  small_config.update(optimizer='sgd', learning_rate=1e12, lr_schedule='constant')
   outcomes = sweep.run_sweep('t', small_config, grid[:1], {}, range(2), tmp_path / 'nan',
                              vmap_seeds=True)
   assert [o.status for o in outcomes] == ['failed'] * 2
-  assert all('NonFiniteLossError' in o.error for o in outcomes)
+  assert all(re.search(r'NonFiniteLossError.*at epoch 1, step \d+', o.error)
+             for o in outcomes), [o.error for o in outcomes]
+  for o in outcomes:
+    failed = json.loads((tmp_path / 'nan' / o.run.name / 'metrics.json').read_text())
+    assert failed['failed']['reason'] == 'non-finite loss' and not failed['completed']
 
 
 def test_seed_groups_leave_started_runs_alone(tmp_path):
