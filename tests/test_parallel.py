@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 
+import filelock
 import jax
 import numpy as np
 import pytest
@@ -59,12 +60,17 @@ def _params(path):
     return {k: f[k] for k in f.files}
 
 
-@pytest.fixture(scope='module')
-def one_device(mnist_data_dir, tmp_path_factory):
-  """The worker's training, here: this process has one device."""
+@pytest.fixture(scope='session')
+def one_device(mnist_data_dir, tmp_path_factory, worker_id):
+  """The worker's training, here (this process has one device), once per session: in
+  the controller's temp folder, whichever pytest-xdist worker comes first trains it."""
   assert jax.device_count() == 1
-  out = tmp_path_factory.mktemp('one_device')
-  parallel_worker.main(str(out), mnist_data_dir)
+  base = tmp_path_factory.getbasetemp()
+  out = (base.parent if worker_id != 'master' else base) / 'one_device'
+  with filelock.FileLock(f'{out}.lock'):
+    if not (out / 'params_0.npz').exists():
+      out.mkdir(exist_ok=True)
+      parallel_worker.main(str(out), mnist_data_dir)
   return _params(out / 'params_0.npz')
 
 
