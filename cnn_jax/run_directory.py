@@ -42,8 +42,7 @@ def check_workdir(path: pathlib.Path, config: Mapping[str, Any],
 class RunDirectory:
   """A run's files. `facts` (device, parameters, compile time…) go into metrics.json."""
 
-  def __init__(self, path: str | pathlib.Path, config: Mapping[str, Any], *,
-               allow_config_change: bool = False):
+  def __init__(self, path: str | pathlib.Path, config: Mapping[str, Any]):
     self.path = pathlib.Path(path)
     self.config = dict(config)
     self.primary = parallel.is_primary()
@@ -51,7 +50,7 @@ class RunDirectory:
     self.facts: dict[str, Any] = {}
     self.writer: SummaryWriter | None = None
     self._wall_start = time.perf_counter()
-    check_workdir(self.path, self.config, allow_config_change)
+    # The trainer has called check_workdir (before the dataset's info), so not again.
     try:  # Found before any data is prepared or compiled.
       self.path.mkdir(parents=True, exist_ok=True)
       if self.primary and not (self.path / 'config.json').exists():

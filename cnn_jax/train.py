@@ -116,7 +116,7 @@ class Trainer:
     self.runs: list[RunDirectory] = []
     try:
       for workdir, c in zip(workdirs, configs):
-        self.runs.append(RunDirectory(workdir, c, allow_config_change=allow_config_change))
+        self.runs.append(RunDirectory(workdir, c))
       self._set_up(seeds, table)
     except BaseException:
       self.close()  # Orbax's threads must not outlive an error here.
