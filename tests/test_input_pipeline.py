@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 import time
 
 import numpy as np
@@ -46,6 +47,16 @@ def test_unreachable_dataset_fails_fast_with_advice(tmp_path):
   assert 'unreachable' in message and '--config.data_dir' in message
 
 
+@pytest.fixture
+def own_data_config(small_config, tmp_path):
+  """small_config with a copy of the prepared MNIST of its own: the tests below damage,
+  restamp or count on the saved arrays, which the other test workers read meanwhile."""
+  shared = pathlib.Path(small_config.data_dir)
+  shutil.copytree(shared / 'mnist', tmp_path / 'tfds' / 'mnist')
+  small_config.data_dir = str(tmp_path / 'tfds')
+  return small_config
+
+
 def _fresh_load(config):
   input_pipeline._load_dataset.cache_clear()  # pylint: disable=protected-access
   return input_pipeline.load_dataset(config)
@@ -58,11 +69,11 @@ def _no_tensorflow(monkeypatch):
   monkeypatch.setattr(input_pipeline, '_tfds', refuse)
 
 
-def test_saved_arrays_load_again_without_tfds(small_config, monkeypatch):
-  spec, train, test = _fresh_load(small_config)
+def test_saved_arrays_load_again_without_tfds(own_data_config, monkeypatch):
+  spec, train, test = _fresh_load(own_data_config)
   _no_tensorflow(monkeypatch)
-  assert input_pipeline.dataset_spec(small_config) == spec
-  spec2, train2, test2 = _fresh_load(small_config)
+  assert input_pipeline.dataset_spec(own_data_config) == spec
+  spec2, train2, test2 = _fresh_load(own_data_config)
   assert spec2 == spec
   for a, b in ((train, train2), (test, test2)):
     np.testing.assert_array_equal(a.images, b.images)
@@ -70,22 +81,22 @@ def test_saved_arrays_load_again_without_tfds(small_config, monkeypatch):
     assert b.images.dtype == np.uint8 and b.labels.dtype == np.int32
     assert not b.images.flags.writeable
   # Another slice is another file: asking for it reads the records again.
-  small_config.max_train_examples //= 2
+  own_data_config.max_train_examples //= 2
   with pytest.raises(AssertionError, match='TFDS was asked'):
-    _fresh_load(small_config)
+    _fresh_load(own_data_config)
 
 
-def test_slices_match_the_full_split(small_config):
-  _, train, _ = _fresh_load(small_config)
-  small_config.max_train_examples = 600
-  _, smaller, _ = _fresh_load(small_config)
+def test_slices_match_the_full_split(own_data_config):
+  _, train, _ = _fresh_load(own_data_config)
+  own_data_config.max_train_examples = 600
+  _, smaller, _ = _fresh_load(own_data_config)
   np.testing.assert_array_equal(smaller.images, train.images[:600])
   np.testing.assert_array_equal(smaller.labels, train.labels[:600])
 
 
-def test_arrays_of_a_dataset_prepared_again_are_not_used(small_config, monkeypatch):
-  _, train, _ = _fresh_load(small_config)
-  builder = input_pipeline._builder(small_config)  # pylint: disable=protected-access
+def test_arrays_of_a_dataset_prepared_again_are_not_used(own_data_config, monkeypatch):
+  _, train, _ = _fresh_load(own_data_config)
+  builder = input_pipeline._builder(own_data_config)  # pylint: disable=protected-access
   info_file = pathlib.Path(builder.data_dir) / 'dataset_info.json'
   stat = info_file.stat()
   os.utime(info_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # "Prepared again".
@@ -93,19 +104,19 @@ def test_arrays_of_a_dataset_prepared_again_are_not_used(small_config, monkeypat
   real_builder = input_pipeline._builder  # pylint: disable=protected-access
   monkeypatch.setattr(input_pipeline, '_builder',
                       lambda config: asked.append(1) or real_builder(config))
-  _, again, _ = _fresh_load(small_config)
+  _, again, _ = _fresh_load(own_data_config)
   assert asked, 'stale arrays were used'
   np.testing.assert_array_equal(again.images, train.images)
   _no_tensorflow(monkeypatch)  # Saved again, with the new stamp.
-  _fresh_load(small_config)
+  _fresh_load(own_data_config)
 
 
 @pytest.mark.parametrize('damage', ['garbage', 'truncated', 'wrong dtype'])
-def test_damaged_saved_arrays_are_read_again_from_the_records(small_config, damage):
-  _, train, _ = _fresh_load(small_config)
+def test_damaged_saved_arrays_are_read_again_from_the_records(own_data_config, damage):
+  _, train, _ = _fresh_load(own_data_config)
   path = input_pipeline._split_file(  # pylint: disable=protected-access
-      input_pipeline._arrays_dir(small_config), 'train',  # pylint: disable=protected-access
-      small_config.max_train_examples)
+      input_pipeline._arrays_dir(own_data_config), 'train',  # pylint: disable=protected-access
+      own_data_config.max_train_examples)
   if damage == 'garbage':
     path.write_bytes(b'not an npz')
   elif damage == 'truncated':
@@ -114,7 +125,7 @@ def test_damaged_saved_arrays_are_read_again_from_the_records(small_config, dama
     with np.load(path) as saved:
       np.savez(path, images=saved['images'].astype(np.float32), labels=saved['labels'],
                stamp=saved['stamp'])
-  _, again, _ = _fresh_load(small_config)
+  _, again, _ = _fresh_load(own_data_config)
   np.testing.assert_array_equal(again.images, train.images)
   assert again.images.dtype == np.uint8
   with np.load(path) as saved:  # Written again, whole.
