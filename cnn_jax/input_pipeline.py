@@ -54,13 +54,7 @@ class Split(NamedTuple):
 
 @functools.cache
 def _tfds():
-  """Imports TF and TFDS with TF kept off the GPUs, which belong to JAX.
-
-  Once per process: TF refuses to change visible devices after it has initialised.
-  """
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')
+  """TFDS without TensorFlow, which a dataset's info and name checks do not need."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tfds.display_progress_bar(False)
   # A folder being prepared has no dataset_info.json yet; TFDS warns of it each time it
@@ -68,6 +62,19 @@ def _tfds():
   std_logging.getLogger('absl').addFilter(
       lambda record: 'has no dataset_info.json' not in record.getMessage())
   return tfds
+
+
+@functools.cache
+def _tfds_with_tensorflow():
+  """TFDS once TF is imported and kept off the GPUs, which belong to JAX: to prepare
+  or read records (TF's import alone takes seconds).
+
+  Once per process: TF refuses to change visible devices after it has initialised.
+  """
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')
+  return _tfds()
 
 
 def _builder(config: Mapping[str, Any]):
@@ -175,7 +182,6 @@ def _prepare(builder, config: Mapping[str, Any]) -> None:
 
 
 def _prepare_locked(builder, config: Mapping[str, Any], downloads: pathlib.Path) -> None:
-  tfds = _tfds()
   name = config['dataset']
   manual_dir = _manual_dir(config)
   files = _manual_files(builder, manual_dir) if manual_dir else {}
@@ -196,6 +202,7 @@ def _prepare_locked(builder, config: Mapping[str, Any], downloads: pathlib.Path)
   if have_files:
     _check_manual_files(files, name)
   extract_dir = downloads / f'extracted-{uuid.uuid4().hex[:8]}'
+  tfds = _tfds_with_tensorflow()
   download_config = tfds.download.DownloadConfig(
       manual_dir=str(manual_dir) if manual_dir else None, extract_dir=str(extract_dir),
       try_download_gcs=False)
@@ -337,7 +344,7 @@ def _load_dataset(*values: Any) -> tuple[DatasetSpec, Split, Split]:
   spec = _spec(builder, config)
   _prepare(builder, config)
   stamp = _save_info(directory, spec, builder)
-  tfds = _tfds()
+  tfds = _tfds_with_tensorflow()
   splits = []
   for name, limit in (('train', config['max_train_examples']),
                       ('test', config['max_test_examples'])):

@@ -3,6 +3,9 @@
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
+import textwrap
 import time
 
 import numpy as np
@@ -24,17 +27,39 @@ def test_mnist_slice_loads_from_shipped_files(small_config):
   assert train.labels[:10].tolist() == [4, 1, 0, 7, 8, 1, 2, 7, 1, 6]
 
 
-def test_dataset_spec_comes_from_the_dataset_info():
-  config = default.get_config()
-  config.dataset = 'cifar10'
-  spec = input_pipeline.dataset_spec(config)
-  assert spec.input_shape == (32, 32, 3) and spec.num_classes == 10
+def _refuse_tensorflow(monkeypatch):
+  def refuse():
+    raise AssertionError('TensorFlow was imported')
+  monkeypatch.setattr(input_pipeline, '_tfds_with_tensorflow', refuse)
 
 
-def test_unreachable_dataset_fails_fast_with_advice(tmp_path):
+def test_dataset_spec_comes_from_the_dataset_info_without_tensorflow(repo_root):
+  # In a process of its own: this one may have imported TF for another test.
+  script = textwrap.dedent("""
+      import sys
+      from cnn_jax import input_pipeline, options
+      config = {'dataset': 'cifar10', 'data_dir': None}
+      print(input_pipeline.dataset_spec(config))
+      try:
+        input_pipeline.dataset_spec(dict(config, dataset='no_such_dataset'))
+      except options.ConfigError as e:
+        print(e)
+      print('tensorflow imported:', 'tensorflow' in sys.modules)
+  """)
+  done = subprocess.run([sys.executable, '-c', script], cwd=repo_root,
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "input_shape=(32, 32, 3), num_classes=10, image_key='image'" in done.stdout
+  assert ("config.dataset='no_such_dataset' is invalid: expected the name of a TFDS "
+          'image dataset') in done.stdout
+  assert done.stdout.endswith('tensorflow imported: False\n')
+
+
+def test_unreachable_dataset_fails_fast_with_advice(tmp_path, monkeypatch):
   config = default.get_config()
   config.dataset = 'fashion_mnist'
   config.data_dir = str(tmp_path)
+  _refuse_tensorflow(monkeypatch)  # Offline, the one line comes before TF's import.
   builder = input_pipeline._builder(config)  # pylint: disable=protected-access
   if input_pipeline._reachable(next(iter(builder.url_infos))):  # pylint: disable=protected-access
     pytest.skip('the network is up here; this checks the offline path')
@@ -67,6 +92,7 @@ def _no_tensorflow(monkeypatch):
     raise AssertionError('TFDS was asked although the arrays were saved')
   monkeypatch.setattr(input_pipeline, '_builder', refuse)
   monkeypatch.setattr(input_pipeline, '_tfds', refuse)
+  monkeypatch.setattr(input_pipeline, '_tfds_with_tensorflow', refuse)
 
 
 def test_saved_arrays_load_again_without_tfds(own_data_config, monkeypatch):

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from configs import default
-from cnn_jax import input_pipeline, options
+from cnn_jax import options
 
 MNIST = (28, 28, 1)
 
@@ -78,14 +78,6 @@ def test_geometry_that_cannot_fit_is_a_config_error(overrides, match):
   config.update(overrides)
   with pytest.raises(options.ConfigError, match=match):
     options.validate_geometry(config, MNIST, 10)
-
-
-def test_unknown_dataset_is_a_config_error():
-  config = default.get_config()
-  config.dataset = 'no_such_dataset'
-  with pytest.raises(options.ConfigError, match=r"config.dataset='no_such_dataset' is "
-                     'invalid: expected the name of a TFDS image dataset'):
-    input_pipeline.dataset_spec(config)
 
 
 @pytest.mark.parametrize('flag,field', [
