@@ -101,7 +101,8 @@ class DeviceLoop:
     to `compile_seconds`). `like`: (states, totals, orders, seeds) to compile for."""
     if count not in self._programs:
       start = time.perf_counter()
-      self._programs[count] = self._train_steps(count).lower(
+      program = _train_steps(self.dp, self.num_seeds, self.batch_size, self.unroll, count)
+      self._programs[count] = program.lower(
           *like[:2], self.data['train_images'], self.data['train_labels'], *like[2:],
           np.int32(0), np.int32(0)).compile()
       self.compile_seconds += time.perf_counter() - start
@@ -115,34 +116,6 @@ class DeviceLoop:
     return program(states, totals, self.data['train_images'], self.data['train_labels'],
                    orders, seeds, np.int32(epoch), np.int32(first))
 
-  def _train_steps(self, count: int):
-    batch = self.batch_size
-    rows_sharding = NamedSharding(self.dp.mesh, PartitionSpec(None, parallel.DATA_AXIS))
-    train_step = _per_seed(steps.train_step, self.num_seeds, (True, True))
-    step_rngs = jax.vmap(steps.step_rng, in_axes=(0, None, None))
-
-    def run(states, totals, images, labels, orders, seeds, epoch, first):
-      def one(carry, index):
-        states, totals = carry
-        rows = lax.dynamic_slice_in_dim(orders, index * batch, batch, axis=1)
-        # Each device gathers the rows of its share of the batch.
-        rows = lax.with_sharding_constraint(rows, rows_sharding)
-        states, metrics = train_step(states, (images[rows], labels[rows]),
-                                     step_rngs(seeds, epoch, index))
-        return (states, steps.add_to_totals(totals, metrics, index)), None
-
-      indices = first + jnp.arange(count, dtype=jnp.int32)
-      if self.unroll:  # XLA:CPU ran a scan's body, even unrolled, far slower than this.
-        carry = (states, totals)
-        for j in range(count):
-          carry, _ = one(carry, indices[j])
-        return carry
-      return lax.scan(one, (states, totals), indices)[0]
-
-    rep = self.dp.replicated
-    return jax.jit(run, donate_argnums=(0, 1), in_shardings=(rep,) * 8,
-                   out_shardings=(rep, rep))
-
   def evaluate(self, states: steps.TrainState) -> list[dict[str, float]]:
     """Mean test loss and accuracy of every seed, in seed order."""
     program = _eval_batch(self.dp, self.num_seeds, self.eval_batch_size)
@@ -155,6 +128,39 @@ class DeviceLoop:
     sums = parallel.to_host(sums)
     return [steps.mean_metrics({k: v[i] for k, v in sums.items()})
             for i in range(self.num_seeds)]
+
+
+@functools.lru_cache(maxsize=16)
+def _train_steps(dp: parallel.DataParallel, num_seeds: int, batch: int, unroll: bool,
+                 count: int):
+  """`count` train steps as one jitted function; the next loop of the same shapes and
+  the same model and optimizer objects (see `steps.create_train_states`) reuses its
+  traced and compiled program."""
+  rows_sharding = NamedSharding(dp.mesh, PartitionSpec(None, parallel.DATA_AXIS))
+  train_step = _per_seed(steps.train_step, num_seeds, (True, True))
+  step_rngs = jax.vmap(steps.step_rng, in_axes=(0, None, None))
+
+  def run(states, totals, images, labels, orders, seeds, epoch, first):
+    def one(carry, index):
+      states, totals = carry
+      rows = lax.dynamic_slice_in_dim(orders, index * batch, batch, axis=1)
+      # Each device gathers the rows of its share of the batch.
+      rows = lax.with_sharding_constraint(rows, rows_sharding)
+      states, metrics = train_step(states, (images[rows], labels[rows]),
+                                   step_rngs(seeds, epoch, index))
+      return (states, steps.add_to_totals(totals, metrics, index)), None
+
+    indices = first + jnp.arange(count, dtype=jnp.int32)
+    if unroll:  # XLA:CPU ran a scan's body, even unrolled, far slower than this.
+      carry = (states, totals)
+      for j in range(count):
+        carry, _ = one(carry, indices[j])
+      return carry
+    return lax.scan(one, (states, totals), indices)[0]
+
+  rep = dp.replicated
+  return jax.jit(run, donate_argnums=(0, 1), in_shardings=(rep,) * 8,
+                 out_shardings=(rep, rep))
 
 
 # Programs shared by every loop on the same mesh, compiled once per process.

@@ -13,6 +13,7 @@ devices, or trained beside other seeds, ends on the same parameters.
 
 from __future__ import annotations
 
+import json
 import pathlib
 import sys
 import time
@@ -84,6 +85,26 @@ def steps_per_dispatch(config: dict[str, Any], steps_per_epoch: int) -> int:
   return min(int(value), steps_per_epoch)
 
 
+_BUILT: dict[str, tuple[Any, Any, Any]] = {}
+
+
+def _model_and_optimizer(cfg: dict[str, Any], num_classes: int, steps_per_epoch: int
+                         ) -> tuple[Any, Any, Any]:
+  """(model, optimizer, jitted schedule), the same objects for every run of one
+  configuration in this process (any seed): the jitted programs key on them, so the
+  next run (a sweep's next seed, a resumed run) skips tracing and lowering them."""
+  key = json.dumps([{k: v for k, v in cfg.items() if k != 'seed'}, num_classes,
+                    steps_per_epoch], sort_keys=True, default=str)
+  if key not in _BUILT:
+    if len(_BUILT) >= 8:  # A sweep's configurations come one after another.
+      _BUILT.clear()
+    tx, schedule = steps.create_optimizer(cfg, steps_per_epoch)
+    # The schedule is read on the host at each log: one compiled program, not a dozen
+    # op by op.
+    _BUILT[key] = (models.create_model(cfg, num_classes), tx, jax.jit(schedule))
+  return _BUILT[key]
+
+
 class Trainer:
   """The runs of one configuration, their states on the devices, and the epoch loop's
   parts: set-up (here), restore, train an epoch, end an epoch."""
@@ -136,10 +157,8 @@ class Trainer:
     self.steps_per_epoch = self.loop.steps_per_epoch
     self.steps_per_dispatch = steps_per_dispatch(cfg, self.steps_per_epoch)
     self.seeds = self.dp.replicate(np.asarray(seeds, np.int32))
-    model = models.create_model(cfg, spec.num_classes)
-    tx, schedule = steps.create_optimizer(cfg, self.steps_per_epoch)
-    # Read on the host at each log: one compiled program, not a dozen op by op.
-    self.schedule = jax.jit(schedule)
+    model, tx, self.schedule = _model_and_optimizer(cfg, spec.num_classes,
+                                                    self.steps_per_epoch)
     states = steps.create_train_states(seeds, model, spec.input_shape, tx,
                                        self.dp.replicated)
     self.position = Position(0, 0, states)
