@@ -10,7 +10,6 @@ import pathlib
 import platform
 
 from absl import logging
-import jax
 
 # JAX's own variables: a user who sets them has chosen, and is left alone.
 _DIR_VARIABLE = 'JAX_COMPILATION_CACHE_DIR'
@@ -65,6 +64,7 @@ def enable(root: str | os.PathLike[str] | None) -> pathlib.Path | None:
     logging.warning('Not caching compiled programs in %s: %s', directory, e)
     return None
   os.environ[_DIR_VARIABLE] = str(directory)
+  import jax  # pylint: disable=g-import-not-at-top  # Not needed to name the folder.
   jax.config.update('jax_compilation_cache_dir', str(directory))
   for name, (variable, value) in _SETTINGS.items():
     os.environ.setdefault(variable, str(value))

@@ -1,6 +1,7 @@
 """Statistics for comparing configurations across seeds: mean ± std, a t-based 95%
 confidence interval, Welch's t-test with the difference's interval, and Holm's
-correction for several comparisons. Distributions and the test come from scipy.stats.
+correction for several comparisons. Distributions and the test come from scipy.stats,
+imported at first use (a second that a command's --help need not wait for).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import math
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 ALPHA = 0.05  # Significance level of every verdict.
 
@@ -40,6 +40,7 @@ def summarize(values: Sequence[float], confidence: float = 0.95,
   if std == 0:
     low = high = mean
   else:
+    from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
     low, high = scipy_stats.t.interval(confidence, n - 1, loc=mean, scale=std / math.sqrt(n))
   clipped = False
   if bounds is not None:
@@ -70,6 +71,7 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> WelchTest:
     t = 0.0 if difference == 0 else math.copysign(math.inf, difference)
     return WelchTest(difference, t, math.inf, 1.0 if difference == 0 else 0.0,
                      difference, difference)
+  from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
   result = scipy_stats.ttest_ind(a, b, equal_var=False)
   interval = result.confidence_interval(0.95)
   return WelchTest(difference, float(result.statistic), float(result.df),

@@ -13,8 +13,7 @@ from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from cnn_jax import compilation_cache, options, parallel
-from cnn_jax.checkpoints import CheckpointError
+from cnn_jax import compilation_cache, options
 from cnn_jax.input_pipeline import DatasetUnavailableError
 from cnn_jax.options import ConfigError
 from cnn_jax.safety import Interrupted, NonFiniteLossError
@@ -134,6 +133,7 @@ def run(main: Callable[[Sequence[str]], None], *, cache_compiled: bool = True) -
 
   def guarded(argv: Sequence[str]) -> None:
     compilation_cache.enable(flags.FLAGS.compilation_cache)
+    from cnn_jax.checkpoints import CheckpointError  # pylint: disable=g-import-not-at-top
     try:
       main(argv)
     except (ConfigError, DatasetUnavailableError) as e:
@@ -150,6 +150,7 @@ def run(main: Callable[[Sequence[str]], None], *, cache_compiled: bool = True) -
     print(help_text(sys.modules['__main__'].__doc__))
     sys.exit(0)
   absl_logging.get_absl_handler().addFilter(_InfoFromCnnJaxOnly())
+  from cnn_jax import parallel  # pylint: disable=g-import-not-at-top
   parallel.use_cpu_cores()
   if not cache_compiled:
     flags.FLAGS.set_default('compilation_cache', '')

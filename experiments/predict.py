@@ -12,7 +12,7 @@ import sys
 from absl import flags
 import numpy as np
 
-from cnn_jax import digits, inference
+from cnn_jax import digits
 from experiments import cli
 
 FLAGS = flags.FLAGS
@@ -45,6 +45,8 @@ def main(argv):
   paths = argv[1:]
   if not paths:
     raise SystemExit('error: give one or more image files after the flags')
+  # Here, not above: --help and bad flags answer without JAX's seconds-long import.
+  from cnn_jax import inference  # pylint: disable=g-import-not-at-top
   run = inference.load_run(FLAGS.workdir)
   if run.spec.input_shape[-1] != 1:
     raise SystemExit(f'error: the run was trained on {run.spec.name} '

@@ -15,7 +15,7 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
-from cnn_jax import digits, inference
+from cnn_jax import digits
 from experiments import cli
 
 FLAGS = flags.FLAGS
@@ -60,6 +60,8 @@ def typed(directory: pathlib.Path) -> tuple[list[pathlib.Path], np.ndarray]:
 def main(argv):
   if len(argv) > 1:
     raise SystemExit(f'error: unexpected arguments {argv[1:]}')
+  # Here, not above: --help and bad flags answer without JAX's seconds-long import.
+  from cnn_jax import inference  # pylint: disable=g-import-not-at-top
   run = inference.load_run(FLAGS.workdir)
   print(f'{FLAGS.workdir}: {run.which} checkpoint (epoch {run.epoch})\n')
   print('| digits | images | accuracy | most confused (true→predicted: count) |')

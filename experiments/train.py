@@ -10,7 +10,6 @@ each with --distributed (and --coordinator_address=HOST:PORT --num_processes=N
 
 from absl import flags
 
-from cnn_jax import parallel, train
 from cnn_jax.options import ConfigError
 from experiments import cli
 
@@ -36,6 +35,8 @@ def main(argv):
   if not FLAGS.workdir.strip():
     raise ConfigError('--workdir is empty: expected the directory for checkpoints, '
                       'TensorBoard and metrics')
+  # Here, not above: --help and bad flags answer without JAX's seconds-long import.
+  from cnn_jax import parallel, train  # pylint: disable=g-import-not-at-top
   if FLAGS.distributed:
     parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
                                     FLAGS.process_id)

@@ -11,8 +11,7 @@ import pathlib
 from absl import flags
 import numpy as np
 
-from cnn_jax import geometry, input_pipeline, inference, models, visualize
-from cnn_jax.metric_writers import SummaryWriter
+from cnn_jax import geometry, input_pipeline
 from experiments import cli
 
 FLAGS = flags.FLAGS
@@ -26,6 +25,10 @@ flags.mark_flags_as_required(['workdir'])
 def main(argv):
   if len(argv) > 1:
     raise SystemExit(f'error: unexpected arguments {argv[1:]}')
+  # Here, not above: --help and bad flags answer without JAX's seconds-long import.
+  # pylint: disable-next=g-import-not-at-top
+  from cnn_jax import inference, models, visualize
+  from cnn_jax.metric_writers import SummaryWriter  # pylint: disable=g-import-not-at-top
   run = inference.load_run(FLAGS.workdir)
   _, _, test = input_pipeline.load_dataset(run.config)
   if not 0 <= FLAGS.index < len(test.labels):
