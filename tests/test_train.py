@@ -211,6 +211,26 @@ def test_short_run_learns_logs_checkpoints_and_resumes(small_config, tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+def test_another_seed_of_a_configuration_traces_no_new_program(small_config, tmp_path):
+  """A sweep's next seed (or a rerun) in the same process reuses the traced programs:
+  tracing and lowering took half of a small run's time."""
+  train.train_and_evaluate(small_config, tmp_path / 'seed0')
+  traced = []
+
+  def listen(event, seconds, **kwargs):  # pylint: disable=unused-argument
+    if event == '/jax/core/compile/jaxpr_trace_duration':
+      traced.append(kwargs.get('fun_name'))
+
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  try:
+    small_config.seed = 1
+    metrics = train.train_and_evaluate(small_config, tmp_path / 'seed1')
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listen)
+  assert metrics['completed']
+  assert not traced, traced
+
+
 def _stop_after(monkeypatch, dispatches):
   """Makes the loop see a stop request after `dispatches` dispatches, as a SIGTERM
   would (deterministically, in this process)."""
