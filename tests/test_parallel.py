@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from configs import default
-from cnn_jax import checkpoints, models, options, parallel, steps
+from cnn_jax import checkpoints, options, parallel
 import parallel_worker
+from train_states import make_state
 
 
 def test_batch_must_split_over_devices():
@@ -154,10 +155,8 @@ def test_a_signal_to_one_process_stops_both_after_the_same_step(
   assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == ['1', '2']
   config = default.get_config()
   config.update(parallel_worker.OVERRIDES)
-  tx, _ = steps.create_optimizer(config, 16)
-  like = steps.create_train_state(jax.random.key(0), models.create_model(config, 10),
-                                  (28, 28, 1), tx)
-  final = checkpoints.Checkpointer(workdir / 'checkpoints', 3).restore(2, like)
+  final = checkpoints.Checkpointer(workdir / 'checkpoints', 3).restore(
+      2, make_state(config, 16))
   saved = {jax.tree_util.keystr(path): np.asarray(leaf)
            for path, leaf in jax.tree_util.tree_leaves_with_path(final.params)}
   _assert_close(saved, {k: v for k, v in one_device.items() if k in saved})

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from configs import default
-from cnn_jax import checkpoints, input_pipeline, models, options, safety, steps, sweep
+from cnn_jax import checkpoints, input_pipeline, options, safety, sweep
 from cnn_jax import train
+from train_states import make_state
 
 
 def test_workdir_with_another_config_is_refused_naming_both(tmp_path):
@@ -68,12 +69,6 @@ def test_stop_signal_defers_sigterm_until_the_loop_looks():
     time.sleep(0.05)
     assert stop.requested == 'SIGTERM'  # Still alive: the loop decides when to stop.
   assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-
-
-def _state(config):
-  tx, _ = steps.create_optimizer(config, 10)
-  return steps.create_train_state(jax.random.key(0), models.create_model(config, 10),
-                                  (28, 28, 1), tx)
 
 
 @pytest.mark.slow
@@ -203,7 +198,7 @@ def test_killed_at_random_moments_ends_on_the_uninterrupted_parameters(
   for ours, theirs in zip(metrics['history'], reference['history'], strict=True):
     for key in ('train_loss', 'train_accuracy', 'test_loss', 'test_accuracy'):
       assert ours[key] == theirs[key], (key, ours, theirs)
-  like = _state(small_config)
+  like = make_state(small_config)
   a = checkpoints.Checkpointer(workdir / 'checkpoints', 3).restore(2, like)
   b = checkpoints.Checkpointer(tmp_path / 'reference' / 'checkpoints', 3).restore(2, like)
   for x, y in zip(jax.tree.leaves((a.params, a.opt_state)),
@@ -220,7 +215,7 @@ def _arrays(state):
 
 
 def test_a_checkpoint_whose_arrays_changed_is_refused_by_its_digest(tmp_path):
-  state = _state(default.get_config())
+  state = make_state(default.get_config())
   saver = checkpoints.Checkpointer(tmp_path, keep=2)
   saver.save(1, state, record={'epoch': 1})
   saver.close()
@@ -247,7 +242,7 @@ def test_records_survive_a_kill_and_damaged_checkpoints_are_retrained(small_conf
                                                                       capfd):
   workdir = tmp_path / 'run'
   first = train.train_and_evaluate(small_config, workdir)
-  like = _state(small_config)
+  like = make_state(small_config)
   saved = checkpoints.Checkpointer(workdir / 'checkpoints', 3)
   original = _arrays(saved.restore(2, like))
   saved.close()

@@ -10,15 +10,9 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from configs import default
-from cnn_jax import checkpoints, device_loop, input_pipeline, models, parallel, safety
+from cnn_jax import checkpoints, device_loop, input_pipeline, parallel, safety
 from cnn_jax import steps, train
-
-
-def make_state(config=None, steps_per_epoch=10):
-  config = config or default.get_config()
-  tx, _ = steps.create_optimizer(config, steps_per_epoch)
-  model = models.create_model(config, 10)
-  return steps.create_train_state(jax.random.key(0), model, (28, 28, 1), tx)
+from train_states import make_state
 
 
 def test_train_step_lowers_the_loss_on_a_fixed_batch(small_config):
