@@ -78,6 +78,11 @@ def _tfds_with_tensorflow():
 
 
 def _builder(config: Mapping[str, Any]):
+  data_dir = config['data_dir']
+  if data_dir and '://' not in data_dir and os.path.isfile(os.path.expanduser(data_dir)):
+    raise ConfigError(f'config.data_dir={data_dir!r} is invalid: it is a file; expected '
+                      "the directory of TFDS's data (None: $TFDS_DATA_DIR or "
+                      '~/tensorflow_datasets)')
   tfds = _tfds()
   try:
     return tfds.builder(config['dataset'], data_dir=config['data_dir'])
@@ -194,7 +199,8 @@ def _prepare_locked(builder, config: Mapping[str, Any], downloads: pathlib.Path)
   have_files = bool(files) and not missing
   if not have_files and urls and not _reachable(urls[0]):
     host = urllib.parse.urlparse(urls[0]).hostname
-    lacking = ('' if not missing else f'{manual_dir} does not exist and '
+    lacking = ('' if not missing else f'{manual_dir} is a file, not a directory, and '
+               if manual_dir.is_file() else f'{manual_dir} does not exist and '
                if not manual_dir.is_dir() else f'{manual_dir} lacks {", ".join(missing)} and ')
     raise DatasetUnavailableError(
         f'dataset {name!r} is not prepared in {builder.data_dir} and cannot be '

@@ -13,6 +13,7 @@ import pytest
 
 from configs import default
 from cnn_jax import input_pipeline
+from cnn_jax.options import ConfigError
 
 
 def test_mnist_slice_loads_from_shipped_files(small_config):
@@ -53,6 +54,17 @@ def test_dataset_spec_comes_from_the_dataset_info_without_tensorflow(repo_root):
   assert ("config.dataset='no_such_dataset' is invalid: expected the name of a TFDS "
           'image dataset') in done.stdout
   assert done.stdout.endswith('tensorflow imported: False\n')
+
+
+def test_a_data_dir_that_is_a_file_is_named(tmp_path):
+  config = default.get_config()
+  config.data_dir = str(tmp_path / 'file')
+  (tmp_path / 'file').write_text('not a directory')
+  for load in (input_pipeline.dataset_spec, input_pipeline.load_dataset,
+               input_pipeline.prepare):
+    with pytest.raises(ConfigError, match=r"config.data_dir='.*file' is invalid: it is a "
+                                          'file; expected the directory'):
+      load(config)
 
 
 def test_unreachable_dataset_fails_fast_with_advice(tmp_path, monkeypatch):

@@ -135,6 +135,10 @@ def test_a_missing_mnist_file_is_named_not_blamed_on_the_network(repo_root, tmp_
   config['manual_dir'] = str(tmp_path / 'nowhere')
   with pytest.raises(input_pipeline.DatasetUnavailableError, match='nowhere does not exist'):
     input_pipeline.load_dataset(config)
+  config['manual_dir'] = str(manual / 'train-images-idx3-ubyte.gz')
+  with pytest.raises(input_pipeline.DatasetUnavailableError,
+                     match='train-images-idx3-ubyte.gz is a file, not a directory'):
+    input_pipeline.load_dataset(config)
 
 
 @pytest.mark.slow
