@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import sys
 import pytest
 
 from configs import default
-from cnn_jax import inference, input_pipeline, options
+from cnn_jax import inference, input_pipeline, options, train
 from experiments import cli
 
 
@@ -56,6 +57,26 @@ def test_a_slice_larger_than_the_split_is_named(small_config):
                      match=r'^config.max_train_examples=10000000 is invalid: the train '
                            r'split of mnist has 60000 examples'):
     input_pipeline.load_dataset(config)
+
+
+def test_a_read_only_workdir_is_named_before_any_data_is_loaded(tmp_path, monkeypatch):
+  workdir = tmp_path / 'read_only'
+  workdir.mkdir()
+  # The tests run as root, which may write anywhere: the check is made to see what a
+  # user would see.
+  real_access = os.access
+  monkeypatch.setattr(os, 'access', lambda path, mode, **kw: (
+      False if pathlib.Path(path) == workdir and mode & os.W_OK
+      else real_access(path, mode, **kw)))
+
+  def load(config):
+    raise AssertionError('the data was loaded first')
+  monkeypatch.setattr(input_pipeline, 'load_dataset', load)
+  config = default.get_config()
+  config.data_dir = str(tmp_path / 'tfds')
+  with pytest.raises(options.ConfigError,
+                     match=f'^workdir {workdir} cannot be written: Permission denied$'):
+    train.train_and_evaluate(config, workdir)
 
 
 def test_summarize_describes_the_runs_own_config(repo_root, tmp_path):
