@@ -217,6 +217,9 @@ def test_another_seed_of_a_configuration_traces_no_new_program(small_config, tmp
 
   jax.monitoring.register_event_duration_secs_listener(listen)
   try:
+    jax.jit(lambda x: x + 1)(1)  # The listener hears a trace.
+    assert traced == ['<lambda>']
+    traced.clear()
     small_config.seed = 1
     metrics = train.train_and_evaluate(small_config, tmp_path / 'seed1')
   finally:
