@@ -10,7 +10,7 @@ import tempfile
 import pytest
 
 from configs import default
-from cnn_jax import compilation_cache, input_pipeline, parallel
+from cnn_jax import compilation_cache, input_pipeline
 
 # Compiling was half of the suite's time (two workers on two cores), so the tests and the
 # commands they start (through the environment) compile less:
@@ -24,7 +24,6 @@ from cnn_jax import compilation_cache, input_pipeline, parallel
 os.environ['XLA_FLAGS'] = ' '.join(filter(None, [
     os.environ.get('XLA_FLAGS'), '--xla_force_host_platform_device_count=1',
     '--xla_backend_optimization_level=1']))
-parallel.use_cpu_cores()
 
 # Compiled programs shared by every test of this session and the commands they start
 # (through the environment): most tests compile the same small programs, and compiling
