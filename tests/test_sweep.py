@@ -186,7 +186,7 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
 
 
 def test_vmap_seeds_sweep_trains_each_configuration_once_and_falls_back_alone(
-    small_config, tmp_path):
+    small_config, tmp_path, caplog):
   small_config.max_train_examples = 256
   small_config.max_test_examples = 200
   small_config.num_epochs = 1
@@ -204,9 +204,13 @@ def test_vmap_seeds_sweep_trains_each_configuration_once_and_falls_back_alone(
   # Diverging: the group fails together, then each run alone, and each says why, in
   # its metrics.json too.
   small_config.update(optimizer='sgd', learning_rate=1e12, lr_schedule='constant')
+  caplog.clear()
   outcomes = sweep.run_sweep('t', small_config, grid[:1], {}, range(2), tmp_path / 'nan',
                              vmap_seeds=True)
   assert [o.status for o in outcomes] == ['failed'] * 2
+  # The group's error names the runs it stopped.
+  assert re.search(r'Training seeds together failed \(NonFiniteLossError: .*at epoch 1, '
+                   r'step \d+ in .*seed=0.*seed=1', caplog.text), caplog.text[-2000:]
   assert all(re.search(r'NonFiniteLossError.*at epoch 1, step \d+', o.error)
              for o in outcomes), [o.error for o in outcomes]
   for o in outcomes:
