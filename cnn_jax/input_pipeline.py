@@ -77,11 +77,27 @@ def _tfds_with_tensorflow():
   return _tfds()
 
 
+def _data_root(config: Mapping[str, Any]) -> tuple[str, str]:
+  """TFDS's data dir for `config` (config.data_dir, else $TFDS_DATA_DIR, else TFDS's
+  default), and where that came from, to name it in errors."""
+  if config['data_dir']:
+    return config['data_dir'], f"config.data_dir={config['data_dir']!r}"
+  if os.environ.get('TFDS_DATA_DIR'):
+    return os.environ['TFDS_DATA_DIR'], f"TFDS_DATA_DIR={os.environ['TFDS_DATA_DIR']!r}"
+  return '~/tensorflow_datasets', "TFDS's default data dir '~/tensorflow_datasets'"
+
+
+def _local_data_root(config: Mapping[str, Any]) -> pathlib.Path | None:
+  """The data dir on this machine's disk; None for a remote one (gs://…)."""
+  root, _ = _data_root(config)
+  return None if '://' in root else pathlib.Path(root).expanduser()
+
+
 def _builder(config: Mapping[str, Any]):
-  data_dir = config['data_dir']
-  if data_dir and '://' not in data_dir and os.path.isfile(os.path.expanduser(data_dir)):
-    raise ConfigError(f'config.data_dir={data_dir!r} is invalid: it is a file; expected '
-                      "the directory of TFDS's data (None: $TFDS_DATA_DIR or "
+  local = _local_data_root(config)
+  if local is not None and local.is_file():
+    raise ConfigError(f'{_data_root(config)[1]} is invalid: it is a file; expected the '
+                      "directory of TFDS's data (config.data_dir=None: $TFDS_DATA_DIR or "
                       '~/tensorflow_datasets)')
   tfds = _tfds()
   try:
@@ -178,12 +194,22 @@ def _prepare(builder, config: Mapping[str, Any]) -> None:
   if builder.is_prepared():
     return
   downloads = pathlib.Path(builder.data_dir_root) / 'downloads'
-  downloads.mkdir(parents=True, exist_ok=True)
-  with filelock.FileLock(downloads / '.cnn_jax_prepare.lock'):
+  lock = filelock.FileLock(downloads / '.cnn_jax_prepare.lock')
+  try:
+    downloads.mkdir(parents=True, exist_ok=True)
+    lock.acquire()
+  except OSError as e:
+    raise DatasetUnavailableError(
+        f"dataset {config['dataset']!r} is not prepared and cannot be prepared in "
+        f'{_data_root(config)[1]}: {e.strerror}: {e.filename}; choose a directory that '
+        'can be written with --config.data_dir=…') from None
+  try:
     if builder.is_prepared():
       return
     _remove_leftovers(builder, downloads)
     _prepare_locked(builder, config, downloads)
+  finally:
+    lock.release()
 
 
 def _prepare_locked(builder, config: Mapping[str, Any], downloads: pathlib.Path) -> None:
@@ -246,12 +272,11 @@ _ARRAYS_DIR = 'cnn_jax_arrays'
 def _arrays_dir(config: Mapping[str, Any]) -> pathlib.Path | None:
   """Found without TFDS's import; TFDS's version is in the name because it decides
   what an unversioned dataset name means. None for a remote data dir (gs://…)."""
-  root = (config['data_dir'] or os.environ.get('TFDS_DATA_DIR')
-          or '~/tensorflow_datasets')
-  if '://' in str(root):
+  root = _local_data_root(config)
+  if root is None:
     return None
   key = f"{config['dataset']}-tfds{importlib.metadata.version('tensorflow-datasets')}"
-  return pathlib.Path(root).expanduser() / _ARRAYS_DIR / key.replace('/', '_')
+  return root / _ARRAYS_DIR / key.replace('/', '_')
 
 
 def _prepared_stamp(prepared_dir: str | os.PathLike[str]) -> int | None:

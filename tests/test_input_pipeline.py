@@ -56,15 +56,45 @@ def test_dataset_spec_comes_from_the_dataset_info_without_tensorflow(repo_root):
   assert done.stdout.endswith('tensorflow imported: False\n')
 
 
-def test_a_data_dir_that_is_a_file_is_named(tmp_path):
+@pytest.mark.parametrize('through', ['config', 'environment'])
+def test_a_data_dir_that_is_a_file_is_named(through, tmp_path, monkeypatch):
   config = default.get_config()
-  config.data_dir = str(tmp_path / 'file')
   (tmp_path / 'file').write_text('not a directory')
+  if through == 'config':
+    config.data_dir = str(tmp_path / 'file')
+    field = 'config.data_dir'
+  else:
+    config.data_dir = None
+    monkeypatch.setenv('TFDS_DATA_DIR', str(tmp_path / 'file'))
+    field = 'TFDS_DATA_DIR'
   for load in (input_pipeline.dataset_spec, input_pipeline.load_dataset,
                input_pipeline.prepare):
-    with pytest.raises(ConfigError, match=r"config.data_dir='.*file' is invalid: it is a "
+    with pytest.raises(ConfigError, match=f"^{field}='.*file' is invalid: it is a "
                                           'file; expected the directory'):
       load(config)
+
+
+def _lock_refused(*args, **kwargs):
+  raise PermissionError(13, 'Permission denied', 'downloads/.cnn_jax_prepare.lock')
+
+
+@pytest.mark.parametrize('where, reason', [
+    ('under_a_file', 'Not a directory: .*file/data/downloads'),
+    ('lock_refused', 'Permission denied: downloads/.cnn_jax_prepare.lock'),
+])
+def test_a_data_dir_that_cannot_be_written_is_named(where, reason, tmp_path, monkeypatch):
+  (tmp_path / 'file').write_text('not a directory')
+  config = default.get_config()
+  config.data_dir = str(tmp_path / 'file' / 'data' if where == 'under_a_file'
+                        else tmp_path / 'data')
+  if where == 'lock_refused':
+    monkeypatch.setattr(input_pipeline.filelock.FileLock, 'acquire', _lock_refused)
+  _refuse_tensorflow(monkeypatch)  # Named before TF's import and any preparation.
+  with pytest.raises(input_pipeline.DatasetUnavailableError,
+                     match=f"^dataset 'mnist' is not prepared and cannot be prepared in "
+                           f"config.data_dir='.*': {reason}; choose a directory that can "
+                           'be written'):
+    input_pipeline.load_dataset(config)
 
 
 def test_unreachable_dataset_fails_fast_with_advice(tmp_path, monkeypatch):
