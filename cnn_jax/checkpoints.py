@@ -22,13 +22,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from cnn_jax import parallel
+from cnn_jax.safety import CheckpointError
 
 BEST_DIR = 'best_checkpoint'  # In a run's workdir: the epoch with the best test accuracy.
 INTERRUPTED_DIR = 'interrupted'  # Mid-epoch state of a run stopped by a signal.
-
-
-class CheckpointError(RuntimeError):
-  """No checkpoint in a directory could be read."""
 
 
 class ShapeMismatchError(CheckpointError):

@@ -32,6 +32,11 @@ class NonFiniteLossError(RuntimeError):
   """The training loss became NaN or Inf."""
 
 
+class CheckpointError(RuntimeError):
+  """No checkpoint in a directory could be read (raised by `cnn_jax.checkpoints`;
+  defined here so that entry points catch it without importing Orbax)."""
+
+
 def config_changes(workdir: pathlib.Path, config: Mapping[str, Any]) -> list[str]:
   """'field: old there, new now' for each field that changes what workdir's run
   computes (see RESUMABLE_CHANGES); [] if workdir holds no config.json or the same.

@@ -16,7 +16,7 @@ from ml_collections import config_flags
 from cnn_jax import compilation_cache, options
 from cnn_jax.input_pipeline import DatasetUnavailableError
 from cnn_jax.options import ConfigError
-from cnn_jax.safety import Interrupted, NonFiniteLossError
+from cnn_jax.safety import CheckpointError, Interrupted, NonFiniteLossError
 
 
 flags.DEFINE_string(
@@ -133,7 +133,6 @@ def run(main: Callable[[Sequence[str]], None], *, cache_compiled: bool = True) -
 
   def guarded(argv: Sequence[str]) -> None:
     compilation_cache.enable(flags.FLAGS.compilation_cache)
-    from cnn_jax.checkpoints import CheckpointError  # pylint: disable=g-import-not-at-top
     try:
       main(argv)
     except (ConfigError, DatasetUnavailableError) as e:

@@ -122,11 +122,13 @@ def test_every_entry_points_help_lists_its_flags_and_config_fields_and_exits_0(r
 
 def test_an_installed_cnn_jax_runs_from_any_directory(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-  done = subprocess.run([sys.executable, '-m', 'experiments.summarize',
+  done = subprocess.run([sys.executable, '-X', 'importtime', '-m', 'experiments.summarize',
                          '--config=configs/padding_sweep.py', '--config.padding=0'],
                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
   assert done.returncode == 0, done.stderr[-2000:]
   assert '| conv1 | Conv2D | 1→32, 3×3, s1, p0 |' in done.stdout
+  # A command that reads no checkpoint does not import Orbax (half a second).
+  assert not re.search(r'\| +orbax.checkpoint$', done.stderr, re.MULTILINE)
 
 
 def test_predict_on_a_sweep_directory_lists_its_runs(tmp_path):
