@@ -61,8 +61,10 @@ def _is_real(value: Any) -> bool:
           and math.isfinite(value))
 
 
-def _int(low: int) -> tuple[Callable[[Any], bool], str]:
-  return (lambda v: _is_int(v) and v >= low), f'an integer >= {low}'
+def _int(low: int, high: int | None = None) -> tuple[Callable[[Any], bool], str]:
+  if high is None:
+    return (lambda v: _is_int(v) and v >= low), f'an integer >= {low}'
+  return (lambda v: _is_int(v) and low <= v <= high), f'an integer >= {low} and <= {high}'
 
 
 def _real(low: float, high: float | None = None, *, open_high: bool = True,
@@ -135,7 +137,7 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     'batch_size': _int(1),
     'eval_batch_size': _int(1),
     'num_epochs': _int(1),
-    'seed': _int(0),
+    'seed': _int(0, 2**31 - 1),  # Seeds travel as int32 (jax.random.key, vmap).
     'steps_per_dispatch': _auto_or_int(1),
     'log_every_steps': _int(1),
     'checkpoints_to_keep': _int(1),

@@ -39,6 +39,8 @@ def test_default_config_is_valid():
     ('dataset', '', 'a non-empty name'),
     ('kernel_size', 0, 'an integer >= 1'),
     ('pool_stride', 0, 'an integer >= 1'),
+    ('seed', -1, 'an integer >= 0 and <= 2147483647'),
+    ('seed', 2**31, 'an integer >= 0 and <= 2147483647'),
 ])
 def test_invalid_values_name_the_field(field, value, allowed):
   config = default.get_config().to_dict()

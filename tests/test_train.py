@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from configs import default
 from cnn_jax import checkpoints, device_loop, input_pipeline, parallel, safety
-from cnn_jax import steps, train
+from cnn_jax import models, options, steps, train
 from train_states import make_state
 
 
@@ -46,6 +46,24 @@ def test_optimizers_and_schedules(optimizer, schedule):
   params = {'w': jnp.ones(3)}
   updates, _ = tx.update({'w': jnp.ones(3)}, tx.init(params), params)
   assert updates['w'].shape == (3,)
+
+
+def test_the_largest_seed_a_config_allows_makes_its_own_state():
+  largest = 2**31 - 1  # The seeds travel as int32.
+  ok, _ = options.FIELDS['seed']
+  assert ok(largest) and not ok(largest + 1)
+  config = default.get_config()
+  tx, _ = steps.create_optimizer(config, 10)
+  model = models.create_model(config, 10)
+  stacked = steps.create_train_states([0, largest], model, (28, 28, 1), tx)
+  alone = steps.create_train_state(jax.random.key(largest), model, (28, 28, 1), tx)
+  for leaf_stacked, leaf_alone in zip(jax.tree.leaves(stacked.params),
+                                      jax.tree.leaves(alone.params)):
+    np.testing.assert_array_equal(leaf_stacked[1], leaf_alone)
+  assert not np.array_equal(jax.tree.leaves(stacked.params)[-1][0],
+                            jax.tree.leaves(alone.params)[-1])
+  assert not np.array_equal(steps.epoch_permutation(largest, 1, 100),
+                            steps.epoch_permutation(0, 1, 100))
 
 
 def test_epoch_order_and_dropout_keys_depend_only_on_seed_epoch_step():
