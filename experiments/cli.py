@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 import pathlib
+import re
 import sys
 from typing import Callable, Sequence
 
@@ -60,6 +61,26 @@ def config_arg_error(argv: Sequence[str], default: str) -> str | None:
                 (f'; did you mean --config.{close[0]}?' if close else '') +
                 f' (fields: {", ".join(sorted(options.FIELDS))})')
   return None
+
+
+def flag_error_line(message: str) -> str:
+  """absl's message for a flag it could not parse, as one line; a config field's value
+  named as the config checks name it, with the values it allows."""
+  match = re.match(r'flag --config\.(\w+)=(.*?): ', message)
+  if match and match[1] in options.FIELDS:
+    return (f'config.{match[1]}={match[2]!r} is invalid: expected '
+            f'{options.FIELDS[match[1]][1]}')
+  return ' '.join(message.split())
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, a bad flag ending in one `error:` line and exit 2, as every other
+  bad input does (absl's own: two lines, exit 1)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f'error: {flag_error_line(str(e))}', file=sys.stderr)
+    sys.exit(2)
 
 
 # Where configs/ lives: the repo, or site-packages for an installed cnn_jax.
@@ -153,4 +174,4 @@ def run(main: Callable[[Sequence[str]], None], *, cache_compiled: bool = True) -
   parallel.use_cpu_cores()
   if not cache_compiled:
     flags.FLAGS.set_default('compilation_cache', '')
-  app.run(guarded)
+  app.run(guarded, flags_parser=_parse_flags)

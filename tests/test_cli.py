@@ -42,8 +42,15 @@ def _train(repo_root, *args):
     (['--workdir=w', '--config.dropot_rate=0.1'], 'error: --config.dropot_rate is not a '),
     (['--workdir='], 'error: --workdir is empty'),
     (['--workdir=README.md'], 'is a file: expected a directory'),
+    (['--workdir=w', '--config.batch_size=1e3'],
+     "error: config.batch_size='1e3' is invalid: expected an integer >= 1"),
+    (['--workdir=w', '--config.dropout_rate', 'half'],
+     "error: config.dropout_rate='half' is invalid: expected a number >= 0 and < 1"),
+    (['--workdir=w', '--epochs=3'], "error: Unknown command line flag 'epochs'"),
 ])
 def test_train_refuses_bad_input_in_one_line(args, message, repo_root, tmp_path):
+  # In tmp_path, not the repo, should a case train after all.
+  args = [a.replace('--workdir=w', f'--workdir={tmp_path / "w"}') for a in args]
   done = _train(repo_root, *args, f'--config.data_dir={tmp_path}')
   assert done.returncode == 2, done.stderr[-2000:]
   errors = [line for line in done.stderr.splitlines() if line.startswith('error:')]
