@@ -62,9 +62,9 @@ def _is_real(value: Any) -> bool:
 
 
 def _int(low: int, high: int | None = None) -> tuple[Callable[[Any], bool], str]:
-  if high is None:
-    return (lambda v: _is_int(v) and v >= low), f'an integer >= {low}'
-  return (lambda v: _is_int(v) and low <= v <= high), f'an integer >= {low} and <= {high}'
+  def ok(v: Any) -> bool:
+    return _is_int(v) and v >= low and (high is None or v <= high)
+  return ok, f'an integer >= {low}' + ('' if high is None else f' and <= {high}')
 
 
 def _real(low: float, high: float | None = None, *, open_high: bool = True,
