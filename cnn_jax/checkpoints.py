@@ -1,36 +1,35 @@
-"""Orbax checkpoints of a TrainState: one per epoch, numbered by epoch; the best epoch
-kept apart; and a mid-epoch one written when a run is stopped by a signal.
+"""A run's checkpoints: one Orbax manager, numbered by global step.
+
+An epoch's end and a stop by a signal are both saves of it. An epoch's end carries its
+record (its line of metrics.json) and its test accuracy as Orbax metrics; a stop
+mid-epoch carries the epoch's running sums instead. Orbax's preservation policies keep
+the newest checkpoint, the last `keep` epoch ends and the best epoch end.
 
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so
 a process killed mid-write leaves no checkpoint that looks finished; leftover temporary
 directories are removed when the directory is opened again. Orbax does not checksum
 the arrays, so each checkpoint's metadata carries a SHA-256 of what was saved, checked
-on restore; and the epoch's record (its line of metrics.json), so the record is
-durable exactly when the epoch is.
+on restore.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pathlib
-from typing import Any
+from typing import Any, Sequence
 
 from absl import logging
 from flax.training import train_state
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
 
 from cnn_jax import parallel
-from cnn_jax.safety import CheckpointError
+from cnn_jax.errors import CheckpointError, ShapeMismatchError
 
-BEST_DIR = 'best_checkpoint'  # In a run's workdir: the epoch with the best test accuracy.
-INTERRUPTED_DIR = 'interrupted'  # Mid-epoch state of a run stopped by a signal.
-
-
-class ShapeMismatchError(CheckpointError):
-  """The checkpoints hold arrays of other shapes than the state to restore: another
-  network, not damage (so older checkpoints are not tried)."""
+DIRECTORY = 'checkpoints'  # In a run's workdir.
 
 
 def _tree(state: train_state.TrainState) -> dict:
@@ -48,8 +47,48 @@ def digest(tree: Any) -> str:
   return h.hexdigest()
 
 
-class Checkpointer:
-  """Saves numbered checkpoints (keeping the last `keep`) and restores them."""
+def _rank(metrics: dict[str, Any]) -> tuple[float, int]:
+  # The best epoch: the highest accuracy, the earliest of equals (as metrics.json's).
+  return metrics['accuracy'], -metrics['epoch']
+
+
+@dataclasses.dataclass
+class _EpochEnds(checkpoint_managers.PreservationPolicy):
+  """`policy` decided over the epoch ends alone (the checkpoints with metrics): a stop's
+  mid-epoch checkpoint is no epoch, and goes once it is not the newest."""
+  policy: checkpoint_managers.PreservationPolicy
+
+  def should_preserve(self, checkpoints: Sequence[Any], *, context: Any) -> list[bool]:
+    ends = [i for i, c in enumerate(checkpoints) if c.metrics is not None]
+    kept = self.policy.should_preserve([checkpoints[i] for i in ends], context=context)
+    keep = {i for i, k in zip(ends, kept) if k}
+    return [i in keep for i in range(len(checkpoints))]
+
+
+class _Manager(ocp.CheckpointManager):
+  """Orbax's manager, opening a directory in which a checkpoint's metrics file is
+  damaged (Orbax raises, and then no checkpoint there can be read): that checkpoint
+  counts as one without metrics, and restoring it reports the damage."""
+
+  def metrics(self, step: int) -> Any:
+    try:
+      return super().metrics(step)
+    except ValueError:  # Invalid JSON.
+      return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Found:
+  """A restored checkpoint: its global step, state, and its record (an epoch's end) or
+  the epoch's running sums (a stop mid-epoch)."""
+  step: int
+  state: train_state.TrainState
+  record: dict[str, Any] | None = None
+  totals: Any = None
+
+
+class Checkpoints:
+  """Saves and restores a run's checkpoints in `directory`."""
 
   def __init__(self, directory: str | pathlib.Path, keep: int):
     self.directory = pathlib.Path(directory).absolute()
@@ -57,60 +96,72 @@ class Checkpointer:
     self._manager = self._open()
 
   def _open(self) -> ocp.CheckpointManager:
-    return ocp.CheckpointManager(
+    policy = checkpoint_managers.AnyPreservationPolicy([
+        checkpoint_managers.LatestN(1),
+        _EpochEnds(checkpoint_managers.AnyPreservationPolicy([
+            checkpoint_managers.LatestN(self._keep),
+            checkpoint_managers.BestN(get_metric_fn=_rank, n=1,
+                                      keep_checkpoints_without_metrics=False)]))])
+    return _Manager(
         self.directory, item_handlers=ocp.StandardCheckpointHandler(),  # Metadata reads.
-        options=ocp.CheckpointManagerOptions(max_to_keep=self._keep, create=True,
-                                             cleanup_tmp_directories=True))
+        options=ocp.CheckpointManagerOptions(
+            preservation_policy=policy, best_fn=_rank, create=True,
+            cleanup_tmp_directories=True))
 
-  def latest_epoch(self) -> int | None:
-    return self._manager.latest_step()
-
-  def all_epochs(self) -> list[int]:
+  def steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
-  def save(self, epoch: int, state: train_state.TrainState,
-           record: dict[str, Any] | None = None, **extra: Any) -> None:
+  def save(self, step: int, state: train_state.TrainState, *,
+           record: dict[str, Any] | None = None, totals: Any = None) -> None:
     """Starts writing in the background; the next save or `close` waits for it.
 
-    `record` (JSON) is kept in the checkpoint's metadata (see `record`); `extra` arrays
-    (e.g. a partial epoch's running sums) are saved alongside the state. A checkpoint
-    already numbered `epoch` (one that could not be read, since training went past
-    it again) is replaced.
+    An epoch's end gives its `record` (kept in the checkpoint's metadata, with its test
+    accuracy as the metric the best is chosen by); a stop mid-epoch gives the epoch's
+    running sums, `totals`. A checkpoint already numbered `step` (one that could not be
+    read, or a stop after the epoch's last step) is replaced.
     """
-    tree = {**_tree(state), **extra}
-    if epoch in self._manager.all_steps():
-      self._manager.delete(epoch)
-    self._manager.save(epoch, args=ocp.args.StandardSave(tree),
-                       custom_metadata={'sha256': digest(tree), 'record': record})
+    tree = _tree(state) if totals is None else {**_tree(state), 'totals': totals}
+    if step in self._manager.all_steps():
+      self._manager.delete(step)
+    metrics = record and {'accuracy': record['test_accuracy'], 'epoch': record['epoch']}
+    self._manager.save(step, args=ocp.args.StandardSave(tree), metrics=metrics,
+                       custom_metadata={'sha256': digest(tree), 'record': record},
+                       force=True)
 
-  def record(self, epoch: int) -> dict[str, Any] | None:
-    """The record saved with checkpoint `epoch`, None if it has none or is unreadable."""
+  def record(self, step: int) -> dict[str, Any] | None:
+    """The record saved with checkpoint `step`; None for a mid-epoch one, or if its
+    metadata cannot be read."""
     try:
-      return (self._manager.metadata(epoch).custom_metadata or {}).get('record')
+      return (self._manager.metadata(step).custom_metadata or {}).get('record')
     except Exception:  # pylint: disable=broad-except  # A damaged folder: no record.
       return None
 
-  def restore(self, epoch: int, like: train_state.TrainState, **extra_like: Any
-              ) -> train_state.TrainState | tuple[train_state.TrainState, dict]:
-    """The state saved at `epoch`, with `like`'s structure, shapes, shardings and code;
-    with `extra_like`, also the extra arrays: (state, extra)."""
-    target = {**_tree(like), **extra_like}
-    self._check_shapes(epoch, target)
+  def best_step(self) -> int | None:
+    """The epoch end with the best test accuracy (the earliest of equals)."""
+    return self._manager.best_step()
+
+  def restore(self, step: int, like: train_state.TrainState, totals_like: Any = None
+              ) -> Found:
+    """Checkpoint `step` with `like`'s structure, shapes, shardings and code; a
+    mid-epoch one also restores its running sums, shaped like `totals_like`."""
+    record = self.record(step)
+    target = _tree(like)
+    if record is None and totals_like is not None:
+      target['totals'] = totals_like
+    self._check_shapes(step, target)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    restored = self._manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
-    expected = (self._manager.metadata(epoch).custom_metadata or {}).get('sha256')
+    restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    expected = (self._manager.metadata(step).custom_metadata or {}).get('sha256')
     if expected and digest(restored) != expected:
       raise CheckpointError('its arrays differ from what was saved (SHA-256 mismatch)')
     state = like.replace(**{k: restored[k] for k in ('step', 'params', 'opt_state')})
-    if extra_like:
-      return state, {k: restored[k] for k in extra_like}
-    return state
+    return Found(step, state, record, restored.get('totals'))
 
-  def _check_shapes(self, epoch: int, target: Any) -> None:
+  def _check_shapes(self, step: int, target: Any) -> None:
     """ShapeMismatchError naming the first array whose saved shape differs from
     `target`'s; checked from the metadata, before Orbax reads (and fails on) the arrays."""
     try:
-      saved = self._manager.item_metadata(epoch)
+      saved = self._manager.item_metadata(step)
     except Exception:  # pylint: disable=broad-except  # Damaged metadata: restore says so.
       return
     if saved is None:
@@ -123,22 +174,21 @@ class Checkpointer:
       if shapes.get(key, shape) != shape:
         raise ShapeMismatchError(f'{key} is {shapes[key]} there, {shape} now')
 
-  def restore_latest_good(self, like: train_state.TrainState, **extra_like: Any
-                          ) -> tuple[int, Any] | None:
-    """(epoch, restore(...)) of the newest readable checkpoint, None if there is none.
+  def restore_latest_good(self, like: train_state.TrainState, totals_like: Any = None,
+                          steps: Sequence[int] | None = None) -> Found | None:
+    """The newest readable of `steps` (default: all), None if there are none.
 
     A checkpoint that fails to load (truncated or corrupt file) is reported with its
-    path and the previous one is tried; if none loads, CheckpointError.
+    path and the one before it is tried; if none loads, CheckpointError.
     """
-    epochs = self.all_epochs()
     errors = []
-    for epoch in reversed(epochs):
+    for step in sorted(self.steps() if steps is None else steps, reverse=True):
       try:
-        return epoch, self.restore(epoch, like, **extra_like)
+        return self.restore(step, like, totals_like)
       except ShapeMismatchError:
         raise
       except Exception as e:  # pylint: disable=broad-except  # Orbax/TensorStore errors vary.
-        message = f'{self.directory / str(epoch)}: cannot be read ({type(e).__name__}: ' \
+        message = f'{self.directory / str(step)}: cannot be read ({type(e).__name__}: ' \
                   f'{str(e).splitlines()[0][:200] if str(e) else ""})'
         logging.error('Checkpoint %s; trying the one before it', message)
         errors.append(message)
@@ -150,13 +200,7 @@ class Checkpointer:
     return None
 
   def wait(self) -> None:
-    """Waits for a save in flight. Orbax names its cross-process barriers by step alone,
-    so two managers saving the same step at once collide in multi-process runs."""
     self._manager.wait_until_finished()
-
-  def delete_all(self) -> None:
-    for epoch in self.all_epochs():
-      self._manager.delete(epoch)
 
   def close(self) -> None:
     self._manager.wait_until_finished()
@@ -165,23 +209,29 @@ class Checkpointer:
 
 def load_for_inference(workdir: str | pathlib.Path, like: train_state.TrainState
                        ) -> tuple[train_state.TrainState, int, str]:
-  """(state, epoch, which) from a run: its best checkpoint, else its latest one."""
+  """(state, epoch, which) from a run: its best epoch, else its newest readable epoch
+  ('best' or 'latest')."""
   workdir = pathlib.Path(workdir)
-  errors = []
-  for which, directory in (('best', workdir / BEST_DIR), ('latest', workdir / 'checkpoints')):
-    if directory.is_dir():
-      checkpointer = Checkpointer(directory, keep=1)
+  if not (workdir / DIRECTORY).is_dir():
+    raise FileNotFoundError(f'{workdir} has no checkpoint: train it first with '
+                            f'python -m experiments.train --workdir={workdir}')
+  checkpoints = Checkpoints(workdir / DIRECTORY, keep=1)
+  try:
+    best = checkpoints.best_step()
+    ends = [s for s in checkpoints.steps() if checkpoints.record(s)]
+    errors = []
+    for which, steps in (('best', [best] if best is not None else []),
+                         ('latest', [s for s in ends if s != best])):
       try:
-        found = checkpointer.restore_latest_good(like)
-      except CheckpointError as e:  # A damaged best checkpoint: the epochs may be intact.
+        found = checkpoints.restore_latest_good(like, steps=steps)
+      except CheckpointError as e:  # A damaged best: the other epochs may be intact.
         errors.append(str(e))
         continue
-      finally:
-        checkpointer.close()
       if found is not None:
-        epoch, state = found
-        return state, epoch, which
+        return found.state, found.record['epoch'], which
+  finally:
+    checkpoints.close()
   if errors:
     raise CheckpointError('; '.join(errors))
-  raise FileNotFoundError(f'{workdir} has no checkpoint: train it first with '
+  raise FileNotFoundError(f'{workdir} has no checkpoint of a whole epoch: train it with '
                           f'python -m experiments.train --workdir={workdir}')

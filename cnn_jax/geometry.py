@@ -9,16 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Sequence
 
-
-class GeometryError(ValueError):
-  """A layer whose output size is not a positive integer."""
-
-  def __init__(self, layer: str, message: str):
-    super().__init__(f'{layer}: {message}')
-    self.layer = layer
-    # The rows before the failing layer (set by `layer_table`), so a caller can name the
-    # earlier layers that shrank its input.
-    self.rows_before: list[Layer] = []
+from cnn_jax.errors import GeometryError
 
 
 def output_size(input_size: int, kernel: int, stride: int = 1, padding: int = 0,

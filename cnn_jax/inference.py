@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from cnn_jax import checkpoints, input_pipeline, models, options, steps
+from cnn_jax import checkpoints, errors, input_pipeline, models, options, steps
 
 @dataclasses.dataclass(frozen=True)
 class TrainedRun:
@@ -32,9 +32,9 @@ def load_run(workdir: str | pathlib.Path) -> TrainedRun:
     runs = sorted(p.parent.name for p in workdir.glob('*/config.json'))
     if runs:  # A sweep: its runs are one level down.
       shown = ', '.join(runs[:8]) + (f', … ({len(runs)} runs)' if len(runs) > 8 else '')
-      raise options.ConfigError(f'--workdir={workdir} is a sweep, not one run: pick one '
+      raise errors.ConfigError(f'--workdir={workdir} is a sweep, not one run: pick one '
                                 f'of its runs, --workdir={workdir}/<run>: {shown}') from None
-    raise options.ConfigError(f'--workdir={workdir} holds no training run '
+    raise errors.ConfigError(f'--workdir={workdir} holds no training run '
                               '(no config.json)') from None
   config = ml_collections.ConfigDict(config).to_dict()
   options.validate_config(config)
@@ -47,7 +47,7 @@ def load_run(workdir: str | pathlib.Path) -> TrainedRun:
   try:
     state, epoch, which = checkpoints.load_for_inference(workdir, like)
   except FileNotFoundError as e:
-    raise options.ConfigError(str(e)) from None
+    raise errors.ConfigError(str(e)) from None
   return TrainedRun(config, spec, model, state.params, epoch, which)
 
 def probabilities(run: TrainedRun, images: np.ndarray, batch_size: int = 1000

@@ -28,14 +28,10 @@ from absl import logging
 import filelock
 import numpy as np
 
-from cnn_jax.options import ConfigError
+from cnn_jax.errors import ConfigError, DatasetUnavailableError
 
 # Where the repo keeps manually downloaded dataset files, one folder per dataset.
 DATA_ROOT = pathlib.Path(__file__).resolve().parent.parent / 'data'
-
-
-class DatasetUnavailableError(RuntimeError):
-  """The dataset is neither prepared nor obtainable; the message says what to do."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,8 @@ import time
 import types
 from typing import Any, Mapping, Sequence
 
+from cnn_jax import options
+
 # TensorBoard's event writer does its file I/O through TensorFlow when TF is installed,
 # and importing TF cost each training process 7 s (measured) once the dataset no longer
 # needed it. This module name is TensorBoard's own switch to its TF-free file I/O
@@ -39,25 +41,14 @@ def hparam_value(value: Any) -> bool | int | float | str:
   return str(value)
 
 
-# The recipe a researcher compares runs by, after the fields a sweep varies.
-RECIPE = ('model', 'dropout_placement', 'dropout_rate', 'activation', 'pooling',
-          'pool_window', 'padding', 'optimizer', 'learning_rate', 'lr_schedule',
-          'batch_size', 'num_epochs', 'max_train_examples')
-
-
-# What tells a sweep's quick check from its full run, beside the swept fields.
-SWEEP_SCALE = ('num_epochs', 'max_train_examples')
-
-
 def hparam_names(compared: Sequence[str] = (), grouped: bool = False) -> list[str]:
   """The hyperparameters TensorBoard shows for a run. One of a sweep's seed groups
   (`grouped`: its dashboard row stands for all its seeds, so no seed): the swept
   `compared` fields and the scale, few enough that the dashboard (which lists them
   alphabetically and ticks the first five) shows every one. A lone run: the recipe and
-  its seed, to compare runs trained apart."""
-  if grouped:
-    return list(dict.fromkeys([*compared, *SWEEP_SCALE]))
-  return list(dict.fromkeys([*compared, *RECIPE, 'seed']))
+  its seed, to compare runs trained apart (`options.Field`: recipe, scale)."""
+  shown = [name for name, f in options.FIELDS.items() if (f.scale if grouped else f.recipe)]
+  return list(dict.fromkeys([*compared, *shown, *([] if grouped else ['seed'])]))
 
 
 class SummaryWriter:

@@ -6,6 +6,7 @@ Every layer records its output under the name `geometry.layer_table` gives its r
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
@@ -109,7 +110,7 @@ class MLP(nn.Module):
   place of its conv stack, followed by the CNN's head (128 → classes).
   """
   num_classes: int = 10
-  hidden_features: Sequence[int] = (3136, 128)
+  mlp_hidden_features: Sequence[int] = (3136, 128)
   activation: str = 'relu'
   leaky_relu_slope: float = 0.01
   dropout_placement: str = 'none'
@@ -118,7 +119,8 @@ class MLP(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     act = activation_fn(self.activation, self.leaky_relu_slope)
-    return _dense_head(self, x, tuple(self.hidden_features), act, ModelKind.MLP, train)
+    return _dense_head(self, x, tuple(self.mlp_hidden_features), act, ModelKind.MLP,
+                       train)
 
 
 def _dense_head(module: nn.Module, x: jax.Array, hidden: Sequence[int],
@@ -141,19 +143,16 @@ def _dense_head(module: nn.Module, x: jax.Array, hidden: Sequence[int],
   return x
 
 
+MODELS = {ModelKind.CNN: CNN, ModelKind.MLP: MLP}
+
+
 def create_model(config: Mapping[str, Any], num_classes: int) -> nn.Module:
-  """The CNN or MLP a (validated) config describes."""
-  common = dict(num_classes=num_classes, activation=config['activation'],
-                leaky_relu_slope=config['leaky_relu_slope'],
-                dropout_placement=config['dropout_placement'],
-                dropout_rate=config['dropout_rate'])
-  if config['model'] == ModelKind.MLP:
-    return MLP(hidden_features=tuple(config['mlp_hidden_features']), **common)
-  if config['model'] == ModelKind.CNN:
-    return CNN(conv_features=tuple(config['conv_features']),
-               kernel_size=config['kernel_size'], conv_stride=config['conv_stride'],
-               padding=config['padding'], pooling=config['pooling'],
-               pool_window=config['pool_window'], pool_stride=config['pool_stride'],
-               fc_features=config['fc_features'],
-               fc_activation=config['fc_activation'], **common)
-  raise ValueError(f"model must be one of 'cnn', 'mlp', got {config['model']!r}")
+  """The CNN or MLP a (validated) config describes: each module attribute is the config
+  field of the same name (lists from JSON become tuples)."""
+  if config['model'] not in MODELS:
+    raise ValueError(f"model must be one of 'cnn', 'mlp', got {config['model']!r}")
+  cls = MODELS[config['model']]
+  names = [f.name for f in dataclasses.fields(cls)
+           if f.name not in ('num_classes', 'parent', 'name')]
+  return cls(num_classes=num_classes, **{
+      k: tuple(config[k]) if isinstance(config[k], list) else config[k] for k in names})

@@ -6,11 +6,15 @@ line naming the field and what it allows.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import json
 import math
+import pathlib
 from typing import Any, Callable, Mapping, Sequence
 
 from cnn_jax import geometry
+from cnn_jax.errors import ConfigError, GeometryError, WorkdirConflictError
 
 
 class ModelKind(enum.StrEnum):
@@ -46,10 +50,6 @@ class Optimizer(enum.StrEnum):
 class Schedule(enum.StrEnum):
   CONSTANT = 'constant'
   COSINE = 'cosine'
-
-
-class ConfigError(ValueError):
-  """An invalid config value; the message is one line naming the field."""
 
 
 def _is_int(value: Any) -> bool:
@@ -106,42 +106,116 @@ def _optional_path() -> tuple[Callable[[Any], bool], str]:
   return (lambda v: v is None or (isinstance(v, str) and v != '')), 'None or a path'
 
 
-# field -> (check, what it allows). Every config has exactly these fields.
-FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    'model': _choice(*ModelKind),
-    'dataset': _name(),
-    'data_dir': _optional_path(),
-    'manual_dir': _optional_path(),
-    'max_train_examples': _int(0),
-    'max_test_examples': _int(0),
-    'conv_features': _sizes(1),
-    'kernel_size': _int(1),
-    'conv_stride': _int(1),
-    'padding': _int(0),
-    'activation': _choice(*Activation),
-    'leaky_relu_slope': _real(0.0, 1.0),
-    'pooling': _choice(*Pooling),
-    'pool_window': _int(1),
-    'pool_stride': _int(1),
-    'fc_features': _int(1),
-    'fc_activation': _choice('none', *Activation),
-    'dropout_placement': _choice(*DropoutPlacement),
-    'dropout_rate': _real(0.0, 1.0),
-    'mlp_hidden_features': _sizes(0),
-    'optimizer': _choice(*Optimizer),
-    'learning_rate': _real(0.0, open_low=True),
-    'lr_schedule': _choice(*Schedule),
-    'warmup_epochs': _real(0.0),
-    'momentum': _real(0.0, 1.0),
-    'weight_decay': _real(0.0),
-    'batch_size': _int(1),
-    'eval_batch_size': _int(1),
-    'num_epochs': _int(1),
-    'seed': _int(0, 2**31 - 1),  # Seeds travel as int32 (jax.random.key, vmap).
-    'steps_per_dispatch': _auto_or_int(1),
-    'log_every_steps': _int(1),
-    'checkpoints_to_keep': _int(1),
+@dataclasses.dataclass(frozen=True)
+class Field:
+  """One config field: its default, what it allows, what it does, and its role.
+
+  resumable: it may change when a run resumes, since it changes where or how often
+  things happen, not what is computed. recipe: TensorBoard's HParams dashboard shows
+  it for a run trained alone; scale: also for a sweep's runs (epochs, data slice).
+  """
+  default: Any
+  check: tuple[Callable[[Any], bool], str]  # (accepts a value, what it allows)
+  help: str
+  resumable: bool = False
+  recipe: bool = False
+  scale: bool = False
+
+  @property
+  def allowed(self) -> str:
+    return self.check[1]
+
+
+_ACTIVATIONS = ', '.join(Activation)
+
+# Every config has exactly these fields (configs/default.py takes these defaults: the
+# article's network and the default recipe). The model classes take theirs by name.
+FIELDS: dict[str, Field] = {
+    # Data.
+    'dataset': Field('mnist', _name(), 'a TFDS image dataset; MNIST prepares offline '
+                     'from data/mnist, fashion_mnist and cifar10 need the network once'),
+    'data_dir': Field(None, _optional_path(), "where TFDS keeps prepared data (None: "
+                      "$TFDS_DATA_DIR or ~/tensorflow_datasets)", resumable=True),
+    'manual_dir': Field(None, _optional_path(), 'where TFDS finds manual downloads '
+                        '(None: the repo\'s data/DATASET)', resumable=True),
+    'max_train_examples': Field(0, _int(0), 'the first N training images (0: all), '
+                                'for quick checks', recipe=True, scale=True),
+    'max_test_examples': Field(0, _int(0), 'the first N test images (0: all)'),
+    # The network (README, The network).
+    'model': Field('cnn', _choice(*ModelKind), 'the article\'s CNN, or the MLP baseline '
+                   'of the CNN-vs-ANN comparison', recipe=True),
+    'conv_features': Field((32, 64), _sizes(1), 'one conv → act → pool block per entry, '
+                           'its output channels'),
+    'kernel_size': Field(3, _int(1), 'conv kernel height and width'),
+    'conv_stride': Field(1, _int(1), 'conv stride'),
+    'padding': Field(1, _int(0), 'zero padding of each conv: 0 shrinks 28 → 26 and '
+                     "FC1's input 3136 → 1600", recipe=True),
+    'activation': Field('relu', _choice(*Activation), 'after each conv (the MLP: '
+                        'after each hidden layer)', recipe=True),
+    'leaky_relu_slope': Field(0.01, _real(0.0, 1.0), 'leaky_relu only'),
+    'pooling': Field('max', _choice(*Pooling), 'after each conv block', recipe=True),
+    'pool_window': Field(2, _int(1), 'pooling window; 3 with stride 2 overlaps',
+                         recipe=True),
+    'pool_stride': Field(2, _int(1), 'pooling stride'),
+    'fc_features': Field(128, _int(1), "FC1's output width"),
+    'fc_activation': Field('none', _choice('none', *Activation), 'between FC1 and FC2 '
+                           "(the article's table has none)"),
+    'dropout_placement': Field('before_fc1', _choice(*DropoutPlacement), 'where dropout '
+                               'acts (the MLP: any but none, after each hidden layer)',
+                               recipe=True),
+    'dropout_rate': Field(0.25, _real(0.0, 1.0), 'the probability of zeroing a unit in '
+                          'training; the rest are scaled by 1/(1 - rate)', recipe=True),
+    'mlp_hidden_features': Field((3136, 128), _sizes(0), "model=mlp only: one dense "
+                                 "layer as wide as the CNN's flatten, then the CNN's "
+                                 'head'),
+    # The training recipe.
+    'optimizer': Field('adam', _choice(*Optimizer), 'the optimizer', recipe=True),
+    'learning_rate': Field(3e-3, _real(0.0, open_low=True), 'the peak learning rate',
+                           recipe=True),
+    'lr_schedule': Field('cosine', _choice(*Schedule), 'constant, or a cosine to 0 at '
+                         'the last step', recipe=True),
+    'warmup_epochs': Field(0.1, _real(0.0), 'linear warm-up from 0, in epochs'),
+    'momentum': Field(0.9, _real(0.0, 1.0), 'sgd only'),
+    'weight_decay': Field(0.0, _real(0.0), 'adamw (decoupled) and sgd (L2)'),
+    'batch_size': Field(128, _int(1), 'training examples per step, over all devices',
+                        recipe=True),
+    'eval_batch_size': Field(1000, _int(1), 'examples per evaluation batch',
+                             resumable=True),
+    'num_epochs': Field(2, _int(1), 'epochs; the schedule ends at the last one',
+                        recipe=True, scale=True),
+    # Seeds travel as int32 (jax.random.key, vmap).
+    'seed': Field(0, _int(0, 2**31 - 1), 'initial weights, example order and dropout'),
+    # How the run goes, not what it computes.
+    'steps_per_dispatch': Field('auto', _auto_or_int(1), 'train steps per dispatch to '
+                                'the device: auto (1 on CPU; on an accelerator the epoch '
+                                'in the fewest dispatches of <= 128 steps) or a number; '
+                                'results do not depend on it', resumable=True),
+    'log_every_steps': Field(100, _int(1), 'training curves and progress every N steps',
+                             resumable=True),
+    'checkpoints_to_keep': Field(3, _int(1), 'epoch checkpoints kept (and the best '
+                                 'one)', resumable=True),
 }
+
+
+def default_config():
+  """An ml_collections.ConfigDict of every field at its default."""
+  import ml_collections  # pylint: disable=g-import-not-at-top  # Not for --help.
+  config = ml_collections.ConfigDict()
+  for name, field in FIELDS.items():
+    # A None default must say its type, or the command line could not set it.
+    config[name] = (ml_collections.config_dict.placeholder(str) if field.default is None
+                    else field.default)
+  return config
+
+
+def markdown_table() -> str:
+  """The README's Options table, from FIELDS."""
+  def text(value: Any) -> str:
+    return '`' + (repr(value) if isinstance(value, str) else str(value)) + '`'
+  lines = ['| field | default | allowed | what it does |', '|---|---|---|---|']
+  lines += [f'| `{name}` | {text(f.default)} | {f.allowed} | {f.help} |'
+            for name, f in FIELDS.items()]
+  return '\n'.join(lines)
 
 
 def validate_config(config: Mapping[str, Any]) -> None:
@@ -150,7 +224,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
   if unknown:
     raise ConfigError(f'config.{unknown[0]} is not a field; fields are: '
                       + ', '.join(sorted(FIELDS)))
-  for field, (ok, allowed) in FIELDS.items():
+  for field, (ok, allowed) in ((k, f.check) for k, f in FIELDS.items()):
     if field not in config:
       raise ConfigError(f'config.{field} is missing: expected {allowed}')
     if not ok(config[field]):
@@ -171,7 +245,7 @@ def validate_geometry(config: Mapping[str, Any], input_shape: Sequence[int],
   """
   try:
     return geometry.layer_table(config, input_shape, num_classes)
-  except geometry.GeometryError as e:
+  except GeometryError as e:
     shrinking = [(before, row) for before, row in zip(e.rows_before, e.rows_before[1:])
                  if row.output_shape[:2] != before.output_shape[:2]]
     names = [row.name for _, row in shrinking] + [e.layer]
@@ -184,3 +258,46 @@ def validate_geometry(config: Mapping[str, Any], input_shape: Sequence[int],
     history = f' (before it: {history})' if history else ''
     raise ConfigError(f'{fields} do not fit a {geometry.shape_text(input_shape)} input: '
                       f'{e}{history}') from None
+
+
+def config_changes(workdir: pathlib.Path, config: Mapping[str, Any]) -> list[str]:
+  """'field: old there, new now' for each field that changes what workdir's run
+  computes (all but the resumable ones); [] if workdir holds no config.json or the same.
+
+  Compared after a JSON round trip (tuples become lists), so the same config written by
+  another process compares equal.
+  """
+  path = workdir / 'config.json'
+  if not path.exists():
+    return []
+  try:
+    previous = json.loads(path.read_text())
+  except ValueError:
+    raise WorkdirConflictError(f'{path} is not valid JSON: fix or delete it, or use '
+                               'another --workdir') from None
+  current = json.loads(json.dumps(dict(config), default=list))
+  changed = sorted(k for k in set(previous) | set(current)
+                   if not (k in FIELDS and FIELDS[k].resumable)
+                   and previous.get(k) != current.get(k))
+  return [f'{k}: {previous.get(k)!r} there, {current.get(k)!r} now' for k in changed]
+
+
+def check_workdir(workdir: pathlib.Path, config: Mapping[str, Any],
+                  allow_change: bool = False) -> None:
+  """Refuses a workdir that is a file, holds a run of another config or one an older
+  cnn_jax wrote; reads only."""
+  if workdir.exists() and not workdir.is_dir():
+    raise ConfigError(f'workdir {workdir} is a file: expected a directory')
+  old = [name for name in ('best_checkpoint', 'interrupted') if (workdir / name).is_dir()]
+  if old:
+    raise ConfigError(f'workdir {workdir} holds {old[0]}/: an older cnn_jax wrote it '
+                      '(checkpoints numbered by epoch); train it in a new --workdir')
+  changes = [] if allow_change else config_changes(workdir, config)
+  if changes:
+    raise WorkdirConflictError(
+        f'{workdir} holds a run of another configuration ({", ".join(changes)}); use '
+        'another --workdir, or pass --allow_config_change to continue it with this one')
+
+
+if __name__ == '__main__':
+  print(markdown_table())

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from cnn_jax.options import ConfigError
+from cnn_jax.errors import ConfigError
 
 DATA_AXIS = 'data'
 

@@ -8,9 +8,8 @@ import json
 import math
 import pathlib
 import shutil
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-from configs import default
 from cnn_jax import geometry, provenance, results, sweep
 
 MNIST_SHAPE, MNIST_CLASSES = (28, 28, 1), 10
@@ -19,10 +18,8 @@ ARTICLE_MLP_SHARE = 0.07
 SWEEP_FILES = ('results.md', 'results.csv', 'results.png')
 
 
-def _table(overrides: dict[str, Any]) -> list[geometry.Layer]:
-  config = default.get_config().to_dict()
-  config.update(overrides)
-  return geometry.layer_table(config, MNIST_SHAPE, MNIST_CLASSES)
+def _table(base: Mapping[str, Any], overrides: dict[str, Any]) -> list[geometry.Layer]:
+  return geometry.layer_table({**base, **overrides}, MNIST_SHAPE, MNIST_CLASSES)
 
 
 def _sizes(rows: Sequence[geometry.Layer]) -> str:
@@ -77,14 +74,15 @@ def _comparison(claim: str, rows: list[results.ConfigResult] | None, name: str,
   return claim, found, verdict
 
 
-def claims(workdir: pathlib.Path) -> list[tuple[str, str, str]]:
-  """(claim, what we found, verdict) rows."""
+def claims(workdir: pathlib.Path, base_config: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+  """(claim, what we found, verdict) rows; the formulas' rows describe `base_config` (a
+  config: the article's network)."""
   rows = []
   dropout, padding, pooling, activation, mlp = (
       _load(workdir, n) for n in ('dropout_sweep', 'padding_sweep', 'pooling_sweep',
                                   'activation_sweep', 'mlp_vs_cnn'))
 
-  article = _table({})
+  article = _table(base_config, {})
   counted = geometry.count_params(article)
   measured = sorted({r.num_params for sweep_rows in (dropout, padding, pooling,
                                                      activation, mlp)
@@ -113,7 +111,7 @@ def claims(workdir: pathlib.Path) -> list[tuple[str, str, str]]:
                ' → '.join(f'{n} {k}×{k}' for n, k in growth) + ' (formulas; the tests '
                'check them against gradients)', 'holds' if ok else 'does not hold'))
 
-  no_pad = _table({'padding': 0})
+  no_pad = _table(base_config, {'padding': 0})
   flat = {p: next(r for r in t if r.name == 'flatten') for p, t in ((1, article),
                                                                      (0, no_pad))}
   found = (f'padding 1: {_sizes(article)}; padding 0: {_sizes(no_pad)} '
@@ -130,8 +128,7 @@ def claims(workdir: pathlib.Path) -> list[tuple[str, str, str]]:
   rows.append(_comparison('ReLU (the article\'s) vs Leaky ReLU, tanh, sigmoid',
                           activation, 'activation_sweep', workdir))
 
-  mlp_config = default.get_config().to_dict()
-  mlp_config['model'] = 'mlp'
+  mlp_config = {**base_config, 'model': 'mlp'}
   mlp_params = geometry.count_params(
       geometry.layer_table(mlp_config, MNIST_SHAPE, MNIST_CLASSES))
   share = counted / mlp_params
@@ -150,8 +147,9 @@ def claims(workdir: pathlib.Path) -> list[tuple[str, str, str]]:
 
 
 def write_report(workdir: str | pathlib.Path, output_dir: str | pathlib.Path,
-                 command: str) -> str:
-  """REPORT.md in `output_dir`, with each sweep's results files copied beside it."""
+                 command: str, base_config: Mapping[str, Any]) -> str:
+  """REPORT.md in `output_dir`, with each sweep's results files copied beside it;
+  `base_config`: the config whose network the formulas describe."""
   workdir, output_dir = pathlib.Path(workdir), pathlib.Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
   sections, hosts = [], set()
@@ -184,7 +182,7 @@ def write_report(workdir: str | pathlib.Path, output_dir: str | pathlib.Path,
                              for f in sorted(workdir.glob(f'*/{sweep.SWEEP_FILE}')))
                    if 'base_config' in m})
   lines[-2:-2] = [*setups, ''] if setups else []
-  lines += [f'| {c} | {f} | {v} |' for c, f, v in claims(workdir)]
+  lines += [f'| {c} | {f} | {v} |' for c, f, v in claims(workdir, base_config)]
   lines += ['', '## Sweeps', ''] + (sections or ['No sweeps found in ' + str(workdir)])
   if hosts:
     lines += ['', 'Machine: ' + '; '.join(sorted(hosts)) + '.']

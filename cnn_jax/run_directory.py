@@ -1,5 +1,5 @@
-"""One run's directory and everything in it: the config guard, config.json, epoch /
-best / interrupted checkpoints, TensorBoard events, the epoch history and metrics.json.
+"""One run's directory and everything in it: config.json, its checkpoints, TensorBoard
+events, the epoch history and metrics.json.
 
 Every process of a run opens it (Orbax writes checkpoints from all of them together);
 only the primary process writes the other files.
@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import ml_collections
 
-from cnn_jax import checkpoints, options, parallel, run_metrics, safety, steps
+from cnn_jax import checkpoints, errors, options, parallel, run_metrics, steps
 from cnn_jax import metric_writers
 from cnn_jax.metric_writers import SummaryWriter
 
@@ -29,14 +29,6 @@ class Position:
   index: int
   state: steps.TrainState
   totals: Any = None
-
-
-def check_workdir(path: pathlib.Path, config: Mapping[str, Any],
-                  allow_config_change: bool = False) -> None:
-  """Refuses a workdir that is a file or holds a run of another config; reads only."""
-  if path.exists() and not path.is_dir():
-    raise options.ConfigError(f'workdir {path} is a file: expected a directory')
-  safety.check_workdir_config(path, config, allow_config_change)
 
 
 class RunDirectory:
@@ -58,57 +50,46 @@ class RunDirectory:
       if not os.access(self.path, os.W_OK):
         raise PermissionError(13, 'Permission denied')
     except OSError as e:
-      raise options.ConfigError(f'workdir {self.path} cannot be written: '
+      raise errors.ConfigError(f'workdir {self.path} cannot be written: '
                                 f'{e.strerror or e}') from None
-    self.epochs = checkpoints.Checkpointer(self.path / 'checkpoints',
-                                           self.config['checkpoints_to_keep'])
-    self.best = checkpoints.Checkpointer(self.path / checkpoints.BEST_DIR, keep=1)
-    self.interrupted = checkpoints.Checkpointer(self.path / checkpoints.INTERRUPTED_DIR,
-                                                keep=1)
+    self.checkpoints = checkpoints.Checkpoints(self.path / checkpoints.DIRECTORY,
+                                               self.config['checkpoints_to_keep'])
 
   def restore(self, like: steps.TrainState, zero_totals: Any, steps_per_epoch: int
-              ) -> Position:
-    """The newest readable position: a mid-epoch checkpoint if one is newer than the
-    last epoch's, else that epoch's, else the start (`like`). Loads the history."""
+               ) -> Position:
+    """The newest readable checkpoint's position (else the start, `like`), and the
+    history up to it."""
     try:
-      return self._restore(like, zero_totals, steps_per_epoch)
-    except checkpoints.ShapeMismatchError as e:
-      raise options.ConfigError(
+      found = self.checkpoints.restore_latest_good(like, zero_totals)
+    except errors.ShapeMismatchError as e:
+      raise errors.ConfigError(
           f'workdir {self.path} holds checkpoints of another network ({e}): a config '
           'change that changes parameter shapes cannot continue a run; train it in a new '
           '--workdir') from None
-
-  def _restore(self, like: steps.TrainState, zero_totals: Any, steps_per_epoch: int
-               ) -> Position:
     position = Position(0, 0, like)
-    found = self.epochs.restore_latest_good(like)
-    if found:
-      position = Position(found[0], 0, found[1])
-    mid_step = self.interrupted.latest_epoch()  # Numbered by global step.
-    if mid_step is not None and mid_step > position.epoch * steps_per_epoch:
-      found = self.interrupted.restore_latest_good(like, totals=zero_totals)
-      if found:
-        mid_step, (state, extra) = found
-        epoch = (mid_step - 1) // steps_per_epoch
-        position = Position(epoch, mid_step - epoch * steps_per_epoch, state,
-                            extra['totals'])
+    if found and found.record:
+      if found.record['epoch'] * steps_per_epoch != found.step:
+        raise errors.ConfigError(
+            f"workdir {self.path} holds checkpoints numbered by epoch (step {found.step} "
+            f"holds epoch {found.record['epoch']} of {steps_per_epoch} steps): an older "
+            'cnn_jax wrote it; train it in a new --workdir')
+      position = Position(found.record['epoch'], 0, found.state)
+    elif found:  # A stop mid-epoch, possibly after the epoch's last step.
+      epoch = (found.step - 1) // steps_per_epoch
+      position = Position(epoch, found.step - epoch * steps_per_epoch, found.state,
+                          found.totals)
     self.history = self._history(position.epoch)
-    best = max(self.history, key=lambda r: r['test_accuracy'], default=None)
-    if (best and best['epoch'] == position.epoch and not position.index
-        and position.epoch not in self.best.all_epochs()):
-      self.best.save(position.epoch, position.state, record=best)  # Killed before it.
     return position
 
   def _history(self, up_to_epoch: int) -> list[dict[str, Any]]:
-    """Epochs 1..up_to_epoch: metrics.json's records, and those only the epoch
-    checkpoints hold (a process killed between the checkpoint and metrics.json)."""
+    """Epochs 1..up_to_epoch: metrics.json's records, and those only the checkpoints
+    hold (a process killed between the checkpoint and metrics.json)."""
     records = {r['epoch']: r
                for r in run_metrics.load_history(self.path / 'metrics.json', up_to_epoch)}
-    for epoch in self.epochs.all_epochs():
-      if epoch <= up_to_epoch and epoch not in records:
-        record = self.epochs.record(epoch)
-        if record:
-          records[epoch] = record
+    for step in self.checkpoints.steps():
+      record = self.checkpoints.record(step)
+      if record and record['epoch'] <= up_to_epoch:
+        records.setdefault(record['epoch'], record)
     return [records[e] for e in sorted(records)]
 
   def _write_config(self) -> None:
@@ -133,12 +114,10 @@ class RunDirectory:
 
   def save_interrupted(self, global_step: int, state: steps.TrainState, totals: Any
                        ) -> pathlib.Path:
-    """The mid-epoch state (and the epoch's running sums) to resume from."""
-    self.epochs.wait()  # Orbax's cross-process barriers are keyed by step alone.
-    self.best.wait()
-    self.interrupted.save(global_step, state, totals=totals)
-    self.interrupted.wait()
-    return self.interrupted.directory / str(global_step)
+    """The mid-epoch state (and the epoch's running sums) to resume from, written."""
+    self.checkpoints.save(global_step, state, totals=totals)
+    self.checkpoints.wait()
+    return self.checkpoints.directory / str(global_step)
 
   def log_train_scalars(self, global_step: int, loss: float, accuracy: float,
                         learning_rate: float) -> None:
@@ -148,21 +127,15 @@ class RunDirectory:
                                         'train/learning_rate': learning_rate})
 
   def end_epoch(self, record: dict[str, Any], state: steps.TrainState,
-                resumed_mid_epoch: bool, global_step: int) -> None:
-    """Saves the epoch (and the best so far apart, which the rolling checkpoints may
-    drop later), logs its test metrics to TensorBoard at `global_step` (the epoch's
-    last) and rewrites metrics.json."""
-    best = run_metrics.is_best(record, self.history)
+                global_step: int) -> None:
+    """Saves the epoch at `global_step` (its last), logs its test metrics to
+    TensorBoard there and rewrites metrics.json."""
     self.history.append(record)
-    self.epochs.save(record['epoch'], state, record=record)
-    if best:
-      self.epochs.wait()  # Same step number: see Checkpointer.wait.
-      self.best.save(record['epoch'], state, record=record)
-    if jax.process_count() > 1:  # The next run's saves use the same step numbers.
-      self.epochs.wait()
-      self.best.wait()
-    if resumed_mid_epoch:
-      self.interrupted.delete_all()  # The epoch checkpoint supersedes it.
+    self.checkpoints.save(global_step, state, record=record)
+    if jax.process_count() > 1:
+      # Orbax names its cross-process barriers by step alone, and the next run's saves
+      # (another seed's directory) use the same step numbers.
+      self.checkpoints.wait()
     if self.writer:
       self.writer.scalars(global_step, run_metrics.tensorboard_scalars(record))
       self.writer.flush()
@@ -181,7 +154,6 @@ class RunDirectory:
 
   def close(self) -> None:
     """Waits for checkpoints still being written in the background."""
-    for checkpointer in (self.epochs, self.best, self.interrupted):
-      checkpointer.close()
+    self.checkpoints.close()
     if self.writer:
       self.writer.close()

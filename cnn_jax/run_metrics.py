@@ -65,11 +65,6 @@ def epoch_record(epoch: int, loss_sum: float, accuracy_sum: float, steps: int,
   }
 
 
-def is_best(record: dict[str, Any], history: list[dict[str, Any]]) -> bool:
-  """Whether `record` beats every earlier epoch's test accuracy."""
-  return all(record['test_accuracy'] > r['test_accuracy'] for r in history)
-
-
 def tensorboard_scalars(record: dict[str, Any]) -> dict[str, float]:
   """An epoch record's TensorBoard scalars (the training curves are logged per
   log_every_steps instead): test metrics, speed, and the epoch, so a global step on the

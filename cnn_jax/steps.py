@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cnn_jax import options
+from cnn_jax import errors, options
 
 TrainState = train_state.TrainState
 Batch = tuple[jax.Array, jax.Array]  # (images NHWC uint8 or float, labels int32)
@@ -42,7 +42,7 @@ def create_optimizer(config: Mapping[str, Any], steps_per_epoch: int
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, lr, warmup_steps, max(total_steps, warmup_steps + 1))
   else:
-    raise options.ConfigError(f"config.lr_schedule={config['lr_schedule']!r} is invalid")
+    raise errors.ConfigError(f"config.lr_schedule={config['lr_schedule']!r} is invalid")
   name = config['optimizer']
   if name == options.Optimizer.ADAM:
     tx = optax.adam(schedule)
@@ -52,7 +52,7 @@ def create_optimizer(config: Mapping[str, Any], steps_per_epoch: int
     tx = optax.chain(optax.add_decayed_weights(config['weight_decay']),
                      optax.sgd(schedule, momentum=config['momentum'] or None))
   else:
-    raise options.ConfigError(f'config.optimizer={name!r} is invalid')
+    raise errors.ConfigError(f'config.optimizer={name!r} is invalid')
   return tx, schedule
 
 

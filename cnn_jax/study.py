@@ -16,23 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
-from cnn_jax import options, sweep
-
-
-def load_study(config_file: str) -> tuple[list[str], int]:
-  """(SWEEPS, SEEDS) declared in a study config file next to its get_config()."""
-  path, module = sweep.load_config_module(config_file)
-  names = list(getattr(module, 'SWEEPS', ()))
-  seeds = getattr(module, 'SEEDS', 5)
-  if not isinstance(seeds, int) or seeds < 1:
-    raise options.ConfigError(f'{path}: SEEDS={seeds!r} is invalid: expected an integer '
-                              '>= 1')
-  return names, seeds
-
-
-def config_dir(config_file: str) -> pathlib.Path:
-  """Where a study's sweep configs live: beside its config file."""
-  return pathlib.Path(config_file.split(':', 1)[0]).resolve().parent
+from cnn_jax import errors, options, sweep
 
 
 @dataclasses.dataclass
@@ -44,22 +28,15 @@ class SweepPlan:
   runs: list[sweep.Run]
 
 
-def plan(base: ml_collections.ConfigDict, names: Sequence[str], seeds: Sequence[int],
-         workdir: str | pathlib.Path, config_dir: pathlib.Path) -> list[SweepPlan]:
-  """Each sweep's grid (configs/<name>.py) and runs, in `workdir`/<name>."""
-  if not names:
-    raise options.ConfigError('the study names no sweeps: expected SWEEPS, e.g. '
+def plan(base: ml_collections.ConfigDict,
+         sweeps: Sequence[tuple[str, list[dict[str, Any]], dict[str, Any]]],
+         seeds: Sequence[int], workdir: str | pathlib.Path) -> list[SweepPlan]:
+  """Each sweep's runs, in `workdir`/<name>; `sweeps`: (name, GRID, BASELINE) each."""
+  if not sweeps:
+    raise errors.ConfigError('the study names no sweeps: expected SWEEPS, e.g. '
                               "('dropout_sweep', 'padding_sweep')")
-  plans = []
-  for name in names:
-    path = config_dir / f'{name}.py'
-    if not path.exists():
-      raise options.ConfigError(f'the study names sweep {name!r}, but {path} does not '
-                                'exist')
-    grid, baseline = sweep.load_grid(str(path))
-    plans.append(SweepPlan(name, grid, baseline, pathlib.Path(workdir) / name,
-                           sweep.plan(base, grid, seeds)))
-  return plans
+  return [SweepPlan(name, grid, baseline, pathlib.Path(workdir) / name,
+                    sweep.plan(base, grid, seeds)) for name, grid, baseline in sweeps]
 
 
 def _identity(config: ml_collections.ConfigDict) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import importlib.util
 import json
 import pathlib
 import shutil
@@ -25,7 +24,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import ml_collections
 
-from cnn_jax import options, safety
+from cnn_jax import errors, options
+from cnn_jax.errors import Interrupted, RunLockedError, WorkdirConflictError
 
 SWEEP_FILE = 'sweep.json'  # At the sweep root: grid, baseline, seeds.
 RUN_FILE = 'run.json'  # In each run's directory: its overrides and seed.
@@ -69,46 +69,26 @@ def plan(base: ml_collections.ConfigDict, grid: Sequence[Mapping[str, Any]],
          seeds: Iterable[int]) -> list[Run]:
   """Every (configuration, seed) pair, each config validated before anything trains."""
   if not grid:
-    raise options.ConfigError('the sweep grid is empty: expected a list of override dicts')
+    raise errors.ConfigError('the sweep grid is empty: expected a list of override dicts')
   seeds = list(seeds)
   if not seeds:
-    raise options.ConfigError('--seeds must be at least 1')
+    raise errors.ConfigError('--seeds must be at least 1')
   runs, keys = [], set()
   for index, overrides in enumerate(grid):
     for field in overrides:
       if field not in options.FIELDS or field == 'seed':
-        raise options.ConfigError(
+        raise errors.ConfigError(
             f'the sweep grid sets {field!r}: expected config fields other than seed '
             f'({", ".join(sorted(set(options.FIELDS) - {"seed"}))})')
     key = config_key(overrides)
     if key in keys:
-      raise options.ConfigError(f'the sweep grid lists {key} twice')
+      raise errors.ConfigError(f'the sweep grid lists {key} twice')
     keys.add(key)
     for seed in seeds:
       run = Run(index, dict(overrides), seed)
       options.validate_config(run.config(base).to_dict())
       runs.append(run)
   return runs
-
-
-def load_config_module(config_file: str) -> tuple[str, Any]:
-  """(path, module) of a config file (a ':override' suffix dropped), for the names it
-  declares beside get_config() (a sweep's GRID, a study's SWEEPS)."""
-  path = config_file.split(':', 1)[0]
-  spec = importlib.util.spec_from_file_location('_config_file', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return path, module
-
-
-def load_grid(config_file: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-  """(GRID, BASELINE) declared in a sweep config file next to its get_config()."""
-  path, module = load_config_module(config_file)
-  grid = [dict(g) for g in getattr(module, 'GRID', ())]
-  baseline = dict(getattr(module, 'BASELINE', {}))
-  if baseline and config_key(baseline) not in {config_key(g) for g in grid}:
-    raise options.ConfigError(f'{path}: BASELINE {baseline} is not in GRID')
-  return grid, baseline
 
 
 def run_state(run_dir: pathlib.Path) -> tuple[str, int]:
@@ -131,10 +111,6 @@ class Outcome:
 LOCK_FILE = '.lock'
 
 
-class RunLockedError(RuntimeError):
-  """Another process is training this run right now."""
-
-
 @contextlib.contextmanager
 def run_lock(run_dir: str | pathlib.Path):
   """Holds an exclusive lock on the run while it trains, so two sweep processes on one
@@ -149,35 +125,6 @@ def run_lock(run_dir: str | pathlib.Path):
       yield
     finally:
       fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _accelerated() -> bool:
-  """Whether JAX has an accelerator plugin installed (asked without importing JAX)."""
-  return any(importlib.util.find_spec(m) for m in (
-      'jax_cuda12_plugin', 'jax_cuda13_plugin', 'jax_rocm7_plugin', 'libtpu'))
-
-
-def default_vmap_seeds() -> bool:
-  """Train a configuration's seeds together (`cnn_jax.seeds`) only with an accelerator:
-  on XLA:CPU it measured slower than one seed after another."""
-  return _accelerated()
-
-
-def vmap_seeds_choice(flag: str) -> bool:
-  """The --vmap_seeds flag ('auto', 'true', 'false') as a decision."""
-  return default_vmap_seeds() if flag == 'auto' else flag == 'true'
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-  """'i/n' → (i, n): this machine's share of a sweep spread over n machines."""
-  try:
-    index, count = (int(x) for x in text.split('/'))
-  except ValueError:
-    index, count = -1, 0
-  if not 0 <= index < count:
-    raise options.ConfigError(f'--shard={text} is invalid: expected i/n with 0 <= i < n, '
-                              'e.g. 0/4')
-  return index, count
 
 
 def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping[str, Any]],
@@ -226,7 +173,7 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
   notify('start', {'runs': runs, 'pending': pending, 'num_epochs': base.num_epochs,
                    'epochs_done': {r.name: run_state(workdir / r.name)[1] for r in pending}})
   for group in groups:
-    # Ctrl-C / SIGTERM (safety.Interrupted) stops the sweep, not just this run.
+    # Ctrl-C / SIGTERM (Interrupted) stops the sweep, not just this run.
     for run, result in zip(group, _train_runs(base, group, workdir, notify)):
       outcomes.append(Outcome(run, *result))
       notify('run', outcomes[-1])
@@ -249,14 +196,14 @@ def check_changed(base: ml_collections.ConfigDict, runs: Sequence[Run],
                   workdir: pathlib.Path, restart: bool) -> None:
   """WorkdirConflictError naming the fields if runs in `workdir` were trained with
   another effective config; with `restart`, those runs are deleted instead."""
-  changed = {run.name: safety.config_changes(workdir / run.name, run.config(base).to_dict())
+  changed = {run.name: options.config_changes(workdir / run.name, run.config(base).to_dict())
              for run in runs}
   changed = {name: changes for name, changes in changed.items() if changes}
   if not changed:
     return
   if not restart:
     fields = sorted({c for changes in changed.values() for c in changes})
-    raise safety.WorkdirConflictError(
+    raise WorkdirConflictError(
         f'{workdir}: {len(changed)} of {len(runs)} runs were trained with another config '
         f'({"; ".join(fields)}); use another --workdir, or pass --restart_changed to '
         'train those runs again')
@@ -292,7 +239,7 @@ def _train_runs(base: ml_collections.ConfigDict, group: list[Run],
     try:
       _train_together(base, group, workdir, notify)
       return [('trained', '')] * len(group)
-    except safety.Interrupted:
+    except Interrupted:
       raise
     except RunLockedError:
       pass  # Some runs are another process's: train the rest one by one.
@@ -307,7 +254,7 @@ def _train_runs(base: ml_collections.ConfigDict, group: list[Run],
       results.append(('trained', ''))
     except RunLockedError as e:
       results.append(('skipped', str(e)))
-    except safety.Interrupted:
+    except Interrupted:
       raise
     except Exception as e:  # pylint: disable=broad-except
       results.append(('failed', f'{type(e).__name__}: {e}'))

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import pathlib
+import signal
 import sys
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -26,8 +28,9 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from cnn_jax import device_loop, geometry, input_pipeline, models, options, parallel
-from cnn_jax import run_directory, run_metrics, safety, steps
+from cnn_jax import device_loop, errors, geometry, input_pipeline, models, options, parallel
+from cnn_jax import run_metrics, steps
+from cnn_jax.errors import Interrupted, NonFiniteLossError
 from cnn_jax.run_directory import Position, RunDirectory
 
 # on_epoch_end(run index, the epoch's record, that run's state).
@@ -61,14 +64,14 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int],
   written by process 0. `on_epoch_end(i, record, state)` runs in every process after
   run i's epoch is saved. A workdir holding another configuration is refused unless
   `allow_config_change`. SIGTERM/SIGINT (in any process): every process stops at the
-  same dispatch boundary, saves a mid-epoch checkpoint and raises `safety.Interrupted`.
+  same dispatch boundary, saves a mid-epoch checkpoint and raises `errors.Interrupted`.
   A NaN/Inf loss marks the runs it hit as failed and raises
-  `safety.NonFiniteLossError`.
+  `errors.NonFiniteLossError`.
   """
   trainer = Trainer(config, seeds, workdirs, allow_config_change)
   try:
     trainer.restore(hparams_group, compared)
-    with safety.StopSignal() as stop:
+    with StopSignal() as stop:
       for epoch in range(trainer.position.epoch + 1, config.num_epochs + 1):
         totals, seconds, first = trainer.train_epoch(epoch, stop)
         trainer.end_epoch(epoch, totals, seconds, first, on_epoch_end)
@@ -131,7 +134,7 @@ class Trainer:
     # Workdirs are read before the dataset's info (TFDS takes seconds to import) and
     # written after the geometry is known to fit it.
     for workdir, c in zip(workdirs, configs):
-      run_directory.check_workdir(pathlib.Path(workdir), c, allow_config_change)
+      options.check_workdir(pathlib.Path(workdir), c, allow_config_change)
     spec = input_pipeline.dataset_spec(cfg)
     table = options.validate_geometry(cfg, spec.input_shape, spec.num_classes)
     self.runs: list[RunDirectory] = []
@@ -148,7 +151,7 @@ class Trainer:
     cfg = self.config
     spec, train_split, test_split = input_pipeline.load_dataset(cfg)
     if cfg['batch_size'] > len(train_split.labels):
-      raise options.ConfigError(
+      raise errors.ConfigError(
           f"config.batch_size={cfg['batch_size']} is invalid: expected at most the "
           f'{len(train_split.labels)} training examples')
     self.loop = device_loop.DeviceLoop.create(
@@ -221,7 +224,7 @@ class Trainer:
     return jax.jit(lambda *t: steps.stack_states(t),
                    out_shardings=self.dp.replicated)(*trees)
 
-  def train_epoch(self, epoch: int, stop: safety.StopSignal) -> tuple[Any, float, int]:
+  def train_epoch(self, epoch: int, stop: StopSignal) -> tuple[Any, float, int]:
     """Runs the epoch's remaining steps, K per dispatch; returns its running sums on
     the host, the training seconds (compiling excluded) and the step it started at.
     Stops, checks and logs at dispatch boundaries."""
@@ -289,7 +292,7 @@ class Trainer:
     saved = [run.save_interrupted(global_step, steps.seed_state(p.state, i),
                                   jax.tree.map(lambda x, i=i: x[i], p.totals))
              for i, run in enumerate(self.runs)]
-    raise safety.Interrupted(
+    raise Interrupted(
         f"{requested or 'a signal to another process'}: stopped at epoch {epoch} step "
         f"{p.index}/{self.steps_per_epoch} and saved {', '.join(map(str, saved))}; rerun "
         'the same command to resume from there')
@@ -304,12 +307,12 @@ class Trainer:
     for run, step in bad:
       run.fail('non-finite loss', epoch, step + 1)
     run, step = bad[0]
-    good = run.epochs.latest_epoch()
-    raise safety.NonFiniteLossError(
+    good = run.history[-1]['epoch'] if run.history else None
+    raise NonFiniteLossError(
         f'the training loss became NaN or Inf at epoch {epoch}, step {step + 1}'
         + (f" in {', '.join(str(r.path) for r, _ in bad)}" if len(self.runs) > 1 else '')
         + '; the last good checkpoint is '
-        + (f'epoch {good} in {run.epochs.directory}' if good
+        + (f'epoch {good} in {run.checkpoints.directory}' if good
            else 'none (it diverged in epoch 1)')
         + '. Lower config.learning_rate or check the data')
 
@@ -325,8 +328,7 @@ class Trainer:
           epoch, totals['loss'][i], totals['accuracy'][i], self.steps_per_epoch, test,
           rate, examples, train_seconds)
       state = steps.seed_state(states, i)
-      run.end_epoch(record, state, resumed_mid_epoch=bool(first),
-                    global_step=epoch * self.steps_per_epoch)
+      run.end_epoch(record, state, global_step=epoch * self.steps_per_epoch)
       self.log('%sepoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  '
                'lr %.2e  %s ex/s', f'{run.path.name}: ' if len(self.runs) > 1 else '',
                epoch, self.config['num_epochs'], record['train_loss'],
@@ -343,10 +345,37 @@ class Trainer:
       run.close()
 
 
-def _stop_agreed(stop: safety.StopSignal) -> bool:
+def _stop_agreed(stop: StopSignal) -> bool:
   """Whether any process was asked to stop. Every process asks at the same dispatch
   boundaries, so all stop after the same step and save the same checkpoint."""
   if jax.process_count() == 1:
     return stop.requested is not None
   flags = multihost_utils.process_allgather(np.int32(stop.requested is not None))
   return bool(np.asarray(flags).any())
+
+
+class StopSignal:
+  """Within `with`, SIGTERM and SIGINT set `requested` instead of killing the process,
+  so the training loop can finish its step and checkpoint. A second signal kills as
+  usual. Only installed in the main thread (Python's rule for signal handlers)."""
+
+  def __init__(self):
+    self.requested: str | None = None
+    self._previous = {}
+
+  def __enter__(self) -> 'StopSignal':
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame) -> None:
+    if self.requested:  # Second signal: stop now.
+      signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+      signal.raise_signal(signum)
+      return
+    self.requested = signal.Signals(signum).name
+
+  def __exit__(self, *exc) -> None:
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)

@@ -15,9 +15,8 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from cnn_jax import compilation_cache, options
-from cnn_jax.input_pipeline import DatasetUnavailableError
-from cnn_jax.options import ConfigError
-from cnn_jax.safety import CheckpointError, Interrupted, NonFiniteLossError
+from cnn_jax.errors import (CheckpointError, ConfigError, DatasetUnavailableError,
+                            Interrupted, NonFiniteLossError)
 
 
 flags.DEFINE_string(
@@ -69,7 +68,7 @@ def flag_error_line(message: str) -> str:
   match = re.match(r'flag --config\.(\w+)=(.*?): ', message)
   if match and match[1] in options.FIELDS:
     return (f'config.{match[1]}={match[2]!r} is invalid: expected '
-            f'{options.FIELDS[match[1]][1]}')
+            f'{options.FIELDS[match[1]].allowed}')
   return ' '.join(message.split())
 
 
@@ -141,7 +140,8 @@ def help_text(doc: str | None) -> str:
       lines.append(f'  --{flag.name}: {" ".join(flag.help.split())} (default: {default})')
   if 'config' in flags.FLAGS:
     lines += ['', 'Config fields, --config.<field>=<value> (defaults: the --config file):']
-    lines += [f'  --config.{name}: {allowed}' for name, (_, allowed) in options.FIELDS.items()]
+    lines += [f'  --config.{name}: {f.help} ({f.allowed}; default {f.default!r})'
+              for name, f in options.FIELDS.items()]
   lines += ['', 'Logging and absl flags: --helpfull.']
   return '\n'.join(lines)
 

@@ -8,7 +8,7 @@ one data dir (a cluster's hosts, a sweep's shards), or to check the files are in
 from absl import flags
 
 from cnn_jax import input_pipeline
-from cnn_jax.options import ConfigError
+from cnn_jax.errors import ConfigError
 from experiments import cli
 
 FLAGS = flags.FLAGS

@@ -15,13 +15,16 @@ flags.DEFINE_string('workdir', 'runs', 'The directory holding the sweeps\' workd
 flags.DEFINE_string('output_dir', 'results', 'Where REPORT.md and the figures go.')
 flags.DEFINE_string('readme', '', 'A README whose study section (between its '
                     '<!-- study --> markers) gets the report\'s claims table.')
+cli.define_config('configs/study.py', 'The study config, whose network the formulas '
+                  'describe.')
 
 
 def main(argv):
   if len(argv) > 1:
     raise SystemExit(f'error: unexpected arguments {argv[1:]}')
   command = provenance.command_line('experiments.report')
-  print(report.write_report(FLAGS.workdir, FLAGS.output_dir, command))
+  print(report.write_report(FLAGS.workdir, FLAGS.output_dir, command,
+                           FLAGS.config.to_dict()))
   if FLAGS.readme:
     report.update_readme(FLAGS.readme, FLAGS.output_dir)
 

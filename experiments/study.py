@@ -9,14 +9,15 @@ one progress display; then writes each sweep's results and REPORT.md with the fi
 into --output_dir. Rerun the same command to resume: finished runs are skipped.
 """
 
+import pathlib
 import sys
 import time
 
 from absl import flags
 from ml_collections import config_flags
 
-from cnn_jax import provenance, report, study, sweep
-from cnn_jax.options import ConfigError
+from cnn_jax import provenance, report, study
+from cnn_jax.errors import ConfigError
 from experiments import cli, sweep_cli
 
 FLAGS = flags.FLAGS
@@ -32,17 +33,32 @@ cli.define_config('configs/study.py', 'The study config: the base training confi
                   'its SWEEPS and SEEDS.')
 
 
+def load_study(config_file: str) -> tuple[list[tuple[str, list, dict]], int]:
+  """The sweeps a study config file names in SWEEPS, each (name, GRID, BASELINE) from
+  configs/<name>.py beside it, and its SEEDS."""
+  path, module = sweep_cli.load_config_module(config_file)
+  seeds = getattr(module, 'SEEDS', 5)
+  if not isinstance(seeds, int) or seeds < 1:
+    raise ConfigError(f'{path}: SEEDS={seeds!r} is invalid: expected an integer >= 1')
+  sweeps = []
+  for name in getattr(module, 'SWEEPS', ()):
+    sweep_file = pathlib.Path(path).resolve().parent / f'{name}.py'
+    if not sweep_file.exists():
+      raise ConfigError(f'the study names sweep {name!r}, but {sweep_file} does not exist')
+    sweeps.append((name, *sweep_cli.load_grid(str(sweep_file))))
+  return sweeps, seeds
+
+
 def main(argv):
   if len(argv) > 1:
     raise ConfigError(f'unexpected arguments {argv[1:]}')
   start = time.perf_counter()
   config_file = config_flags.get_config_filename(FLAGS['config'])
-  names, default_seeds = study.load_study(config_file)
+  sweeps, default_seeds = load_study(config_file)
   seeds = range(FLAGS.seeds if FLAGS.seeds is not None else default_seeds)
   base = FLAGS.config
-  plans = study.plan(base, names, seeds, FLAGS.workdir,
-                     study.config_dir(config_file))
-  vmap_seeds = sweep.vmap_seeds_choice(FLAGS.vmap_seeds)
+  plans = study.plan(base, sweeps, seeds, FLAGS.workdir)
+  vmap_seeds = sweep_cli.vmap_seeds_choice(FLAGS.vmap_seeds)
   command = provenance.command_line('experiments.study')
   progress = sweep_cli.Progress(total_epochs=study.epochs_left(base, plans),
                                 total_runs=sum(len(p.runs) for p in plans))
@@ -52,7 +68,7 @@ def main(argv):
                                progress=progress)
   finally:
     progress.close()
-  text = report.write_report(FLAGS.workdir, FLAGS.output_dir, command)
+  text = report.write_report(FLAGS.workdir, FLAGS.output_dir, command, base.to_dict())
   if FLAGS.readme:
     report.update_readme(FLAGS.readme, FLAGS.output_dir)
   print(text)

@@ -11,7 +11,7 @@ import pathlib
 
 from absl import flags
 
-from cnn_jax import geometry, input_pipeline, options
+from cnn_jax import errors, geometry, input_pipeline, options
 from experiments import cli
 
 FLAGS = flags.FLAGS
@@ -52,7 +52,7 @@ def main(argv):
     try:
       cfg = {**cfg, **json.loads(path.read_text())}
     except (OSError, ValueError) as e:
-      raise options.ConfigError(f'--workdir={FLAGS.workdir} holds no readable training '
+      raise errors.ConfigError(f'--workdir={FLAGS.workdir} holds no readable training '
                                 f'run ({path}: {getattr(e, "strerror", None) or e})') from None
     source = str(path)
   options.validate_config(cfg)

@@ -6,6 +6,7 @@ python -m experiments.<name> [--workdir=runs/<name>] [--seeds=5] [--shard=0/1]
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from typing import Any, TextIO
@@ -15,10 +16,51 @@ from ml_collections import config_flags
 import tqdm
 
 from cnn_jax import provenance, results, sweep
-from cnn_jax.options import ConfigError
+from cnn_jax.errors import ConfigError
 from experiments import cli
 
 FLAGS = flags.FLAGS
+
+
+def load_config_module(config_file: str) -> tuple[str, Any]:
+  """(path, module) of a config file (a ':override' suffix dropped), for the names it
+  declares beside get_config() (a sweep's GRID, a study's SWEEPS)."""
+  path = config_file.split(':', 1)[0]
+  spec = importlib.util.spec_from_file_location('_config_file', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return path, module
+
+
+def load_grid(config_file: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+  """(GRID, BASELINE) declared in a sweep config file next to its get_config()."""
+  path, module = load_config_module(config_file)
+  grid = [dict(g) for g in getattr(module, 'GRID', ())]
+  baseline = dict(getattr(module, 'BASELINE', {}))
+  if baseline and sweep.config_key(baseline) not in {sweep.config_key(g) for g in grid}:
+    raise ConfigError(f'{path}: BASELINE {baseline} is not in GRID')
+  return grid, baseline
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+  """'i/n' → (i, n): this machine's share of a sweep spread over n machines."""
+  try:
+    index, count = (int(x) for x in text.split('/'))
+  except ValueError:
+    index, count = -1, 0
+  if not 0 <= index < count:
+    raise ConfigError(f'--shard={text} is invalid: expected i/n with 0 <= i < n, e.g. 0/4')
+  return index, count
+
+
+def vmap_seeds_choice(flag: str) -> bool:
+  """The --vmap_seeds flag ('auto', 'true', 'false') as a decision. auto: seeds train
+  together only where JAX has an accelerator plugin (asked without importing JAX): on
+  XLA:CPU it was slower than one seed after another."""
+  if flag == 'auto':
+    return any(importlib.util.find_spec(m) for m in (
+        'jax_cuda12_plugin', 'jax_cuda13_plugin', 'jax_rocm7_plugin', 'libtpu'))
+  return flag == 'true'
 
 
 def define_training_flags(what: str) -> None:
@@ -114,10 +156,10 @@ def main(name: str) -> None:
     if len(argv) > 1:
       raise ConfigError(f'unexpected arguments {argv[1:]}')
     config_file = config_flags.get_config_filename(FLAGS['config'])
-    grid, baseline = sweep.load_grid(config_file)
+    grid, baseline = load_grid(config_file)
     seeds = range(FLAGS.seeds)
-    shard = sweep.parse_shard(FLAGS.shard)
-    vmap_seeds = sweep.vmap_seeds_choice(FLAGS.vmap_seeds)
+    shard = parse_shard(FLAGS.shard)
+    vmap_seeds = vmap_seeds_choice(FLAGS.vmap_seeds)
     command = provenance.command_line(f'experiments.{name}')
     progress = Progress()
     try:

@@ -10,7 +10,7 @@ each with --distributed (and --coordinator_address=HOST:PORT --num_processes=N
 
 from absl import flags
 
-from cnn_jax.options import ConfigError
+from cnn_jax.errors import ConfigError
 from experiments import cli
 
 FLAGS = flags.FLAGS

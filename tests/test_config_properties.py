@@ -8,7 +8,7 @@ import ml_collections
 import pytest
 
 from configs import default
-from cnn_jax import options, train
+from cnn_jax import errors, options, train
 
 ANY_VALUE = st.one_of(
     st.none(), st.booleans(), st.integers(-10**6, 10**6),
@@ -21,13 +21,13 @@ ANY_VALUE = st.one_of(
 @settings(max_examples=400, deadline=None)
 @given(field=st.sampled_from(sorted(options.FIELDS)), value=ANY_VALUE)
 def test_invalid_values_fail_in_one_line_naming_the_field(field, value):
-  ok, allowed = options.FIELDS[field]
+  ok, allowed = options.FIELDS[field].check
   config = default.get_config().to_dict()
   config[field] = value
   if ok(value):
     options.validate_config(config)  # Valid values pass.
     return
-  with pytest.raises(options.ConfigError) as error:
+  with pytest.raises(errors.ConfigError) as error:
     options.validate_config(config)
   message = str(error.value)
   assert message.startswith(f'config.{field}=') and '\n' not in message
@@ -37,7 +37,7 @@ def test_invalid_values_fail_in_one_line_naming_the_field(field, value):
 @settings(max_examples=25, deadline=None)
 @given(field=st.sampled_from(sorted(options.FIELDS)), value=ANY_VALUE)
 def test_the_trainer_refuses_them_before_loading_anything(field, value, tmp_path_factory):
-  ok, _ = options.FIELDS[field]
+  ok, _ = options.FIELDS[field].check
   if ok(value):
     return
   values = default.get_config().to_dict()
@@ -45,7 +45,7 @@ def test_the_trainer_refuses_them_before_loading_anything(field, value, tmp_path
   # type_safe=False: ConfigDict itself refuses some type changes; we test what is below.
   config = ml_collections.ConfigDict(values, type_safe=False)
   workdir = tmp_path_factory.mktemp('never_used')
-  with pytest.raises(options.ConfigError, match=f'^config.{field}='):
+  with pytest.raises(errors.ConfigError, match=f'^config.{field}='):
     train.train_and_evaluate(config, workdir)
   assert not any(workdir.iterdir())  # Nothing written.
 
@@ -62,7 +62,7 @@ def test_any_geometry_fits_or_is_refused_naming_its_fields(kernel, padding, stri
                 conv_features=(4,) * blocks)
   try:
     table = options.validate_geometry(config, (height, height, 1), 10)
-  except options.ConfigError as e:
+  except errors.ConfigError as e:
     message = str(e)
     assert '\n' not in message
     assert 'config.kernel_size=' in message or 'config.pool_window=' in message

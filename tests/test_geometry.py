@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from configs import default
-from cnn_jax import geometry
+from cnn_jax import errors, geometry
 
 MNIST = (28, 28, 1)
 
@@ -34,7 +34,7 @@ def test_output_size_matches_brute_force(size, kernel, stride, padding):
   if (size + 2 * padding - kernel) % stride == 0:
     assert geometry.conv_output_size(size, kernel, stride, padding) == expected
   else:
-    with pytest.raises(geometry.GeometryError, match='not an integer'):
+    with pytest.raises(errors.GeometryError, match='not an integer'):
       geometry.conv_output_size(size, kernel, stride, padding, layer='convX')
 
 
@@ -47,7 +47,7 @@ def test_output_size_matches_brute_force(size, kernel, stride, padding):
     ((28, 2.5, 1, 1), 'conv7: kernel must be an integer'),
 ])
 def test_output_size_errors_name_the_layer(args, match):
-  with pytest.raises(geometry.GeometryError, match=match):
+  with pytest.raises(errors.GeometryError, match=match):
     geometry.conv_output_size(*args, layer='conv7')
 
 
@@ -139,5 +139,5 @@ def test_mlp_table():
 def test_layer_table_rejects_a_pool_larger_than_its_input():
   config = default.get_config()
   config.pool_window = 20
-  with pytest.raises(geometry.GeometryError, match='pool2: window 20 is larger'):
+  with pytest.raises(errors.GeometryError, match='pool2: window 20 is larger'):
     geometry.layer_table(config, MNIST, 10)

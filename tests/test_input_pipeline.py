@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from configs import default
-from cnn_jax import input_pipeline
-from cnn_jax.options import ConfigError
+from cnn_jax import errors, input_pipeline
+from cnn_jax.errors import ConfigError
 
 
 def test_mnist_slice_loads_from_shipped_files(small_config):
@@ -38,12 +38,12 @@ def test_dataset_spec_comes_from_the_dataset_info_without_tensorflow(repo_root):
   # In a process of its own: this one may have imported TF for another test.
   script = textwrap.dedent("""
       import sys
-      from cnn_jax import input_pipeline, options
+      from cnn_jax import errors, input_pipeline
       config = {'dataset': 'cifar10', 'data_dir': None}
       print(input_pipeline.dataset_spec(config))
       try:
         input_pipeline.dataset_spec(dict(config, dataset='no_such_dataset'))
-      except options.ConfigError as e:
+      except errors.ConfigError as e:
         print(e)
       print('tensorflow imported:', 'tensorflow' in sys.modules)
   """)
@@ -90,7 +90,7 @@ def test_a_data_dir_that_cannot_be_written_is_named(where, reason, tmp_path, mon
   if where == 'lock_refused':
     monkeypatch.setattr(input_pipeline.filelock.FileLock, 'acquire', _lock_refused)
   _refuse_tensorflow(monkeypatch)  # Named before TF's import and any preparation.
-  with pytest.raises(input_pipeline.DatasetUnavailableError,
+  with pytest.raises(errors.DatasetUnavailableError,
                      match=f"^dataset 'mnist' is not prepared and cannot be prepared in "
                            f"config.data_dir='.*': {reason}; choose a directory that can "
                            'be written'):
@@ -106,7 +106,7 @@ def test_unreachable_dataset_fails_fast_with_advice(tmp_path, monkeypatch):
   if input_pipeline._reachable(next(iter(builder.url_infos))):  # pylint: disable=protected-access
     pytest.skip('the network is up here; this checks the offline path')
   start = time.perf_counter()
-  with pytest.raises(input_pipeline.DatasetUnavailableError) as error:
+  with pytest.raises(errors.DatasetUnavailableError) as error:
     input_pipeline.load_dataset(config)
   assert time.perf_counter() - start < 30
   message = str(error.value)

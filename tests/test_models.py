@@ -159,3 +159,17 @@ def test_leaky_relu_slope_is_used():
   np.testing.assert_allclose(act(jnp.array([-1.0, 2.0])), [-0.2, 2.0])
   with pytest.raises(ValueError, match='activation must be one of'):
     models.activation_fn('swish')
+
+
+def test_each_model_attribute_is_the_config_field_of_its_name():
+  """create_model passes config fields to the modules by name: a module attribute that
+  is not a field (a typo, a rename on one side) would fail here, not in a sweep."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  for kind, cls in models.MODELS.items():
+    names = {f.name for f in dataclasses.fields(cls)} - {'num_classes', 'parent', 'name'}
+    assert names <= set(options.FIELDS), (kind, names - set(options.FIELDS))
+    config = dict(default.get_config().to_dict(), model=kind, dropout_rate=0.4)
+    model = models.create_model(config, 7)
+    assert model.num_classes == 7 and model.dropout_rate == 0.4
+    assert all(getattr(model, n) == (tuple(config[n]) if isinstance(config[n], list)
+                                     else config[n]) for n in names)

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from configs import default
-from cnn_jax import options
+from cnn_jax import errors, options
 
 MNIST = (28, 28, 1)
 
@@ -45,7 +45,7 @@ def test_default_config_is_valid():
 def test_invalid_values_name_the_field(field, value, allowed):
   config = default.get_config().to_dict()
   config[field] = value
-  with pytest.raises(options.ConfigError) as error:
+  with pytest.raises(errors.ConfigError) as error:
     options.validate_config(config)
   message = str(error.value)
   assert message.startswith(f'config.{field}={value!r} is invalid')
@@ -56,11 +56,11 @@ def test_invalid_values_name_the_field(field, value, allowed):
 def test_missing_and_unknown_fields():
   config = default.get_config().to_dict()
   del config['padding']
-  with pytest.raises(options.ConfigError, match='config.padding is missing'):
+  with pytest.raises(errors.ConfigError, match='config.padding is missing'):
     options.validate_config(config)
   config = default.get_config().to_dict()
   config['lr'] = 0.1
-  with pytest.raises(options.ConfigError, match='config.lr is not a field'):
+  with pytest.raises(errors.ConfigError, match='config.lr is not a field'):
     options.validate_config(config)
 
 
@@ -78,7 +78,7 @@ def test_missing_and_unknown_fields():
 def test_geometry_that_cannot_fit_is_a_config_error(overrides, match):
   config = default.get_config()
   config.update(overrides)
-  with pytest.raises(options.ConfigError, match=match):
+  with pytest.raises(errors.ConfigError, match=match):
     options.validate_geometry(config, MNIST, 10)
 
 

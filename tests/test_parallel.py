@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from configs import default
-from cnn_jax import checkpoints, options, parallel
+from cnn_jax import checkpoints, errors, options, parallel
 import parallel_worker
-from train_states import make_state
+from train_states import epoch_state, make_state
 
 
 def test_batch_must_split_over_devices():
@@ -25,7 +25,7 @@ def test_batch_must_split_over_devices():
   dp.check_batch_size('batch_size', 128)
   fake = parallel.DataParallel.__new__(parallel.DataParallel)
   object.__setattr__(fake, 'mesh', type('M', (), {'size': 8})())
-  with pytest.raises(options.ConfigError, match=r'config.batch_size=100 .* multiple of 8'):
+  with pytest.raises(errors.ConfigError, match=r'config.batch_size=100 .* multiple of 8'):
     fake.check_batch_size('batch_size', 100)
 
 
@@ -139,8 +139,8 @@ def test_a_signal_to_one_process_stops_both_after_the_same_step(
   assert [w.returncode for w in workers] == [130, 130], text[0][-3000:] + text[1][-3000:]
   assert 'interrupted: a signal to another process: stopped at epoch 1 step' in text[0]
   assert 'interrupted: SIGTERM: stopped at epoch 1 step' in text[1]
-  saved = [p.name for p in (workdir / 'interrupted').iterdir() if p.name.isdigit()]
-  assert len(saved) == 1 and 0 < int(saved[0]) < 16
+  saved = [p.name for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit()]
+  assert len(saved) == 1 and 0 < int(saved[0]) < 16  # Mid-epoch 1, by global step.
 
   address = _free_address()
   workers = [start(address, i) for i in range(2)]  # The same command again.
@@ -152,11 +152,11 @@ def test_a_signal_to_one_process_stops_both_after_the_same_step(
   assert metrics['completed'] and metrics['processes'] == 2
   np.testing.assert_allclose(metrics['final']['train_loss'], one_device['train_loss'],
                              rtol=2e-4)
-  assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == ['1', '2']
+  # The epochs' ends (global steps 16, 32); the mid-epoch one went with epoch 1's end.
+  assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [16, 32]
   config = default.get_config()
   config.update(parallel_worker.OVERRIDES)
-  final = checkpoints.Checkpointer(workdir / 'checkpoints', 3).restore(
-      2, make_state(config, 16))
+  final = epoch_state(workdir, make_state(config, 16), 2)
   saved = {jax.tree_util.keystr(path): np.asarray(leaf)
            for path, leaf in jax.tree_util.tree_leaves_with_path(final.params)}
   _assert_close(saved, {k: v for k, v in one_device.items() if k in saved})

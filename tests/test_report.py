@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from cnn_jax import report, sweep
+from configs import default
+from cnn_jax import options, report, sweep
 
 
 def _sweep(workdir, name, key_field, values, baseline, accuracies, params=421_642):
@@ -36,7 +37,7 @@ def test_report_checks_each_claim(tmp_path):
          {0: [0.9800, 0.9802, 0.9801], 1: [0.9910, 0.9912, 0.9908]})
   _sweep(runs, 'mlp_vs_cnn', 'model', ['cnn', 'mlp'], 'cnn',
          {'cnn': [0.9910, 0.9912, 0.9908], 'mlp': [0.9810, 0.9830, 0.9820]})
-  text = report.write_report(runs, tmp_path / 'out', 'cmd')
+  text = report.write_report(runs, tmp_path / 'out', 'cmd', default.get_config().to_dict())
   rows = {line.split(' | ')[0].lstrip('| '): line for line in text.splitlines()
           if line.startswith('| ') and ' | ' in line}
   assert rows['The CNN has 421,642 parameters'].endswith('| holds |')
@@ -70,7 +71,7 @@ def test_report_checks_each_claim(tmp_path):
 
 
 def test_report_without_sweeps_says_what_to_run(tmp_path):
-  text = report.write_report(tmp_path, tmp_path / 'out', 'cmd')
+  text = report.write_report(tmp_path, tmp_path / 'out', 'cmd', default.get_config().to_dict())
   assert (f'not run: `python -m experiments.study --workdir={tmp_path}` (all sweeps) or '
           f'`python -m experiments.dropout_sweep --workdir={tmp_path}/dropout_sweep`'
           in text)
@@ -79,7 +80,7 @@ def test_report_without_sweeps_says_what_to_run(tmp_path):
 
 
 def test_the_readme_gets_the_reports_claims_table(tmp_path):
-  text = report.write_report(tmp_path, tmp_path / 'out', 'cmd')
+  text = report.write_report(tmp_path, tmp_path / 'out', 'cmd', default.get_config().to_dict())
   readme = tmp_path / 'README.md'
   readme.write_text(f'# x\n\n{report.README_BEGIN}\nOLD TABLE\n{report.README_END}\n\nafter\n')
   report.update_readme(readme, tmp_path / 'out')
@@ -119,3 +120,13 @@ def test_the_readmes_tables_are_the_shipped_results(repo_root, heading, source):
   shipped = _tables((repo_root / source).read_text())
   for table in shown:
     assert table in shipped, f'README "## {heading}" shows a table {source} lacks: {table[:3]}'
+
+
+def test_the_readmes_options_table_is_the_declared_fields(repo_root):
+  """The README's Options table is `options.markdown_table()` exactly: a field declared,
+  renamed or given another default in cnn_jax/options.py changes it."""
+  readme = (repo_root / 'README.md').read_text()
+  shown = readme.split('<!-- options:begin -->\n', 1)[1].split('\n<!-- options:end -->')[0]
+  assert shown == options.markdown_table(), (
+      'regenerate the table: python -m cnn_jax.options')
+  assert options.markdown_table().count('\n| `') == len(options.FIELDS)

@@ -1,4 +1,5 @@
-"""Sweep verdicts against SciPy and Holm by hand; which checkpoint a resume reads."""
+"""Sweep verdicts against SciPy and Holm by hand; which checkpoints are kept, and which
+one a resume and inference read."""
 
 import json
 
@@ -8,7 +9,7 @@ import pytest
 from flax.training import train_state
 from scipy import stats as scipy_stats
 
-from cnn_jax import checkpoints, results, stats
+from cnn_jax import checkpoints, errors, options, results, stats
 
 
 def _runs(finals_by_key, best_first=0.999):
@@ -81,22 +82,73 @@ def _tiny_state(value: float) -> train_state.TrainState:
                                        tx=optax.sgd(0.1))
 
 
+def _record(epoch, accuracy=0.5):
+  return {'epoch': epoch, 'test_accuracy': accuracy}
+
+
 def test_resume_reads_the_newest_readable_checkpoint(tmp_path):
-  saver = checkpoints.Checkpointer(tmp_path, keep=5)
+  saver = checkpoints.Checkpoints(tmp_path, keep=5)
   for epoch in (1, 2, 3):
-    saver.save(epoch, _tiny_state(float(epoch)), record={'epoch': epoch})
+    saver.save(10 * epoch, _tiny_state(float(epoch)), record=_record(epoch))
   saver.close()
   like = _tiny_state(0.0)
-  reader = checkpoints.Checkpointer(tmp_path, keep=5)
-  epoch, state = reader.restore_latest_good(like)
-  assert epoch == 3 and float(state.params['w'][0]) == 3.0
+  reader = checkpoints.Checkpoints(tmp_path, keep=5)
+  found = reader.restore_latest_good(like)
+  assert found.step == 30 and found.record == _record(3)
+  assert float(found.state.params['w'][0]) == 3.0
   reader.close()
   # The newest damaged: the next newest (2), not the oldest.
-  meta = tmp_path / '3' / '_CHECKPOINT_METADATA'
+  meta = tmp_path / '30' / '_CHECKPOINT_METADATA'
   content = json.loads(meta.read_text())
   content['custom_metadata']['sha256'] = '0' * 64
   meta.write_text(json.dumps(content))
-  reader = checkpoints.Checkpointer(tmp_path, keep=5)
-  epoch, state = reader.restore_latest_good(like)
-  assert epoch == 2 and float(state.params['w'][0]) == 2.0
+  reader = checkpoints.Checkpoints(tmp_path, keep=5)
+  found = reader.restore_latest_good(like)
+  assert found.step == 20 and float(found.state.params['w'][0]) == 2.0
   reader.close()
+
+
+def test_kept_are_the_newest_the_last_epochs_and_the_first_best(tmp_path):
+  """checkpoints_to_keep=2: the newest checkpoint (a stop's), the last 2 epoch ends and
+  the best epoch end (the earliest of equal accuracies, as metrics.json's best_epoch),
+  whatever order they came in; a stop's checkpoint goes once it is not the newest."""
+  saver = checkpoints.Checkpoints(tmp_path, keep=2)
+  kept = []
+  accuracies = {1: 0.5, 2: 0.9, 3: 0.7, 4: 0.9, 5: 0.8}
+  for epoch in range(1, 6):
+    saver.save(10 * epoch, _tiny_state(epoch), record=_record(epoch, accuracies[epoch]))
+    saver.save(10 * epoch + 5, _tiny_state(epoch), totals={'loss': np.zeros(2)})
+    saver.wait()
+    kept.append(saver.steps())
+  saver.close()
+  assert kept == [[10, 15], [10, 20, 25], [20, 30, 35], [20, 30, 40, 45],
+                  [20, 40, 50, 55]]
+  reader = checkpoints.Checkpoints(tmp_path, keep=2)
+  assert reader.best_step() == 20  # Epoch 2 ties epoch 4 and came first.
+  found = reader.restore(55, _tiny_state(0.0), {'loss': np.ones(2)})
+  assert found.record is None and list(found.totals['loss']) == [0.0, 0.0]
+  reader.close()
+
+
+def test_inference_loads_the_best_epoch_not_the_latest(tmp_path):
+  saver = checkpoints.Checkpoints(tmp_path / 'checkpoints', keep=3)
+  for epoch, accuracy in ((1, 0.8), (2, 0.95), (3, 0.9)):
+    saver.save(10 * epoch, _tiny_state(float(epoch)), record=_record(epoch, accuracy))
+  saver.save(35, _tiny_state(3.5), totals={'loss': np.zeros(2)})  # A stop: no epoch.
+  saver.close()
+  state, epoch, which = checkpoints.load_for_inference(tmp_path, _tiny_state(0.0))
+  assert (epoch, which, float(state.params['w'][0])) == (2, 'best', 2.0)
+  # The best's arrays damaged: the newest other epoch end, not the stop's checkpoint.
+  meta = tmp_path / 'checkpoints' / '20' / '_CHECKPOINT_METADATA'
+  content = json.loads(meta.read_text())
+  content['custom_metadata']['sha256'] = '0' * 64
+  meta.write_text(json.dumps(content))
+  state, epoch, which = checkpoints.load_for_inference(tmp_path, _tiny_state(0.0))
+  assert (epoch, which, float(state.params['w'][0])) == (3, 'latest', 3.0)
+
+
+def test_a_workdir_of_the_old_checkpoint_layout_is_named(tmp_path):
+  (tmp_path / 'best_checkpoint' / '2').mkdir(parents=True)
+  with pytest.raises(errors.ConfigError, match=r'holds best_checkpoint/: an older '
+                     r'cnn_jax wrote it .* train it in a new --workdir'):
+    options.check_workdir(tmp_path, {})

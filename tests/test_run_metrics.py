@@ -1,4 +1,4 @@
-"""The per-epoch record both trainers write (train.py, seeds.py)."""
+"""The per-epoch record and metrics.json the trainer writes."""
 
 import pytest
 
@@ -17,12 +17,12 @@ def test_epoch_record_turns_step_sums_into_means_and_rates():
       'train/examples_per_second': record['examples_per_second']}
 
 
-def test_best_means_strictly_better_than_every_earlier_epoch():
-  history = [{'test_accuracy': 0.98}, {'test_accuracy': 0.99}]
-  assert run_metrics.is_best({'test_accuracy': 0.5}, [])
-  assert run_metrics.is_best({'test_accuracy': 0.991}, history)
-  assert not run_metrics.is_best({'test_accuracy': 0.99}, history)  # A tie keeps the first.
-  assert not run_metrics.is_best({'test_accuracy': 0.985}, history)
+def test_the_best_epoch_is_the_first_of_the_highest_test_accuracy(tmp_path):
+  history = [{'epoch': e, 'test_accuracy': a, 'train_seconds': 1.0}
+             for e, a in ((1, 0.98), (2, 0.99), (3, 0.985), (4, 0.99))]
+  metrics = run_metrics.write_metrics(tmp_path / 'm.json', history, num_epochs=5)
+  assert (metrics['best_epoch'], metrics['best_test_accuracy']) == (2, 0.99)
+  assert not metrics['completed'] and metrics['final']['epoch'] == 4
 
 
 def test_tensorboard_shows_swept_fields_first_and_a_seed_only_for_a_lone_run():
@@ -30,8 +30,8 @@ def test_tensorboard_shows_swept_fields_first_and_a_seed_only_for_a_lone_run():
   grouped = metric_writers.hparam_names(['pooling', 'pool_window', 'pool_stride'],
                                         grouped=True)
   # TensorBoard ticks the first five hyperparameters (alphabetically): all of these.
-  assert grouped == ['pooling', 'pool_window', 'pool_stride', 'num_epochs',
-                     'max_train_examples']
+  assert grouped == ['pooling', 'pool_window', 'pool_stride', 'max_train_examples',
+                     'num_epochs']
   alone = metric_writers.hparam_names()
   assert alone[-1] == 'seed' and alone.count('pooling') == 1 and 'learning_rate' in alone
   assert [tag for tag, _ in metric_writers.METRICS][0] == 'test/accuracy'

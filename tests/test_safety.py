@@ -18,32 +18,32 @@ import numpy as np
 import pytest
 
 from configs import default
-from cnn_jax import checkpoints, input_pipeline, options, safety, sweep
+from cnn_jax import checkpoints, errors, input_pipeline, options, sweep
 from cnn_jax import train
-from train_states import make_state
+from train_states import epoch_state, make_state
 
 
 def test_workdir_with_another_config_is_refused_naming_both(tmp_path):
   config = default.get_config().to_dict()
   (tmp_path / 'config.json').write_text(json.dumps(config))
-  safety.check_workdir_config(tmp_path, config)  # The same config: fine.
+  options.check_workdir(tmp_path, config)  # The same config: fine.
   changed = dict(config, log_every_steps=7, data_dir='/elsewhere')
-  safety.check_workdir_config(tmp_path, changed)  # Changes that compute the same.
+  options.check_workdir(tmp_path, changed)  # Changes that compute the same.
   other = dict(config, padding=0, dataset='fashion_mnist')
-  with pytest.raises(safety.WorkdirConflictError) as error:
-    safety.check_workdir_config(tmp_path, other)
+  with pytest.raises(errors.WorkdirConflictError) as error:
+    options.check_workdir(tmp_path, other)
   message = str(error.value)
   assert "dataset: 'mnist' there, 'fashion_mnist' now" in message
   assert 'padding: 1 there, 0 now' in message and '--allow_config_change' in message
-  safety.check_workdir_config(tmp_path, other, allow_change=True)
+  options.check_workdir(tmp_path, other, allow_change=True)
   (tmp_path / 'config.json').write_text('{truncated')
-  with pytest.raises(safety.WorkdirConflictError, match='not valid JSON'):
-    safety.check_workdir_config(tmp_path, config)
+  with pytest.raises(errors.WorkdirConflictError, match='not valid JSON'):
+    options.check_workdir(tmp_path, config)
 
 
 def test_a_run_locked_by_another_process_is_not_trained_twice(tmp_path):
   with sweep.run_lock(tmp_path):
-    with pytest.raises(sweep.RunLockedError):
+    with pytest.raises(errors.RunLockedError):
       with sweep.run_lock(tmp_path):
         pass
   with sweep.run_lock(tmp_path):  # Released: free again.
@@ -54,7 +54,7 @@ def test_a_run_locked_by_another_process_is_not_trained_twice(tmp_path):
       'fcntl.flock(f, fcntl.LOCK_EX); print("locked", flush=True); time.sleep(60)'),
       str(tmp_path / sweep.LOCK_FILE)], stdout=subprocess.PIPE, text=True)
   assert holder.stdout.readline().strip() == 'locked'
-  with pytest.raises(sweep.RunLockedError):
+  with pytest.raises(errors.RunLockedError):
     with sweep.run_lock(tmp_path):
       pass
   holder.kill()
@@ -64,7 +64,7 @@ def test_a_run_locked_by_another_process_is_not_trained_twice(tmp_path):
 
 
 def test_stop_signal_defers_sigterm_until_the_loop_looks():
-  with safety.StopSignal() as stop:
+  with train.StopSignal() as stop:
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(0.05)
     assert stop.requested == 'SIGTERM'  # Still alive: the loop decides when to stop.
@@ -83,7 +83,7 @@ def test_tampered_mnist_file_is_refused_before_extraction_and_leftovers_are_remo
   extractions = []
   monkeypatch.setattr(input_pipeline.shutil, 'rmtree', lambda path, **kw: (
       extractions.append(pathlib.Path(path)), _rmtree(path, **kw))[1])
-  with pytest.raises(input_pipeline.DatasetUnavailableError,
+  with pytest.raises(errors.DatasetUnavailableError,
                      match=r't10k-labels-idx1-ubyte.gz fails its checksum \(4442 bytes'):
     input_pipeline.load_dataset(config)
   downloads = tmp_path / 'tfds' / 'downloads'
@@ -128,15 +128,15 @@ def test_a_missing_mnist_file_is_named_not_blamed_on_the_network(repo_root, tmp_
   monkeypatch.setattr(input_pipeline, '_reachable', lambda url: False)  # Offline, as CI.
   config = default.get_config().to_dict()
   config.update(data_dir=str(tmp_path / 'tfds'), manual_dir=str(manual))
-  with pytest.raises(input_pipeline.DatasetUnavailableError,
+  with pytest.raises(errors.DatasetUnavailableError,
                      match=f'{manual} lacks train-labels-idx1-ubyte.gz and '
                            'storage.googleapis.com is unreachable'):
     input_pipeline.load_dataset(config)
   config['manual_dir'] = str(tmp_path / 'nowhere')
-  with pytest.raises(input_pipeline.DatasetUnavailableError, match='nowhere does not exist'):
+  with pytest.raises(errors.DatasetUnavailableError, match='nowhere does not exist'):
     input_pipeline.load_dataset(config)
   config['manual_dir'] = str(manual / 'train-images-idx3-ubyte.gz')
-  with pytest.raises(input_pipeline.DatasetUnavailableError,
+  with pytest.raises(errors.DatasetUnavailableError,
                      match='train-images-idx3-ubyte.gz is a file, not a directory'):
     input_pipeline.load_dataset(config)
 
@@ -203,8 +203,8 @@ def test_killed_at_random_moments_ends_on_the_uninterrupted_parameters(
     for key in ('train_loss', 'train_accuracy', 'test_loss', 'test_accuracy'):
       assert ours[key] == theirs[key], (key, ours, theirs)
   like = make_state(small_config)
-  a = checkpoints.Checkpointer(workdir / 'checkpoints', 3).restore(2, like)
-  b = checkpoints.Checkpointer(tmp_path / 'reference' / 'checkpoints', 3).restore(2, like)
+  a = epoch_state(workdir, like, 2)
+  b = epoch_state(tmp_path / 'reference', like, 2)
   for x, y in zip(jax.tree.leaves((a.params, a.opt_state)),
                   jax.tree.leaves((b.params, b.opt_state))):
     np.testing.assert_array_equal(x, y)
@@ -220,22 +220,23 @@ def _arrays(state):
 
 def test_a_checkpoint_whose_arrays_changed_is_refused_by_its_digest(tmp_path):
   state = make_state(default.get_config())
-  saver = checkpoints.Checkpointer(tmp_path, keep=2)
-  saver.save(1, state, record={'epoch': 1})
+  record = {'epoch': 1, 'test_accuracy': 0.5}
+  saver = checkpoints.Checkpoints(tmp_path, keep=2)
+  saver.save(10, state, record=record)
   saver.close()
-  meta = tmp_path / '1' / '_CHECKPOINT_METADATA'
+  meta = tmp_path / '10' / '_CHECKPOINT_METADATA'
   content = json.loads(meta.read_text())
-  assert content['custom_metadata']['record'] == {'epoch': 1}
-  reader = checkpoints.Checkpointer(tmp_path, keep=2)
-  assert reader.record(1) == {'epoch': 1}
-  _, restored = reader.restore_latest_good(state)
+  assert content['custom_metadata']['record'] == record
+  reader = checkpoints.Checkpoints(tmp_path, keep=2)
+  assert reader.record(10) == record
+  restored = reader.restore_latest_good(state).state
   for a, b in zip(_arrays(restored), _arrays(state)):
     np.testing.assert_array_equal(a, b)
   reader.close()
   content['custom_metadata']['sha256'] = '0' * 64  # What the arrays no longer match.
   meta.write_text(json.dumps(content))
-  reader = checkpoints.Checkpointer(tmp_path, keep=2)
-  with pytest.raises(checkpoints.CheckpointError, match='SHA-256 mismatch'):
+  reader = checkpoints.Checkpoints(tmp_path, keep=2)
+  with pytest.raises(errors.CheckpointError, match='SHA-256 mismatch'):
     reader.restore_latest_good(state)
   reader.close()
 
@@ -247,40 +248,35 @@ def test_records_survive_a_kill_and_damaged_checkpoints_are_retrained(small_conf
   workdir = tmp_path / 'run'
   first = train.train_and_evaluate(small_config, workdir)
   like = make_state(small_config)
-  saved = checkpoints.Checkpointer(workdir / 'checkpoints', 3)
-  original = _arrays(saved.restore(2, like))
-  saved.close()
+  original = _arrays(epoch_state(workdir, like, 2))
+  epoch_2 = workdir / 'checkpoints' / '32'  # 16 steps per epoch.
 
-  # Killed after epoch 2's checkpoint, before metrics.json and the best checkpoint: the
-  # rerun trains nothing and gets both back from the checkpoint.
+  # Killed after epoch 2's checkpoint, before metrics.json: the rerun trains nothing
+  # and gets the record back from the checkpoint.
   metrics = json.loads((workdir / 'metrics.json').read_text())
   metrics['history'], metrics['completed'] = metrics['history'][:1], False
   (workdir / 'metrics.json').write_text(json.dumps(metrics))
-  if first['best_epoch'] == 2:
-    shutil.rmtree(workdir / checkpoints.BEST_DIR / '2')
   again = train.train_and_evaluate(small_config, workdir)
   assert again['completed'] and again['history'] == first['history']  # Not retrained.
   assert json.loads((workdir / 'metrics.json').read_text())['history'] == first['history']
-  best = checkpoints.Checkpointer(workdir / checkpoints.BEST_DIR, 1)
-  assert best.all_epochs() == [first['best_epoch']]
-  best.close()
+  saved = checkpoints.Checkpoints(workdir / 'checkpoints', 3)
+  assert saved.best_step() == 16 * first['best_epoch']
+  saved.close()
 
   # Random bytes inside checkpoint 2: refused (Orbax's error or the digest), named, the
   # run falls back to epoch 1, retrains epoch 2 onto the same arrays and replaces the
   # damaged checkpoint, so the next rerun trains nothing.
-  victim = _largest_file(workdir / 'checkpoints' / '2')
+  victim = _largest_file(epoch_2)
   data = bytearray(victim.read_bytes())
   middle = len(data) // 2
   data[middle:middle + 64] = np.random.default_rng(0).bytes(64)
   victim.write_bytes(bytes(data))
   caplog.clear()
   retrained = train.train_and_evaluate(small_config, workdir)
-  assert str(workdir / 'checkpoints' / '2') in caplog.text
+  assert str(epoch_2) in caplog.text
   assert retrained['final']['train_loss'] == first['final']['train_loss']
-  saved = checkpoints.Checkpointer(workdir / 'checkpoints', 3)
-  for a, b in zip(_arrays(saved.restore(2, like)), original):
+  for a, b in zip(_arrays(epoch_state(workdir, like, 2)), original):
     np.testing.assert_array_equal(a, b)
-  saved.close()
   caplog.clear()
   assert train.train_and_evaluate(small_config, workdir)['history'] == retrained['history']
   assert 'cannot be read' not in caplog.text
@@ -289,35 +285,28 @@ def test_records_survive_a_kill_and_damaged_checkpoints_are_retrained(small_conf
   # truncated to nothing: the same fallback and retraining.
   for damage in ('deleted', 'emptied'):
     if damage == 'deleted':
-      shutil.rmtree(workdir / 'checkpoints' / '2' / 'default')
+      shutil.rmtree(epoch_2 / 'default')
     else:
-      for path in (workdir / 'checkpoints' / '2').rglob('*'):
+      for path in epoch_2.rglob('*'):
         if path.is_file():
           path.write_bytes(b'')
     caplog.clear()
     again = train.train_and_evaluate(small_config, workdir)
-    assert str(workdir / 'checkpoints' / '2') in caplog.text, damage
+    assert str(epoch_2) in caplog.text, damage
     assert again['final']['train_loss'] == first['final']['train_loss'], damage
     assert again['final']['test_accuracy'] == first['final']['test_accuracy'], damage
-    assert (workdir / 'checkpoints' / '2' / 'default').is_dir()
-
-  # A damaged best checkpoint: inference falls back to the epoch checkpoints.
-  for path in (workdir / checkpoints.BEST_DIR).rglob('*'):
-    if path.is_file():
-      path.write_bytes(b'')
-  _, epoch, which = checkpoints.load_for_inference(workdir, like)
-  assert (epoch, which) == (2, 'latest')
+    assert (epoch_2 / 'default').is_dir()
 
   # Another architecture in the same workdir: refused before anything is touched.
   other = small_config.copy_and_resolve_references()
   other.padding = 0
-  with pytest.raises(safety.WorkdirConflictError, match='padding: 1 there, 0 now'):
+  with pytest.raises(errors.WorkdirConflictError, match='padding: 1 there, 0 now'):
     train.train_and_evaluate(other, workdir)
 
   # A config change the checkpoints cannot take (padding 1 -> 0): one error, and
   # config.json still describes the run, so the original command still runs.
   capfd.readouterr()
-  with pytest.raises(options.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match=r"holds checkpoints of another network \(\['params'\]\['fc1'\]"
                            r"\['kernel'\] is \(392, 16\) there, \(200, 16\) now\)"):
     train.train_and_evaluate(other, workdir, allow_config_change=True)
@@ -329,3 +318,10 @@ def test_records_survive_a_kill_and_damaged_checkpoints_are_retrained(small_conf
   with caplog.at_level(logging.INFO):
     assert train.train_and_evaluate(small_config, workdir)['completed']
   assert f'{workdir}: already complete (2 epochs)' in caplog.text  # Not "Resumed".
+
+  # A damaged best checkpoint: inference falls back to the other epoch.
+  best = first['best_epoch']
+  victim = _largest_file(workdir / 'checkpoints' / str(16 * best))
+  victim.write_bytes(victim.read_bytes()[:len(victim.read_bytes()) // 2])
+  _, epoch, which = checkpoints.load_for_inference(workdir, like)
+  assert (epoch, which) == (3 - best, 'latest')

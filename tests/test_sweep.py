@@ -13,7 +13,8 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from configs import default
-from cnn_jax import options, results, sweep
+from cnn_jax import errors, options, results, sweep
+from experiments import sweep_cli
 
 SWEEPS = ('dropout_sweep', 'dropout_by_padding_sweep', 'padding_sweep', 'pooling_sweep',
           'activation_sweep', 'mlp_vs_cnn')
@@ -43,13 +44,13 @@ def test_plan_names_every_configuration_and_seed():
     ([{'padding': 0}], [], '--seeds'),
 ])
 def test_plan_rejects_bad_grids_naming_the_field(grid, seeds, message):
-  with pytest.raises(options.ConfigError, match=message.replace('(', r'\(')):
+  with pytest.raises(errors.ConfigError, match=message.replace('(', r'\(')):
     sweep.plan(default.get_config(), grid, seeds)
 
 
 @pytest.mark.parametrize('name', SWEEPS)
 def test_every_sweep_config_is_a_valid_grid_with_its_baseline(name, repo_root):
-  grid, baseline = sweep.load_grid(str(repo_root / 'configs' / f'{name}.py'))
+  grid, baseline = sweep_cli.load_grid(str(repo_root / 'configs' / f'{name}.py'))
   assert len(grid) >= 2 and baseline in grid
   runs = sweep.plan(default.get_config(), grid, range(3))
   assert len(runs) == 3 * len(grid)
@@ -142,7 +143,7 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   experiment = plugin_data_pb2.HParamsPluginData.FromString(
       root.PluginTagToContent('hparams')['_hparams_/experiment']).experiment
   assert [h.name for h in experiment.hparam_infos] == [
-      'dropout_placement', 'num_epochs', 'max_train_examples']
+      'dropout_placement', 'max_train_examples', 'num_epochs']
   assert [m.name.tag for m in experiment.metric_infos] == [
       'test/accuracy', 'test/loss', 'train/accuracy', 'train/loss']
   for file in ('results.md', 'results.csv', 'results.png'):
@@ -166,7 +167,7 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   base = default.get_config()
   for k in fields:
     base[k] = small_config[k]
-  grid, baseline = sweep.load_grid(str(config_file))
+  grid, baseline = sweep_cli.load_grid(str(config_file))
   outcomes = sweep.run_sweep('t', base, grid, baseline, range(2), workdir)
   assert [o.status for o in outcomes] == ['skipped'] * 4  # A rerun trains nothing.
 
@@ -229,13 +230,13 @@ def test_seed_groups_leave_started_runs_alone(tmp_path):
 
 @pytest.mark.parametrize('text, expected', [('0/1', (0, 1)), ('2/3', (2, 3))])
 def test_shard_parses_i_of_n(text, expected):
-  assert sweep.parse_shard(text) == expected
+  assert sweep_cli.parse_shard(text) == expected
 
 
 @pytest.mark.parametrize('text', ['1/1', '3/2', '-1/2', '1', 'a/b', '0/0', ''])
 def test_bad_shard_is_one_line_naming_the_flag(text):
-  with pytest.raises(options.ConfigError, match=r'--shard=.* is invalid: expected i/n'):
-    sweep.parse_shard(text)
+  with pytest.raises(errors.ConfigError, match=r'--shard=.* is invalid: expected i/n'):
+    sweep_cli.parse_shard(text)
 
 
 def test_shards_split_the_configurations_between_machines(tmp_path, monkeypatch):
@@ -269,7 +270,7 @@ def test_a_sweep_refuses_runs_trained_with_another_config_or_restarts_them(
   trained = []
   monkeypatch.setattr(sweep, '_train_runs', lambda base, group, workdir, notify: [
       trained.extend(r.name for r in group) or ('trained', '') for _ in group])
-  with pytest.raises(options.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match=r': 3 of 4 runs were trained with another config \(num_epochs: 1 '
                            r'there, 2 now\); use another --workdir, or pass --restart_changed'):
     sweep.run_sweep('t', new, grid, {}, range(2), tmp_path)

@@ -10,9 +10,9 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from configs import default
-from cnn_jax import checkpoints, device_loop, input_pipeline, parallel, safety
+from cnn_jax import checkpoints, device_loop, errors, input_pipeline, parallel
 from cnn_jax import models, options, steps, train
-from train_states import make_state
+from train_states import epoch_state, make_state
 
 
 def test_train_step_lowers_the_loss_on_a_fixed_batch(small_config):
@@ -50,7 +50,7 @@ def test_optimizers_and_schedules(optimizer, schedule):
 
 def test_the_largest_seed_a_config_allows_makes_its_own_state():
   largest = 2**31 - 1  # The seeds travel as int32.
-  ok, _ = options.FIELDS['seed']
+  ok, _ = options.FIELDS['seed'].check
   assert ok(largest) and not ok(largest + 1)
   config = default.get_config()
   tx, _ = steps.create_optimizer(config, 10)
@@ -132,11 +132,11 @@ def test_checkpoint_save_restore_is_identical(tmp_path):
   state = make_state()
   batch = (jnp.zeros((4, 28, 28, 1), jnp.uint8), jnp.arange(4))
   state, _ = jax.jit(steps.train_step)(state, batch, jax.random.key(0))  # Adam state ≠ 0.
-  checkpointer = checkpoints.Checkpointer(tmp_path, keep=2)
+  checkpointer = checkpoints.Checkpoints(tmp_path, keep=2)
   checkpointer.save(1, state)
   checkpointer.close()
   fresh = make_state()
-  restored = checkpoints.Checkpointer(tmp_path, keep=2).restore(1, fresh)
+  restored = checkpoints.Checkpoints(tmp_path, keep=2).restore(1, fresh).state
   arrays = lambda s: (s.step, s.params, s.opt_state)
   assert jax.tree.structure(arrays(restored)) == jax.tree.structure(arrays(state))
   for a, b in zip(jax.tree.leaves(arrays(restored)), jax.tree.leaves(arrays(state))):
@@ -146,8 +146,7 @@ def test_checkpoint_save_restore_is_identical(tmp_path):
 
 def final_arrays(workdir, config):
   """The last epoch's checkpoint: step, parameters and optimizer state, as NumPy."""
-  state = checkpoints.Checkpointer(workdir / 'checkpoints', 3).restore(
-      config.num_epochs, make_state(config))
+  state = epoch_state(workdir, make_state(config), config.num_epochs)
   return [np.asarray(x) for x in jax.tree.leaves((state.step, state.params,
                                                   state.opt_state))]
 
@@ -201,7 +200,8 @@ def test_short_run_learns_logs_checkpoints_and_resumes(small_config, tmp_path):
   assert rates[0] > rates[2] > rates[4] > rates[5] and rates[5] < 1e-4
   assert '_hparams_/session_start_info' in accumulator.Tags()['tensors']
   assert '_hparams_/experiment' in accumulator.Tags()['tensors']
-  assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == ['1', '2']
+  # Numbered by global step: the ends of epochs 1 and 2.
+  assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == ['23', '46']
 
   # The same command again trains nothing.
   again = train.train_and_evaluate(small_config, workdir)
@@ -209,16 +209,14 @@ def test_short_run_learns_logs_checkpoints_and_resumes(small_config, tmp_path):
 
   # Lose epoch 2 as a crash would, and rerun: it resumes from epoch 1 and lands on
   # exactly the parameters and figures of the uninterrupted run.
-  final_state = checkpoints.Checkpointer(workdir / 'checkpoints', 3).restore(
-      2, make_state(small_config))
+  final_state = epoch_state(workdir, make_state(small_config), 2)
   import shutil  # pylint: disable=g-import-not-at-top
-  shutil.rmtree(workdir / 'checkpoints' / '2')
+  shutil.rmtree(workdir / 'checkpoints' / '46')
   resumed = train.train_and_evaluate(small_config, workdir)
   assert [r['epoch'] for r in resumed['history']] == [1, 2]
   assert resumed['final']['test_accuracy'] == metrics['final']['test_accuracy']
   assert resumed['final']['train_loss'] == metrics['final']['train_loss']
-  resumed_state = checkpoints.Checkpointer(workdir / 'checkpoints', 3).restore(
-      2, make_state(small_config))
+  resumed_state = epoch_state(workdir, make_state(small_config), 2)
   for a, b in zip(jax.tree.leaves(resumed_state), jax.tree.leaves(final_state)):
     np.testing.assert_array_equal(a, b)
 
@@ -294,11 +292,10 @@ def test_seeds_together_train_what_each_seed_trains_alone_and_resume_exactly(
   stopped = [tmp_path / 'x0', tmp_path / 'x1']
   small_config.seed = 0
   _stop_after(monkeypatch, 8)  # Epoch 1: 6 dispatches (3+3+3+3+3+1); then 2 more.
-  with pytest.raises(safety.Interrupted, match=r'stopped at epoch 2 step 6/16'):
+  with pytest.raises(errors.Interrupted, match=r'stopped at epoch 2 step 6/16'):
     train.train_seeds(small_config, [0, 1], stopped)
-  for d in stopped:
-    assert [p.name for p in (d / checkpoints.INTERRUPTED_DIR).iterdir()
-            if p.name.isdigit()] == ['22']
+  for d in stopped:  # Epoch 1's end (step 16) and the stop after step 22.
+    assert sorted(int(p.name) for p in (d / 'checkpoints').iterdir()) == [16, 22]
   monkeypatch.undo()
   resumed = train.train_seeds(small_config, [0, 1], stopped)
   for a, b, ra, rb in zip(dirs, stopped, together, resumed):
@@ -306,4 +303,5 @@ def test_seeds_together_train_what_each_seed_trains_alone_and_resume_exactly(
     for x, y in zip(ra['history'], rb['history'], strict=True):
       for key in ('train_loss', 'train_accuracy', 'test_loss', 'test_accuracy'):
         assert x[key] == y[key], (key, x, y)
-    assert not list((b / checkpoints.INTERRUPTED_DIR).glob('[0-9]*'))
+    # The mid-epoch checkpoint went once epoch 2's end was saved.
+    assert sorted(int(p.name) for p in (b / 'checkpoints').iterdir()) == [16, 32]

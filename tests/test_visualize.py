@@ -88,7 +88,8 @@ def test_visualize_and_predict_commands(small_config, mnist_test_digits, repo_ro
                                         tmp_path):
   workdir = tmp_path / 'run'
   train.train_and_evaluate(small_config, workdir)
-  assert (workdir / 'best_checkpoint').is_dir()
+  # The best epoch's checkpoint is what visualize and predict read.
+  assert inference.load_run(workdir).which == 'best'
   env_python = [sys.executable, '-m']
   figures = tmp_path / 'figures'
   done = subprocess.run(env_python + ['experiments.visualize', f'--workdir={workdir}',
