@@ -16,7 +16,6 @@ result does not depend on K, on N, or on the number of devices.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from typing import Any, Callable
 
@@ -71,8 +70,18 @@ class DeviceLoop:
   num_train: int
   data: dict[str, jax.Array]  # train/test images and labels, test mask; replicated.
   unroll: bool  # The K steps unrolled (XLA:CPU runs loops slowly) or a device loop.
+  # The jitted programs, traced at their first call and kept with the loop (a sweep
+  # keeps the loop for a configuration's next runs); `program` compiles K steps.
+  _zeros: Callable = dataclasses.field(init=False)
+  _orders: Callable = dataclasses.field(init=False)
+  _eval_batch: Callable = dataclasses.field(init=False)
   _programs: dict[int, Any] = dataclasses.field(default_factory=dict)
   compile_seconds: float = 0.0
+
+  def __post_init__(self):
+    self._zeros = _zeros(self.dp, self.num_seeds)
+    self._orders = _orders(self.dp, self.num_train)
+    self._eval_batch = _eval_batch(self.dp, self.num_seeds, self.eval_batch_size)
 
   @classmethod
   def create(cls, dp: parallel.DataParallel, num_seeds: int, batch_size: int,
@@ -90,11 +99,11 @@ class DeviceLoop:
     return self.num_train // self.batch_size
 
   def zero_totals(self) -> Totals:
-    return _zeros(self.dp, self.num_seeds)()
+    return self._zeros()
 
   def orders(self, seeds: jax.Array, epoch: int) -> jax.Array:
     """(seeds, examples): each seed's example order for `epoch`, on the devices."""
-    return _orders(self.dp, self.num_train)(seeds, np.int32(epoch))
+    return self._orders(seeds, np.int32(epoch))
 
   def program(self, count: int, like: tuple[Any, ...]) -> Any:
     """The compiled program of `count` steps (compiled once per count; its time is added
@@ -118,8 +127,7 @@ class DeviceLoop:
 
   def evaluate(self, states: steps.TrainState) -> list[dict[str, float]]:
     """Mean test loss and accuracy of every seed, in seed order."""
-    program = _eval_batch(self.dp, self.num_seeds, self.eval_batch_size)
-    d = self.data
+    program, d = self._eval_batch, self.data
     sums = None
     for start in range(0, d['test_labels'].shape[0], self.eval_batch_size):
       out = program(states, d['test_images'], d['test_labels'], d['test_mask'],
@@ -130,12 +138,9 @@ class DeviceLoop:
             for i in range(self.num_seeds)]
 
 
-@functools.lru_cache(maxsize=16)
 def _train_steps(dp: parallel.DataParallel, num_seeds: int, batch: int, unroll: bool,
                  count: int):
-  """`count` train steps as one jitted function; the next loop of the same shapes and
-  the same model and optimizer objects (see `steps.create_train_states`) reuses its
-  traced and compiled program."""
+  """`count` train steps as one jitted function."""
   rows_sharding = NamedSharding(dp.mesh, PartitionSpec(None, parallel.DATA_AXIS))
   train_step = _per_seed(steps.train_step, num_seeds, (True, True))
   step_rngs = jax.vmap(steps.step_rng, in_axes=(0, None, None))
@@ -163,20 +168,16 @@ def _train_steps(dp: parallel.DataParallel, num_seeds: int, batch: int, unroll: 
                  out_shardings=(rep, rep))
 
 
-# Programs shared by every loop on the same mesh, compiled once per process.
-@functools.cache
 def _zeros(dp: parallel.DataParallel, num_seeds: int):
   return jax.jit(lambda: steps.zero_totals((num_seeds,)), out_shardings=dp.replicated)
 
 
-@functools.cache
 def _orders(dp: parallel.DataParallel, num_examples: int):
   permute = jax.vmap(steps.epoch_permutation, in_axes=(0, None, None))
   return jax.jit(lambda seeds, epoch: permute(seeds, epoch, num_examples),
                  in_shardings=(dp.replicated,) * 2, out_shardings=dp.replicated)
 
 
-@functools.cache
 def _eval_batch(dp: parallel.DataParallel, num_seeds: int, batch: int):
   eval_step = _per_seed(steps.eval_step, num_seeds, (False, False))
 

@@ -72,15 +72,14 @@ def create_train_states(seeds: Sequence[int], model: nn.Module,
                         sharding: jax.sharding.Sharding | None = None) -> TrainState:
   """The initial states of `seeds` stacked on a leading seed axis: entry i equals
   `create_train_state(jax.random.key(seeds[i]), ...)`."""
-  init = _init_states(model, tuple(input_shape), tx, sharding)
-  return init(jnp.asarray(seeds, jnp.int32))
+  return init_states(model, tuple(input_shape), tx, sharding)(jnp.asarray(seeds, jnp.int32))
 
 
-@functools.lru_cache(maxsize=16)
-def _init_states(model: nn.Module, input_shape: tuple[int, ...],
-                 tx: optax.GradientTransformation, sharding: jax.sharding.Sharding | None):
-  """One jitted init per model and optimizer object: a later run given the same ones
-  skips tracing it again."""
+def init_states(model: nn.Module, input_shape: tuple[int, ...],
+                tx: optax.GradientTransformation, sharding: jax.sharding.Sharding | None
+                ) -> Any:
+  """`create_train_states` as one jitted function of the seeds (int32): a caller that
+  keeps it traces it once for every seed it initialises."""
   def init(seeds):
     return jax.vmap(lambda s: create_train_state(jax.random.key(s), model, input_shape,
                                                  tx))(seeds)

@@ -172,9 +172,14 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
   groups = _seed_groups(pending, workdir) if vmap_seeds else [[r] for r in pending]
   notify('start', {'runs': runs, 'pending': pending, 'num_epochs': base.num_epochs,
                    'epochs_done': {r.name: run_state(workdir / r.name)[1] for r in pending}})
+  # One configuration's set-up (data on the devices, model, compiled programs), kept
+  # while its runs train: its next seed or group traces and compiles nothing again.
+  kept, kept_for = {}, None
   for group in groups:
+    if group[0].index != kept_for:
+      kept, kept_for = {}, group[0].index
     # Ctrl-C / SIGTERM (Interrupted) stops the sweep, not just this run.
-    for run, result in zip(group, _train_runs(base, group, workdir, notify)):
+    for run, result in zip(group, _train_runs(base, group, workdir, notify, kept)):
       outcomes.append(Outcome(run, *result))
       notify('run', outcomes[-1])
   return outcomes
@@ -231,13 +236,13 @@ def _seed_groups(pending: list[Run], workdir: pathlib.Path) -> list[list[Run]]:
 
 
 def _train_runs(base: ml_collections.ConfigDict, group: list[Run],
-                workdir: pathlib.Path, notify: Callable[[str, Any], None]
+                workdir: pathlib.Path, notify: Callable[[str, Any], None], kept: dict
                 ) -> list[tuple[str, str]]:
   """(status, error) of each run: a group trained together, and if that fails (or
   for a single run) one after another."""
   if len(group) > 1:
     try:
-      _train_together(base, group, workdir, notify)
+      _train_together(base, group, workdir, notify, kept)
       return [('trained', '')] * len(group)
     except Interrupted:
       raise
@@ -250,7 +255,7 @@ def _train_runs(base: ml_collections.ConfigDict, group: list[Run],
   results = []
   for run in group:
     try:
-      _train_together(base, [run], workdir, notify)
+      _train_together(base, [run], workdir, notify, kept)
       results.append(('trained', ''))
     except RunLockedError as e:
       results.append(('skipped', str(e)))
@@ -262,7 +267,8 @@ def _train_runs(base: ml_collections.ConfigDict, group: list[Run],
 
 
 def _train_together(base: ml_collections.ConfigDict, group: list[Run],
-                    workdir: pathlib.Path, notify: Callable[[str, Any], None]) -> None:
+                    workdir: pathlib.Path, notify: Callable[[str, Any], None],
+                    kept: dict) -> None:
   # Imported here: planning and reading results need no JAX.
   from absl import logging  # pylint: disable=g-import-not-at-top
   from cnn_jax import train  # pylint: disable=g-import-not-at-top
@@ -275,7 +281,7 @@ def _train_together(base: ml_collections.ConfigDict, group: list[Run],
     if finished:
       raise RunLockedError(f'{", ".join(finished)} finished by another process meanwhile')
     train.train_seeds(
-        group[0].config(base), [run.seed for run in group], run_dirs,
+        group[0].config(base), [run.seed for run in group], run_dirs, kept=kept,
         hparams_group=group[0].key, compared=list(group[0].overrides),
         on_epoch_end=lambda i, record, state: notify('epoch', {'run': group[i].name,
                                                                **record}))

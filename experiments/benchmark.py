@@ -84,9 +84,10 @@ class CnnJax:
 
   def __init__(self, config, num_seeds: int, workdir: str):
     self.trainer = train.Trainer(config, list(range(num_seeds)),
-                                 [f'{workdir}/seed{i}' for i in range(num_seeds)], False)
-    self.loop = self.trainer.loop
-    self.states, self.totals = self.trainer.position.state, self.loop.zero_totals()
+                                 [f'{workdir}/seed{i}' for i in range(num_seeds)], None,
+                                 False)
+    self.loop = self.trainer.setup.loop
+    self.states, self.totals = self.trainer.initial, self.loop.zero_totals()
     self.orders = {}
     self.steps_per_epoch = self.trainer.steps_per_epoch
     self.steps_per_dispatch = self.trainer.steps_per_dispatch

@@ -28,30 +28,51 @@ _OURS = (str(pathlib.Path(__file__).resolve().parent.parent / 'cnn_jax'),
          str(pathlib.Path(__file__).resolve().parent))
 
 
-def _config_file_arg(argv: Sequence[str]) -> tuple[int, str] | None:
-  """(index in argv of the --config file's path, the path) as absl reads it: the last
-  `--config=PATH` or `--config PATH`; None if not given."""
-  found = None
-  for i, arg in enumerate(argv):
-    if arg.startswith('--config='):
-      found = (i, arg.split('=', 1)[1])
-    elif arg == '--config' and i + 1 < len(argv):
-      found = (i + 1, argv[i + 1])
-  return found
+# Where configs/ lives: the repo, or site-packages for an installed cnn_jax.
+_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _installed(path: str) -> str:
+  """`path`, or the installed configs/ file it names when run from another directory
+  (configs/default.py outside the repo). Keeps a ':override' suffix."""
+  file, colon, rest = path.partition(':')
+  if not pathlib.Path(file).is_file() and (_ROOT / file).is_file():
+    return str(_ROOT / file) + colon + rest
+  return path
+
+
+def _with_installed_config(argv: Sequence[str]) -> list[str]:
+  """`argv` with '--config PATH' (absl's other spelling) as '--config=PATH', and PATH
+  taken from the installed configs/ where it names one there (`_installed`)."""
+  joined, i = [], 0
+  while i < len(argv):
+    pair = argv[i] == '--config' and i + 1 < len(argv)
+    joined.append(f'--config={argv[i + 1]}' if pair else argv[i])
+    i += 2 if pair else 1
+  return [f'--config={_installed(a[len("--config="):])}' if a.startswith('--config=')
+          else a for a in joined]
+
+
+def define_config(default: str, help_text: str) -> None:
+  """The --config flag: a config file, overridable field by field. ml_collections
+  reads the command line's overrides while it defines the flag, and raises a traceback
+  for a missing file or an unknown field: those end here in one `error:` line, exit 2."""
+  default = _installed(default)
+  error = config_arg_error(_with_installed_config(sys.argv)[1:], default)
+  if error:
+    print(f'error: {error}', file=sys.stderr)
+    sys.exit(2)
+  config_flags.DEFINE_config_file('config', default, help_text, lock_config=True)
 
 
 def config_arg_error(argv: Sequence[str], default: str) -> str | None:
-  """What is wrong with the --config arguments in `argv`, in one line; None if nothing.
-
-  ml_collections reads them while the flag is being defined and fails with a traceback,
-  so the entry points check them first.
-  """
-  args = list(argv)
-  found = _config_file_arg(args)
-  path = found[1] if found else default
+  """What is wrong with the --config arguments in `argv` (its spelling '--config=PATH'),
+  in one line; None if nothing."""
+  files = [a.split('=', 1)[1] for a in argv if a.startswith('--config=')]
+  path = files[-1] if files else default
   if not pathlib.Path(path.split(':', 1)[0]).is_file():
     return f'--config={path}: no such config file'
-  for arg in args:
+  for arg in argv:
     if arg.startswith('--config.'):
       field = arg[len('--config.'):].split('=', 1)[0].split('.', 1)[0]
       if field not in options.FIELDS:
@@ -62,52 +83,21 @@ def config_arg_error(argv: Sequence[str], default: str) -> str | None:
   return None
 
 
-def flag_error_line(message: str) -> str:
-  """absl's message for a flag it could not parse, as one line; a config field's value
-  named as the config checks name it, with the values it allows."""
-  match = re.match(r'flag --config\.(\w+)=(.*?): ', message)
-  if match and match[1] in options.FIELDS:
-    return (f'config.{match[1]}={match[2]!r} is invalid: expected '
-            f'{options.FIELDS[match[1]].allowed}')
-  return ' '.join(message.split())
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's parsing, a bad flag ending in one `error:` line and exit 2, as every other
-  bad input does (absl's own: two lines, exit 1)."""
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with a bad flag one `error:` line and exit 2 (absl's own: two
+  lines, exit 1), of `argv` with its config path resolved (`_with_installed_config`).
+  A config field's value absl cannot parse is named as the config checks name it, with
+  the values it allows (read from absl's message, 'flag --config.F=V: …')."""
   try:
-    return flags.FLAGS(argv)
+    return flags.FLAGS(_with_installed_config(argv))
   except flags.Error as e:
-    print(f'error: {flag_error_line(str(e))}', file=sys.stderr)
+    message = ' '.join(str(e).split())
+    match = re.match(r'flag --config\.(\w+)=(.*?): ', message)
+    if match and match[1] in options.FIELDS:
+      message = (f'config.{match[1]}={match[2]!r} is invalid: expected '
+                 f'{options.FIELDS[match[1]].allowed}')
+    print(f'error: {message}', file=sys.stderr)
     sys.exit(2)
-
-
-# Where configs/ lives: the repo, or site-packages for an installed cnn_jax.
-_ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def resolve_config_path(path: str) -> str:
-  """`path`, or the installed configs/ file it names when run from another directory
-  (configs/default.py outside the repo). Keeps a ':override' suffix."""
-  file, colon, rest = path.partition(':')
-  if not pathlib.Path(file).is_file() and (_ROOT / file).is_file():
-    return str(_ROOT / file) + colon + rest
-  return path
-
-
-def define_config(default: str, help_text: str) -> None:
-  """The --config flag (a config file, overridable field by field), its arguments
-  checked first: a bad one ends the program with one `error:` line, exit 2."""
-  default = resolve_config_path(default)
-  found = _config_file_arg(sys.argv)
-  if found:
-    i, path = found
-    sys.argv[i] = sys.argv[i][:len(sys.argv[i]) - len(path)] + resolve_config_path(path)
-  error = config_arg_error(sys.argv[1:], default)
-  if error:
-    print(f'error: {error}', file=sys.stderr)
-    sys.exit(2)
-  config_flags.DEFINE_config_file('config', default, help_text, lock_config=True)
 
 
 class _InfoFromCnnJaxOnly(logging.Filter):
@@ -174,4 +164,4 @@ def run(main: Callable[[Sequence[str]], None], *, cache_compiled: bool = True) -
   parallel.use_cpu_cores()
   if not cache_compiled:
     flags.FLAGS.set_default('compilation_cache', '')
-  app.run(guarded, flags_parser=_parse_flags)
+  app.run(guarded, flags_parser=parse_flags)

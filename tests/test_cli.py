@@ -24,6 +24,7 @@ from experiments import cli
 ])
 def test_bad_config_arguments_are_named(argv, message, repo_root, monkeypatch):
   monkeypatch.chdir(repo_root)
+  argv = cli._with_installed_config(argv)  # pylint: disable=protected-access
   assert cli.config_arg_error(argv, 'configs/default.py').startswith(message)
 
 

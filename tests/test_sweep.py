@@ -242,7 +242,7 @@ def test_bad_shard_is_one_line_naming_the_flag(text):
 def test_shards_split_the_configurations_between_machines(tmp_path, monkeypatch):
   grid = [{'padding': 0}, {'padding': 1}, {'dropout_placement': 'none'}]
   trained = {}
-  monkeypatch.setattr(sweep, '_train_runs', lambda base, group, workdir, notify: [
+  monkeypatch.setattr(sweep, '_train_runs', lambda base, group, workdir, notify, kept: [
       trained[shard].update([r.name]) or ('trained', '') for r in group])
   for shard in range(2):
     trained[shard] = set()
@@ -268,7 +268,7 @@ def test_a_sweep_refuses_runs_trained_with_another_config_or_restarts_them(
   new = default.get_config()
   new.update(num_epochs=2, log_every_steps=7)  # log_every_steps does not change results.
   trained = []
-  monkeypatch.setattr(sweep, '_train_runs', lambda base, group, workdir, notify: [
+  monkeypatch.setattr(sweep, '_train_runs', lambda base, group, workdir, notify, kept: [
       trained.extend(r.name for r in group) or ('trained', '') for _ in group])
   with pytest.raises(errors.ConfigError,
                      match=r': 3 of 4 runs were trained with another config \(num_epochs: 1 '
