@@ -3,8 +3,8 @@ dispatch, and evaluation, for N >= 1 seeds of one configuration at once.
 
 The host sends nothing per step: the train and test arrays are placed on every device
 once, each epoch's example order is computed on the device, and one dispatch runs K
-steps (`lax.scan`) that gather their batches there. On a GPU the per-step Python
-dispatch and host→device copy used to cost more than the training itself.
+steps (`lax.scan`) that gather their batches there: on a GPU a per-step Python
+dispatch and host→device copy would cost more than the step itself.
 
 Seeds: states carry a leading seed axis; with N > 1 the step is vmapped over it (one
 program trains every seed), with N = 1 the axis is dropped inside the program so a
@@ -29,10 +29,9 @@ from cnn_jax import input_pipeline, parallel, steps
 
 Totals = dict[str, jax.Array]
 
-# `steps_per_dispatch='auto'`, per backend (measurements: README, Speed). XLA:CPU: one
-# step; several unrolled steps or a device loop measured slower there, and the host is
-# not its bottleneck. Accelerators: the epoch cut into the fewest dispatches of at most
-# this many steps, since there the per-step dispatch is the bottleneck.
+# `steps_per_dispatch='auto'`, per backend (docs/speed.md). XLA:CPU: one step, since
+# there the host is not the bottleneck and longer dispatches ran slower. Accelerators:
+# the epoch in the fewest dispatches of at most this many steps.
 MAX_AUTO_STEPS_PER_DISPATCH = 128
 
 
@@ -159,7 +158,9 @@ def _train_steps(dp: parallel.DataParallel, num_seeds: int, batch: int, unroll: 
     if unroll:  # XLA:CPU ran a scan's body, even unrolled, far slower than this.
       carry = (states, totals)
       for j in range(count):
-        carry, _ = one(carry, indices[j])
+        # The barrier keeps XLA from fusing across steps, which moved the last bits of
+        # the loss with K (jax 0.12): each step computes what a dispatch of one does.
+        carry = lax.optimization_barrier(one(carry, indices[j])[0])
       return carry
     return lax.scan(one, (states, totals), indices)[0]
 

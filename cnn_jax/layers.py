@@ -1,13 +1,11 @@
 """`Conv2D`: what `nn.Conv` computes, with the same parameters, faster on CPU where the
 input has few channels.
 
-Why: for the article's conv1 (1 input channel) XLA:CPU's kernel gradient is a
-convolution with a 28×28 window that took 9.3 of a 75 ms step (64 examples per core).
-Written as patches @ kernel (im2col), the forward pass and autodiff's kernel gradient
-are two thin matmuls: +20% training throughput at batch 128 on the 2-core CI machine
-(an A/B against nn.Conv, recorded in issue 4). With many input channels (conv2) XLA's convolution
-is already at matmul speed and the patches would cost k² times the input's memory, so
-those stay `lax.conv_general_dilated`.
+Why: for the article's conv1 (1 input channel) XLA:CPU's kernel gradient is a slow
+convolution with a 28×28 window; written as patches @ kernel (im2col), the forward pass
+and autodiff's kernel gradient are two thin matmuls (docs/speed.md). With many input
+channels (conv2) XLA's convolution is already at matmul speed and the patches would
+cost k² times the input's memory, so those stay `lax.conv_general_dilated`.
 """
 
 from __future__ import annotations

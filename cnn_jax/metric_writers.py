@@ -14,9 +14,9 @@ from typing import Any, Mapping, Sequence
 from cnn_jax import options
 
 # TensorBoard's event writer does its file I/O through TensorFlow when TF is installed,
-# and importing TF cost each training process 7 s (measured) once the dataset no longer
-# needed it. This module name is TensorBoard's own switch to its TF-free file I/O
-# (local files, and S3/fsspec paths); a process that already has TF keeps TF's.
+# and importing TF takes seconds a training process need not spend. This module name is
+# TensorBoard's own switch to its TF-free file I/O (local files, S3/fsspec paths); a
+# process that already has TF keeps TF's.
 if 'tensorflow' not in sys.modules:
   sys.modules.setdefault('tensorboard.compat.notf',
                          types.ModuleType('tensorboard.compat.notf'))

@@ -45,10 +45,9 @@ def initialize_distributed(coordinator_address: str | None = None,
 def use_cpu_cores(count: int | None = None) -> int:
   """Makes XLA:CPU one device per core this process may run on (default: all of them).
 
-  Why: XLA:CPU runs this network's convolutions and matmuls on one core per device
-  (measured: the same step time with 1 or 2 cores allowed), so on a one-device CPU the
-  other cores idle. One device per core turns them into data parallelism: 2.1× the
-  training throughput on 2 cores. Call before anything touches JAX; afterwards, or where
+  Why: XLA:CPU runs this network's convolutions and matmuls on one core per device, so
+  on a one-device CPU the other cores idle; one device per core turns them into data
+  parallelism (docs/speed.md). Call before anything touches JAX; afterwards, or where
   XLA_FLAGS already sets --xla_force_host_platform_device_count, it changes nothing.
   Returns the device count asked for (0 where it changed nothing).
   """
@@ -61,9 +60,8 @@ def use_cpu_cores(count: int | None = None) -> int:
     return 0
   if count > 1:
     # More runtime threads than devices: with one per core (PJRT's default), a device
-    # waiting in an all-reduce could hold the thread its partner needed, and when
-    # another process shared the cores both ran into XLA's 40 s rendezvous abort
-    # (2 of 2 runs; 0 of 2 with this, throughput unchanged).
+    # waiting in an all-reduce can hold the thread its partner needs, and with another
+    # process on the cores both hit XLA's rendezvous abort.
     os.environ.setdefault('PJRT_NPROC', str(max(8, 4 * count)))
   return count
 

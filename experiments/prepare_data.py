@@ -7,7 +7,7 @@ one data dir (a cluster's hosts, a sweep's shards), or to check the files are in
 
 from absl import flags
 
-from cnn_jax import input_pipeline
+from cnn_jax import prepare
 from cnn_jax.errors import ConfigError
 from experiments import cli
 
@@ -24,7 +24,7 @@ def main(argv):
   config = FLAGS.config.to_dict()
   if FLAGS.data_dir:
     config['data_dir'] = FLAGS.data_dir
-  input_pipeline.prepare(config)
+  prepare.prepare(config)
   print(f"{config['dataset']} is prepared in {config['data_dir'] or 'the TFDS default dir'}")
 
 

@@ -10,7 +10,7 @@ import tempfile
 import pytest
 
 from configs import default
-from cnn_jax import compilation_cache, input_pipeline
+from cnn_jax import compilation_cache, prepare
 
 # Compiling was half of the suite's time (two workers on two cores), so the tests and the
 # commands they start (through the environment) compile less:
@@ -79,7 +79,7 @@ def mnist_data_dir(tmp_path_factory, worker_id) -> str:
   base = tmp_path_factory.getbasetemp()
   config = default.get_config()
   config.data_dir = str((base.parent if worker_id != 'master' else base) / 'tfds')
-  input_pipeline.prepare(config.to_dict())
+  prepare.prepare(config.to_dict())
   return config.data_dir
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from cnn_jax import errors, input_pipeline
+from cnn_jax import errors, input_pipeline, prepare
 from cnn_jax.errors import ConfigError
 
 
@@ -31,7 +31,7 @@ def test_mnist_slice_loads_from_shipped_files(small_config):
 def _refuse_tensorflow(monkeypatch):
   def refuse():
     raise AssertionError('TensorFlow was imported')
-  monkeypatch.setattr(input_pipeline, '_tfds_with_tensorflow', refuse)
+  monkeypatch.setattr(prepare, 'tfds_with_tensorflow', refuse)
 
 
 def test_dataset_spec_comes_from_the_dataset_info_without_tensorflow(repo_root):
@@ -68,7 +68,7 @@ def test_a_data_dir_that_is_a_file_is_named(through, tmp_path, monkeypatch):
     monkeypatch.setenv('TFDS_DATA_DIR', str(tmp_path / 'file'))
     field = 'TFDS_DATA_DIR'
   for load in (input_pipeline.dataset_spec, input_pipeline.load_dataset,
-               input_pipeline.prepare):
+               prepare.prepare):
     with pytest.raises(ConfigError, match=f"^{field}='.*file' is invalid: it is a "
                                           'file; expected the directory'):
       load(config)
@@ -88,7 +88,7 @@ def test_a_data_dir_that_cannot_be_written_is_named(where, reason, tmp_path, mon
   config.data_dir = str(tmp_path / 'file' / 'data' if where == 'under_a_file'
                         else tmp_path / 'data')
   if where == 'lock_refused':
-    monkeypatch.setattr(input_pipeline.filelock.FileLock, 'acquire', _lock_refused)
+    monkeypatch.setattr(prepare.filelock.FileLock, 'acquire', _lock_refused)
   _refuse_tensorflow(monkeypatch)  # Named before TF's import and any preparation.
   with pytest.raises(errors.DatasetUnavailableError,
                      match=f"^dataset 'mnist' is not prepared and cannot be prepared in "
@@ -102,8 +102,8 @@ def test_unreachable_dataset_fails_fast_with_advice(tmp_path, monkeypatch):
   config.dataset = 'fashion_mnist'
   config.data_dir = str(tmp_path)
   _refuse_tensorflow(monkeypatch)  # Offline, the one line comes before TF's import.
-  builder = input_pipeline._builder(config)  # pylint: disable=protected-access
-  if input_pipeline._reachable(next(iter(builder.url_infos))):  # pylint: disable=protected-access
+  builder = prepare.tfds_builder(config)  # pylint: disable=protected-access
+  if prepare._reachable(next(iter(builder.url_infos))):  # pylint: disable=protected-access
     pytest.skip('the network is up here; this checks the offline path')
   start = time.perf_counter()
   with pytest.raises(errors.DatasetUnavailableError) as error:
@@ -132,9 +132,9 @@ def _fresh_load(config):
 def _no_tensorflow(monkeypatch):
   def refuse(*args):
     raise AssertionError('TFDS was asked although the arrays were saved')
-  monkeypatch.setattr(input_pipeline, '_builder', refuse)
-  monkeypatch.setattr(input_pipeline, '_tfds', refuse)
-  monkeypatch.setattr(input_pipeline, '_tfds_with_tensorflow', refuse)
+  monkeypatch.setattr(prepare, 'tfds_builder', refuse)
+  monkeypatch.setattr(prepare, '_tfds', refuse)
+  monkeypatch.setattr(prepare, 'tfds_with_tensorflow', refuse)
 
 
 def test_saved_arrays_load_again_without_tfds(own_data_config, monkeypatch):
@@ -164,13 +164,13 @@ def test_slices_match_the_full_split(own_data_config):
 
 def test_arrays_of_a_dataset_prepared_again_are_not_used(own_data_config, monkeypatch):
   _, train, _ = _fresh_load(own_data_config)
-  builder = input_pipeline._builder(own_data_config)  # pylint: disable=protected-access
+  builder = prepare.tfds_builder(own_data_config)  # pylint: disable=protected-access
   info_file = pathlib.Path(builder.data_dir) / 'dataset_info.json'
   stat = info_file.stat()
   os.utime(info_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # "Prepared again".
   asked = []
-  real_builder = input_pipeline._builder  # pylint: disable=protected-access
-  monkeypatch.setattr(input_pipeline, '_builder',
+  real_builder = prepare.tfds_builder  # pylint: disable=protected-access
+  monkeypatch.setattr(prepare, 'tfds_builder',
                       lambda config: asked.append(1) or real_builder(config))
   _, again, _ = _fresh_load(own_data_config)
   assert asked, 'stale arrays were used'

@@ -107,19 +107,21 @@ def _section(readme, heading):
   return readme.split(f'\n## {heading}', 1)[1].split('\n## ', 1)[0]
 
 
-@pytest.mark.parametrize('heading, source', [
-    ('The study', 'results/REPORT.md'),
-    ('Results', 'results/article_cnn/summary.md'),
-    ('Speed', 'results/benchmark.md'),
+@pytest.mark.parametrize('page, heading, source', [
+    ('README.md', 'The study', 'results/REPORT.md'),
+    ('README.md', 'Results', 'results/article_cnn/summary.md'),
+    ('docs/speed.md', None, 'results/benchmark.md'),
 ])
-def test_the_readmes_tables_are_the_shipped_results(repo_root, heading, source):
-  """Each results table the README shows is, line for line, one in the results file
-  that the command named there wrote (regenerate the file, then copy its table)."""
-  shown = _tables(_section((repo_root / 'README.md').read_text(), heading))
-  assert shown, f'no table under "## {heading}"'
+def test_the_readmes_tables_are_the_shipped_results(repo_root, page, heading, source):
+  """Each results table the README (or a page it links) shows is, line for line, one in
+  the results file that the command named there wrote (regenerate the file, then copy
+  its table)."""
+  text = (repo_root / page).read_text()
+  shown = _tables(_section(text, heading) if heading else text)
+  assert shown, f'no table in {page} {heading or ""}'
   shipped = _tables((repo_root / source).read_text())
   for table in shown:
-    assert table in shipped, f'README "## {heading}" shows a table {source} lacks: {table[:3]}'
+    assert table in shipped, f'{page} {heading or ""} shows a table {source} lacks: {table[:3]}'
 
 
 def test_the_readmes_options_table_is_the_declared_fields(repo_root):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from cnn_jax import checkpoints, errors, input_pipeline, options, sweep
+from cnn_jax import checkpoints, errors, input_pipeline, options, prepare, sweep
 from cnn_jax import train
 from train_states import epoch_state, make_state
 
@@ -81,7 +81,7 @@ def test_tampered_mnist_file_is_refused_before_extraction_and_leftovers_are_remo
   config = default.get_config().to_dict()
   config.update(data_dir=str(tmp_path / 'tfds'), manual_dir=str(manual))
   extractions = []
-  monkeypatch.setattr(input_pipeline.shutil, 'rmtree', lambda path, **kw: (
+  monkeypatch.setattr(prepare.shutil, 'rmtree', lambda path, **kw: (
       extractions.append(pathlib.Path(path)), _rmtree(path, **kw))[1])
   with pytest.raises(errors.DatasetUnavailableError,
                      match=r't10k-labels-idx1-ubyte.gz fails its checksum \(4442 bytes'):
@@ -90,7 +90,7 @@ def test_tampered_mnist_file_is_refused_before_extraction_and_leftovers_are_remo
   # Refused before TFDS ran: no extraction folder was ever made (none to clean up).
   assert not [p for p in extractions if p.name.startswith('extracted-')]
   assert not list(downloads.glob('extracted*'))
-  assert not input_pipeline._builder(config).is_prepared()  # pylint: disable=protected-access
+  assert not prepare.tfds_builder(config).is_prepared()
   # What a kill -9 in the middle of a preparation leaves (53 MB of extracted files and
   # TFDS's incomplete folder) is gone by the time the next preparation starts (TFDS's
   # own run is left out here: the session's MNIST fixture shows it works).
@@ -101,15 +101,15 @@ def test_tampered_mnist_file_is_refused_before_extraction_and_leftovers_are_remo
   shutil.copy(repo_root / 'data' / 'mnist' / victim.name, victim)  # Repaired.
   seen = []
 
-  def prepare(self, download_config):
+  def download_and_prepare(self, download_config):
     seen.append((list(downloads.glob('extracted*')), incomplete.exists(),
                  download_config.manual_dir))
     print('Downloading and preparing dataset Unknown size')  # As TFDS does, offline too.
-  monkeypatch.setattr(type(input_pipeline._builder(config)), 'download_and_prepare',  # pylint: disable=protected-access
-                      prepare)
+  monkeypatch.setattr(type(prepare.tfds_builder(config)), 'download_and_prepare',
+                      download_and_prepare)
   capsys.readouterr()
   with caplog.at_level(logging.INFO):
-    input_pipeline._prepare(input_pipeline._builder(config), config)  # pylint: disable=protected-access
+    prepare.prepare_builder(prepare.tfds_builder(config), config)
   assert seen == [([], False, str(manual))]  # The checksums passed; TFDS was called.
   # The console says what happens, in our words only.
   assert f'Preparing mnist once from the files in {manual}' in caplog.text
@@ -125,7 +125,7 @@ def test_a_missing_mnist_file_is_named_not_blamed_on_the_network(repo_root, tmp_
   manual = tmp_path / 'manual'
   shutil.copytree(repo_root / 'data' / 'mnist', manual)
   (manual / 'train-labels-idx1-ubyte.gz').unlink()
-  monkeypatch.setattr(input_pipeline, '_reachable', lambda url: False)  # Offline, as CI.
+  monkeypatch.setattr(prepare, '_reachable', lambda url: False)  # Offline, as CI.
   config = default.get_config().to_dict()
   config.update(data_dir=str(tmp_path / 'tfds'), manual_dir=str(manual))
   with pytest.raises(errors.DatasetUnavailableError,
