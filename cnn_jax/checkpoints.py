@@ -1,7 +1,7 @@
 """A run's checkpoints: one Orbax manager, numbered by global step.
 
 An epoch's end and a stop by a signal are both saves of it. An epoch's end carries its
-record (its line of metrics.json) and its test accuracy as Orbax metrics; a stop
+record (its line of metrics.json) and its validation accuracy as Orbax metrics; a stop
 mid-epoch carries the epoch's running sums instead. Orbax's preservation policies keep
 the newest checkpoint, the last `keep` epoch ends and the best epoch end.
 
@@ -115,15 +115,16 @@ class Checkpoints:
            record: dict[str, Any] | None = None, totals: Any = None) -> None:
     """Starts writing in the background; the next save or `close` waits for it.
 
-    An epoch's end gives its `record` (kept in the checkpoint's metadata, with its test
-    accuracy as the metric the best is chosen by); a stop mid-epoch gives the epoch's
+    An epoch's end gives its `record` (kept in the checkpoint's metadata, with its
+    validation accuracy as the metric the best is chosen by); a stop mid-epoch gives the epoch's
     running sums, `totals`. A checkpoint already numbered `step` (one that could not be
     read, or a stop after the epoch's last step) is replaced.
     """
     tree = _tree(state) if totals is None else {**_tree(state), 'totals': totals}
     if step in self._manager.all_steps():
       self._manager.delete(step)
-    metrics = record and {'accuracy': record['test_accuracy'], 'epoch': record['epoch']}
+    metrics = record and {'accuracy': record['validation_accuracy'],
+                          'epoch': record['epoch']}
     self._manager.save(step, args=ocp.args.StandardSave(tree), metrics=metrics,
                        custom_metadata={'sha256': digest(tree), 'record': record},
                        force=True)
@@ -137,7 +138,7 @@ class Checkpoints:
       return None
 
   def best_step(self) -> int | None:
-    """The epoch end with the best test accuracy (the earliest of equals)."""
+    """The epoch end with the best validation accuracy (the earliest of equals)."""
     return self._manager.best_step()
 
   def restore(self, step: int, like: train_state.TrainState, totals_like: Any = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import jax
 from jax import lax
@@ -60,14 +60,17 @@ def _per_seed(fn: Callable, num_seeds: int, batched: tuple[bool, ...]) -> Callab
 
 @dataclasses.dataclass
 class DeviceLoop:
-  """Train and test data on the mesh, and the programs that train and evaluate N seeds
-  on them. `run` is one dispatch; everything else is set-up."""
+  """The training data and the evaluated sets on the mesh, and the programs that train
+  and evaluate N seeds on them. `run` is one dispatch; everything else is set-up."""
   dp: parallel.DataParallel
   num_seeds: int
   batch_size: int
   eval_batch_size: int
   num_train: int
-  data: dict[str, jax.Array]  # train/test images and labels, test mask; replicated.
+  # Training images and labels; the evaluated sets' images and labels one after
+  # another, with a mask (examples, sets) saying which set each is in (padding: none).
+  data: dict[str, jax.Array]  # Replicated.
+  evaluated: tuple[str, ...]  # The sets' names, in the mask's order.
   unroll: bool  # The K steps unrolled (XLA:CPU runs loops slowly) or a device loop.
   # The jitted programs, traced at their first call and kept with the loop (a sweep
   # keeps the loop for a configuration's next runs); `program` compiles K steps.
@@ -85,13 +88,23 @@ class DeviceLoop:
   @classmethod
   def create(cls, dp: parallel.DataParallel, num_seeds: int, batch_size: int,
              eval_batch_size: int, train: input_pipeline.Split,
-             test: input_pipeline.Split) -> 'DeviceLoop':
-    test_images, test_labels, test_mask = pad_to_multiple(test, eval_batch_size)
+             evaluated: Mapping[str, input_pipeline.Split], unroll: bool | None = None
+             ) -> 'DeviceLoop':
+    """`evaluated`: the sets `evaluate` measures, by name (one pass over them all).
+    `unroll`: the K steps unrolled (default on XLA:CPU, which runs loops slowly) or a
+    device loop (`lax.scan`, elsewhere)."""
+    splits = list(evaluated.values())
+    which = np.concatenate([np.full(len(s.labels), i) for i, s in enumerate(splits)])
+    mask = (which[:, None] == np.arange(len(splits))).astype(np.float32)
+    images, labels, mask = pad_to_multiple(
+        eval_batch_size, np.concatenate([s.images for s in splits]),
+        np.concatenate([s.labels for s in splits]), mask)
     host = {'train_images': train.images, 'train_labels': train.labels,
-            'test_images': test_images, 'test_labels': test_labels, 'test_mask': test_mask}
+            'eval_images': images, 'eval_labels': labels, 'eval_mask': mask}
     data = {k: dp.replicate(v) for k, v in host.items()}
     return cls(dp, num_seeds, batch_size, eval_batch_size, len(train.labels), data,
-               unroll=jax.default_backend() == 'cpu')
+               tuple(evaluated), jax.default_backend() == 'cpu' if unroll is None
+               else unroll)
 
   @property
   def steps_per_epoch(self) -> int:
@@ -124,17 +137,18 @@ class DeviceLoop:
     return program(states, totals, self.data['train_images'], self.data['train_labels'],
                    orders, seeds, np.int32(epoch), np.int32(first))
 
-  def evaluate(self, states: steps.TrainState) -> list[dict[str, float]]:
-    """Mean test loss and accuracy of every seed, in seed order."""
+  def evaluate(self, states: steps.TrainState) -> list[dict[str, dict[str, float]]]:
+    """Every seed's mean loss and accuracy on each evaluated set: [{set: {'loss': …,
+    'accuracy': …}}], in seed order."""
     program, d = self._eval_batch, self.data
     sums = None
-    for start in range(0, d['test_labels'].shape[0], self.eval_batch_size):
-      out = program(states, d['test_images'], d['test_labels'], d['test_mask'],
+    for start in range(0, d['eval_labels'].shape[0], self.eval_batch_size):
+      out = program(states, d['eval_images'], d['eval_labels'], d['eval_mask'],
                     np.int32(start))
       sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
     sums = parallel.to_host(sums)
-    return [steps.mean_metrics({k: v[i] for k, v in sums.items()})
-            for i in range(self.num_seeds)]
+    return [{name: steps.mean_metrics({k: v[i][j] for k, v in sums.items()})
+             for j, name in enumerate(self.evaluated)} for i in range(self.num_seeds)]
 
 
 def _train_steps(dp: parallel.DataParallel, num_seeds: int, batch: int, unroll: bool,
@@ -190,11 +204,8 @@ def _eval_batch(dp: parallel.DataParallel, num_seeds: int, batch: int):
   return jax.jit(evaluate, in_shardings=(dp.replicated,) * 5, out_shardings=dp.replicated)
 
 
-def pad_to_multiple(split: input_pipeline.Split, multiple: int
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(images, labels, mask) padded to a whole number of batches; mask 0 on padding."""
-  n = len(split.labels)
+def pad_to_multiple(multiple: int, *arrays: np.ndarray) -> list[np.ndarray]:
+  """`arrays` (of one length) padded with zeros to a whole number of batches."""
+  n = len(arrays[0])
   padded = -(-n // multiple) * multiple
-  pad = [(0, padded - n)]
-  images = np.pad(split.images, pad + [(0, 0)] * (split.images.ndim - 1))
-  return images, np.pad(split.labels, pad), (np.arange(padded) < n).astype(np.float32)
+  return [np.pad(a, [(0, padded - n)] + [(0, 0)] * (a.ndim - 1)) for a in arrays]

@@ -7,6 +7,7 @@ without importing TensorFlow or reading the records (README, Data).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.metadata
 import json
@@ -34,13 +35,65 @@ def dataset_spec(config: Mapping[str, Any]) -> DatasetSpec:
   return cached[0] if cached else prepare.spec(prepare.tfds_builder(config), config)
 
 
-def load_dataset(config: Mapping[str, Any]) -> tuple[DatasetSpec, Split, Split]:
-  """(spec, train, test) as uint8 images and int32 labels, sliced per the config.
+@dataclasses.dataclass(frozen=True)
+class Data:
+  """A dataset as the trainer uses it: uint8 images and int32 labels, read-only."""
+  spec: DatasetSpec
+  train: Split  # What the steps train on.
+  validation: Split  # Held out of training; decides the best epoch.
+  test: Split  # Only reported.
+
+  def evaluated(self, config: Mapping[str, Any]) -> dict[str, Split]:
+    """What every evaluation measures, in this order: the first
+    `train_eval_examples` training images (in eval mode: the overfitting gap), the
+    validation and test images, and the test images shifted by `test_shift_pixels`
+    (where a digit appears), if any."""
+    sets = {'train_eval': _first(self.train, config['train_eval_examples']),
+            'validation': self.validation, 'test': self.test}
+    if config['test_shift_pixels']:
+      sets['test_shifted'] = Split(shift(self.test.images, config['test_shift_pixels']),
+                                   self.test.labels)
+    return sets
+
+
+def _first(split: Split, count: int) -> Split:
+  return Split(split.images[:count], split.labels[:count])
+
+
+def shift(images: np.ndarray, pixels: int) -> np.ndarray:
+  """NHWC `images` moved `pixels` right and down, the vacated rows and columns zero."""
+  out = np.zeros_like(images)
+  if pixels < min(images.shape[1:3]):
+    out[:, pixels:, pixels:] = images[:, :images.shape[1] - pixels,
+                                      :images.shape[2] - pixels]
+  return out
+
+
+def load_dataset(config: Mapping[str, Any]) -> Data:
+  """The config's dataset: the validation images are the last `validation_examples`
+  of the training split (the same for every seed and configuration), the training
+  images the first `max_train_examples` (0: all) of the rest; the test split's first
+  `max_test_examples` (0: all).
 
   Kept per process, read-only (a sweep's runs share them), and on disk (see the module
   docstring).
   """
-  return _load_dataset(*(config[k] for k in _DATA_FIELDS))
+  spec, full, test = _load_dataset(config['dataset'], config['data_dir'],
+                                   config['manual_dir'], 0, config['max_test_examples'])
+  held_out = config['validation_examples']
+  if held_out >= len(full.labels):
+    raise ConfigError(f'config.validation_examples={held_out} is invalid: the train '
+                      f'split of {spec.name} has {len(full.labels)} examples, and some '
+                      'must be left to train on')
+  rest = len(full.labels) - held_out
+  limit = config['max_train_examples']
+  if limit > rest:
+    raise ConfigError(f'config.max_train_examples={limit} is invalid: the train split of '
+                      f'{spec.name} has {rest} examples besides the {held_out} held out '
+                      'for validation (0: all of them)')
+  train = Split(full.images[:limit or rest], full.labels[:limit or rest])
+  validation = Split(full.images[rest:], full.labels[rest:])
+  return Data(spec, train, validation, test)
 
 
 # Below <data dir>/cnn_jax_arrays/<dataset>-tfds<version>/: info.json (the spec, and
@@ -136,7 +189,7 @@ def _save_info(directory: pathlib.Path | None, spec: DatasetSpec, builder) -> in
 
 
 _DATA_FIELDS = ('dataset', 'data_dir', 'manual_dir', 'max_train_examples',
-                'max_test_examples')
+                'max_test_examples')  # The arguments of _load_dataset, in order.
 
 
 @functools.lru_cache(maxsize=2)

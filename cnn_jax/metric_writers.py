@@ -25,9 +25,11 @@ from tensorboard.plugins.hparams import summary_v2 as hparams_summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 
-# The HParams dashboard's metric columns, accuracy first.
-METRICS = (('test/accuracy', 'test accuracy'), ('test/loss', 'test loss'),
-           ('train/accuracy', 'train accuracy'), ('train/loss', 'train loss'))
+# The HParams dashboard's metric columns: what decides (validation), what is reported
+# (test), and the overfitting gap.
+METRICS = (('validation/accuracy', 'validation accuracy'), ('test/accuracy', 'test accuracy'),
+           ('test/loss', 'test loss'), ('train_eval/accuracy', 'train accuracy (eval mode)'),
+           ('train/generalization_gap', 'generalisation gap'))
 
 
 def hparam_value(value: Any) -> bool | int | float | str:

@@ -141,6 +141,14 @@ FIELDS: dict[str, Field] = {
     'max_train_examples': Field(0, _int(0), 'the first N training images (0: all), '
                                 'for quick checks', recipe=True, scale=True),
     'max_test_examples': Field(0, _int(0), 'the first N test images (0: all)'),
+    'validation_examples': Field(5000, _int(1), 'the last N images of the training split, '
+                                 'held out of training: the best epoch, early stopping '
+                                 'and the recipe are decided on them'),
+    'train_eval_examples': Field(10000, _int(1), 'the first N training images, evaluated '
+                                 'in eval mode each epoch beside validation and test (the '
+                                 'generalisation gap)'),
+    'test_shift_pixels': Field(3, _int(0), 'each epoch also evaluates the test images '
+                               'moved N pixels right and down (0: not)'),
     # The network (README, The network).
     'model': Field('cnn', _choice(*ModelKind), 'the article\'s CNN, or the MLP baseline '
                    'of the CNN-vs-ANN comparison', recipe=True),
@@ -183,6 +191,8 @@ FIELDS: dict[str, Field] = {
                              resumable=True),
     'num_epochs': Field(2, _int(1), 'epochs; the schedule ends at the last one',
                         recipe=True, scale=True),
+    'early_stopping_patience': Field(0, _int(0), 'stop once validation accuracy has not '
+                                     'improved for N epochs (0: never)'),
     # Seeds travel as int32 (jax.random.key, vmap).
     'seed': Field(0, _int(0, 2**31 - 1), 'initial weights, example order and dropout'),
     # How the run goes, not what it computes.

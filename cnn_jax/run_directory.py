@@ -149,7 +149,8 @@ class RunDirectory:
     """metrics.json (primary only) from the history and facts; returned everywhere."""
     return run_metrics.write_metrics(
         self.path / 'metrics.json' if self.primary else None, self.history,
-        num_epochs=self.config['num_epochs'], **self.facts,
+        num_epochs=self.config['num_epochs'],
+        patience=self.config['early_stopping_patience'], **self.facts,
         wall_seconds_this_process=time.perf_counter() - self._wall_start)
 
   def close(self) -> None:

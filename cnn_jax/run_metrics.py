@@ -30,15 +30,31 @@ def load_history(path: pathlib.Path, up_to_epoch: int) -> list[dict[str, Any]]:
   return [r for r in json.loads(path.read_text())['history'] if r['epoch'] <= up_to_epoch]
 
 
-def write_metrics(path: pathlib.Path | None, history: list[dict[str, Any]], *, num_epochs: int,
-                  **facts: Any) -> dict[str, Any]:
+def best_record(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+  """The epoch with the highest validation accuracy, the earliest of equals."""
+  return max(history, key=lambda r: r['validation_accuracy']) if history else None
+
+
+def stopped_early(history: list[dict[str, Any]], patience: int) -> bool:
+  """Whether `patience` epochs (0: never) have passed without a better validation
+  accuracy than the best epoch's."""
+  best = best_record(history)
+  return bool(patience and best and history[-1]['epoch'] - best['epoch'] >= patience)
+
+
+def write_metrics(path: pathlib.Path | None, history: list[dict[str, Any]], *,
+                  num_epochs: int, patience: int = 0, **facts: Any) -> dict[str, Any]:
   """metrics.json (at `path`; None: only returned): completion, the final and best
-  epoch, `facts`, every epoch's record."""
-  best = max(history, key=lambda r: r['test_accuracy']) if history else None
+  epoch (by validation accuracy; its test accuracy is what a run reports), `facts`,
+  every epoch's record."""
+  best = best_record(history)
+  early = stopped_early(history, patience)
   metrics = {
-      'completed': bool(history) and history[-1]['epoch'] == num_epochs,
+      'completed': bool(history) and (history[-1]['epoch'] == num_epochs or early),
+      'stopped_early': early,
       'final': history[-1] if history else None,
       'best_epoch': best and best['epoch'],
+      'best_validation_accuracy': best and best['validation_accuracy'],
       'best_test_accuracy': best and best['test_accuracy'],
       **facts,
       'host': host_description(),
@@ -51,25 +67,31 @@ def write_metrics(path: pathlib.Path | None, history: list[dict[str, Any]], *, n
 
 
 def epoch_record(epoch: int, loss_sum: float, accuracy_sum: float, steps: int,
-                 test: dict[str, float], learning_rate: float, examples: int,
-                 train_seconds: float) -> dict[str, Any]:
-  """One epoch's line of metrics.json, from the step sums of its `steps` steps."""
-  return {
-      'epoch': epoch,
-      'train_loss': float(loss_sum) / steps,
-      'train_accuracy': float(accuracy_sum) / steps,
-      'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
-      'learning_rate': learning_rate,
-      'examples_per_second': examples / train_seconds,
-      'train_seconds': train_seconds,
-  }
+                 evaluated: dict[str, dict[str, float]], learning_rate: float,
+                 examples: int, train_seconds: float) -> dict[str, Any]:
+  """One epoch's line of metrics.json, from the step sums of its `steps` steps (with
+  dropout on) and each evaluated set's loss and accuracy (`DeviceLoop.evaluate`)."""
+  record = {'epoch': epoch, 'train_loss': float(loss_sum) / steps,
+            'train_accuracy': float(accuracy_sum) / steps}
+  for name, metrics in evaluated.items():
+    record.update({f'{name}_loss': metrics['loss'], f'{name}_accuracy': metrics['accuracy']})
+  # Overfitting: what the model does on images it trained on against held-out ones.
+  record['generalization_gap'] = (record['train_eval_accuracy']
+                                  - record['validation_accuracy'])
+  record.update(learning_rate=learning_rate, examples_per_second=examples / train_seconds,
+                train_seconds=train_seconds)
+  return record
+
+
+EVALUATED = ('train_eval', 'validation', 'test', 'test_shifted')  # TensorBoard's order.
 
 
 def tensorboard_scalars(record: dict[str, Any]) -> dict[str, float]:
   """An epoch record's TensorBoard scalars (the training curves are logged per
-  log_every_steps instead): test metrics, speed, and the epoch, so a global step on the
-  x axis reads as epochs. Every tag under test/ or train/: two sections in TensorBoard,
-  test first."""
-  return {'test/accuracy': record['test_accuracy'], 'test/loss': record['test_loss'],
+  log_every_steps instead): each evaluated set's loss and accuracy (a section each),
+  the gap, speed, and the epoch, so a global step on the x axis reads as epochs."""
+  scalars = {f'{name}/{m}': record[f'{name}_{m}'] for name in EVALUATED
+             for m in ('accuracy', 'loss') if f'{name}_{m}' in record}
+  return {**scalars, 'train/generalization_gap': record['generalization_gap'],
           'train/epoch': record['epoch'],
           'train/examples_per_second': record['examples_per_second']}

@@ -71,6 +71,8 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int],
     loop, spe, log = trainer.setup.loop, trainer.steps_per_epoch, trainer.log
     with StopSignal() as stop:
       for epoch in range(position.epoch + 1, trainer.num_epochs + 1):
+        if all(trainer.stopped()):
+          break
         first = position.index if position.epoch == epoch - 1 else 0
         states = position.state
         totals = position.totals if first else loop.zero_totals()
@@ -118,14 +120,15 @@ class Setup:
   @classmethod
   def create(cls, config: Mapping[str, Any], num_seeds: int,
              dp: parallel.DataParallel) -> Setup:
-    spec, train_split, test_split = input_pipeline.load_dataset(config)
-    if config['batch_size'] > len(train_split.labels):
+    data = input_pipeline.load_dataset(config)
+    spec = data.spec
+    if config['batch_size'] > len(data.train.labels):
       raise ConfigError(
           f"config.batch_size={config['batch_size']} is invalid: expected at most the "
-          f'{len(train_split.labels)} training examples')
+          f'{len(data.train.labels)} training examples')
     loop = device_loop.DeviceLoop.create(dp, num_seeds, config['batch_size'],
-                                         config['eval_batch_size'], train_split,
-                                         test_split)
+                                         config['eval_batch_size'], data.train,
+                                         data.evaluated(config))
     model = models.create_model(config, spec.num_classes)
     tx, schedule = steps.create_optimizer(config, loop.steps_per_epoch)
     init = steps.init_states(model, spec.input_shape, tx, dp.replicated)
@@ -228,7 +231,7 @@ class Trainer:
       totals = self._stack([p.totals for p in found]) if index else None
       position = Position(epoch, index, self._stack([p.state for p in found]), totals)
       paths = ', '.join(str(r.path) for r in self.runs)
-      if epoch >= self.num_epochs:
+      if epoch >= self.num_epochs or all(self.stopped()):
         self.log.line('%s: already complete (%d epochs); results in metrics.json there, '
                       'the table: python -m experiments.summarize --workdir=%s', paths,
                       epoch, self.runs[0].path)
@@ -282,18 +285,26 @@ class Trainer:
     for run in self.runs:
       run.facts['compile_seconds'] = loop.compile_seconds - self._compiled_before
     train_seconds = self.log.train_seconds()
-    tests = loop.evaluate(states)
+    evaluated = loop.evaluate(states)
     rate = float(self.setup.schedule(int(parallel.to_host(states.step)[0]) - 1))
     examples = (self.steps_per_epoch - first) * self.config['batch_size']
-    for i, (run, test) in enumerate(zip(self.runs, tests)):
+    stopped = self.stopped()
+    for i, (run, sets) in enumerate(zip(self.runs, evaluated)):
+      if stopped[i]:  # Trained on beside the others; recorded as trained alone.
+        continue
       record = run_metrics.epoch_record(
-          epoch, totals['loss'][i], totals['accuracy'][i], self.steps_per_epoch, test,
+          epoch, totals['loss'][i], totals['accuracy'][i], self.steps_per_epoch, sets,
           rate, examples, train_seconds)
       state = steps.seed_state(states, i)
       run.end_epoch(record, state, global_step=epoch * self.steps_per_epoch)
       self.log.epoch(run, record)
       if on_epoch_end:
         on_epoch_end(i, {**record, 'num_epochs': self.num_epochs}, state)
+
+  def stopped(self) -> list[bool]:
+    """Which runs early stopping has ended (config.early_stopping_patience)."""
+    return [run_metrics.stopped_early(run.history, self.config['early_stopping_patience'])
+            for run in self.runs]
 
   def close(self) -> None:
     self.log.close()
@@ -371,11 +382,13 @@ class Logger:
     self.window = (done, totals)
 
   def epoch(self, run: RunDirectory, record: dict[str, Any]) -> None:
-    self.line('%sepoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  '
-              'lr %.2e  %s ex/s', f'{run.path.name}: ' if len(self.runs) > 1 else '',
-              record['epoch'], self.config['num_epochs'], record['train_loss'],
-              100 * record['train_accuracy'], record['test_loss'],
-              100 * record['test_accuracy'], record['learning_rate'],
+    self.line('%sepoch %d/%d  train loss %.4f acc %.2f%%  validation acc %.2f%%  test '
+              'loss %.4f acc %.2f%%  gap %+.2f pp  lr %.2e  %s ex/s',
+              f'{run.path.name}: ' if len(self.runs) > 1 else '', record['epoch'],
+              self.config['num_epochs'], record['train_loss'],
+              100 * record['train_accuracy'], 100 * record['validation_accuracy'],
+              record['test_loss'], 100 * record['test_accuracy'],
+              100 * record['generalization_gap'], record['learning_rate'],
               f"{record['examples_per_second']:,.0f}")
 
   def close(self) -> None:

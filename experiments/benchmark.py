@@ -108,7 +108,7 @@ class CnnJax:
                                              self.trainer.seeds, epoch, first, count)
 
   def evaluate(self) -> float:
-    return self.loop.evaluate(self.states)[0]['accuracy']
+    return self.loop.evaluate(self.states)[0]['test']['accuracy']
 
   def wait(self) -> None:
     jax.block_until_ready(self.states)
@@ -348,7 +348,8 @@ def main(argv):
                 if results['compilation_cache'] else ''))
   print(header + '\n', flush=True)
   config = _config()
-  _, train_split, test_split = input_pipeline.load_dataset(config.to_dict())
+  data = input_pipeline.load_dataset(config.to_dict())
+  train_split, test_split = data.train, data.test
   batches = list(map(int, FLAGS.batch_sizes))
   with tempfile.TemporaryDirectory(prefix='cnn_jax_benchmark_') as workdir:
     # The trainer's run directories, thrown away: only its timings matter here.

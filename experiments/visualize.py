@@ -30,7 +30,7 @@ def main(argv):
   from cnn_jax import inference, models, visualize
   from cnn_jax.metric_writers import SummaryWriter  # pylint: disable=g-import-not-at-top
   run = inference.load_run(FLAGS.workdir)
-  _, _, test = input_pipeline.load_dataset(run.config)
+  test = input_pipeline.load_dataset(run.config).test
   if not 0 <= FLAGS.index < len(test.labels):
     raise SystemExit(f'error: --index={FLAGS.index} is invalid: expected 0..'
                      f'{len(test.labels) - 1}')

@@ -91,7 +91,8 @@ TINY_NETWORK = {'conv_features': (4, 8), 'fc_features': 16}
 
 @pytest.fixture
 def small_config(mnist_data_dir):
-  """A narrow CNN on an MNIST slice: 16 steps per epoch, 2 epochs.
+  """A narrow CNN on an MNIST slice: 16 steps per epoch, 2 epochs; 500 images each
+  held out for validation, evaluated in eval mode from training, and of the test set.
 
   Tests that train use it as it is where they can: the same shapes make the same
   programs, compiled once per session (the cache in the environment) and reused.
@@ -101,6 +102,8 @@ def small_config(mnist_data_dir):
   config.data_dir = mnist_data_dir
   config.max_train_examples = 1024
   config.max_test_examples = 500
+  config.validation_examples = 500
+  config.train_eval_examples = 500
   config.batch_size = 64
   config.num_epochs = 2
   config.log_every_steps = 10

@@ -64,7 +64,7 @@ def test_a_slice_larger_than_the_split_is_named(small_config):
   config = dict(small_config.to_dict(), max_train_examples=10_000_000)
   with pytest.raises(errors.ConfigError,
                      match=r'^config.max_train_examples=10000000 is invalid: the train '
-                           r'split of mnist has 60000 examples'):
+                           r'split of mnist has 59500 examples besides the 500 held out'):
     input_pipeline.load_dataset(config)
 
 

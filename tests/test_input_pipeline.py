@@ -17,7 +17,8 @@ from cnn_jax.errors import ConfigError
 
 
 def test_mnist_slice_loads_from_shipped_files(small_config):
-  spec, train, test = input_pipeline.load_dataset(small_config)
+  data = input_pipeline.load_dataset(small_config)
+  spec, train, test = data.spec, data.train, data.test
   assert spec.input_shape == (28, 28, 1) and spec.num_classes == 10
   assert train.images.shape == (small_config.max_train_examples, 28, 28, 1)
   assert train.images.dtype == np.uint8
@@ -126,7 +127,8 @@ def own_data_config(small_config, tmp_path):
 
 def _fresh_load(config):
   input_pipeline._load_dataset.cache_clear()  # pylint: disable=protected-access
-  return input_pipeline.load_dataset(config)
+  data = input_pipeline.load_dataset(config)
+  return data.spec, data.train, data.test
 
 
 def _no_tensorflow(monkeypatch):
@@ -148,10 +150,44 @@ def test_saved_arrays_load_again_without_tfds(own_data_config, monkeypatch):
     np.testing.assert_array_equal(a.labels, b.labels)
     assert b.images.dtype == np.uint8 and b.labels.dtype == np.int32
     assert not b.images.flags.writeable
-  # Another slice is another file: asking for it reads the records again.
-  own_data_config.max_train_examples //= 2
+  # Another test slice is another file: asking for it reads the records again.
+  own_data_config.max_test_examples //= 2
   with pytest.raises(AssertionError, match='TFDS was asked'):
     _fresh_load(own_data_config)
+
+
+def test_validation_is_the_training_splits_last_images_whatever_the_slice(small_config):
+  """The same held-out images for every slice and seed, none of them trained on."""
+  config = dict(small_config.to_dict(), validation_examples=700, max_train_examples=0)
+  full = input_pipeline.load_dataset(config)
+  assert len(full.train.labels) + len(full.validation.labels) == 60_000
+  assert len(full.validation.labels) == 700
+  sliced = input_pipeline.load_dataset(dict(config, max_train_examples=900, seed=3))
+  np.testing.assert_array_equal(sliced.validation.images, full.validation.images)
+  np.testing.assert_array_equal(sliced.train.images, full.train.images[:900])
+  # TFDS's whole train split, read as it is: validation is its end, training its start.
+  _, raw, _ = input_pipeline._load_dataset(  # pylint: disable=protected-access
+      'mnist', config['data_dir'], None, 0, 0)
+  np.testing.assert_array_equal(full.validation.labels, raw.labels[-700:])
+  np.testing.assert_array_equal(full.train.labels, raw.labels[:-700])
+  with pytest.raises(ConfigError, match=r'^config.max_train_examples=59301 is invalid: .* '
+                     r'has 59300 examples besides the 700 held out'):
+    input_pipeline.load_dataset(dict(config, max_train_examples=59_301))
+  with pytest.raises(ConfigError, match=r'^config.validation_examples=60000 is invalid'):
+    input_pipeline.load_dataset(dict(config, validation_examples=60_000))
+  sets = full.evaluated(dict(config, train_eval_examples=100, test_shift_pixels=2))
+  assert list(sets) == ['train_eval', 'validation', 'test', 'test_shifted']
+  np.testing.assert_array_equal(sets['train_eval'].images, full.train.images[:100])
+  assert 'test_shifted' not in full.evaluated(dict(config, test_shift_pixels=0))
+
+
+def test_shift_moves_the_digit_and_fills_with_zeros():
+  images = np.arange(2 * 4 * 5, dtype=np.uint8).reshape(2, 4, 5, 1) + 1
+  moved = input_pipeline.shift(images, 2)
+  assert moved.shape == images.shape and moved.dtype == np.uint8
+  assert (moved[:, :2] == 0).all() and (moved[:, :, :2] == 0).all()
+  np.testing.assert_array_equal(moved[:, 2:, 2:], images[:, :2, :3])
+  assert not input_pipeline.shift(images, 4).any()  # Moved out entirely.
 
 
 def test_slices_match_the_full_split(own_data_config):
@@ -183,8 +219,7 @@ def test_arrays_of_a_dataset_prepared_again_are_not_used(own_data_config, monkey
 def test_damaged_saved_arrays_are_read_again_from_the_records(own_data_config, damage):
   _, train, _ = _fresh_load(own_data_config)
   path = input_pipeline._split_file(  # pylint: disable=protected-access
-      input_pipeline._arrays_dir(own_data_config), 'train',  # pylint: disable=protected-access
-      own_data_config.max_train_examples)
+      input_pipeline._arrays_dir(own_data_config), 'train', 0)  # pylint: disable=protected-access
   if damage == 'garbage':
     path.write_bytes(b'not an npz')
   elif damage == 'truncated':
@@ -196,8 +231,9 @@ def test_damaged_saved_arrays_are_read_again_from_the_records(own_data_config, d
   _, again, _ = _fresh_load(own_data_config)
   np.testing.assert_array_equal(again.images, train.images)
   assert again.images.dtype == np.uint8
-  with np.load(path) as saved:  # Written again, whole.
-    np.testing.assert_array_equal(saved['images'], train.images)
+  with np.load(path) as saved:  # Written again, whole: the split trained on is its start.
+    assert len(saved['images']) == 60_000
+    np.testing.assert_array_equal(saved['images'][:len(train.images)], train.images)
 
 
 def test_arrays_are_kept_only_for_a_local_data_dir(tmp_path, monkeypatch):

@@ -83,7 +83,7 @@ def _tiny_state(value: float) -> train_state.TrainState:
 
 
 def _record(epoch, accuracy=0.5):
-  return {'epoch': epoch, 'test_accuracy': accuracy}
+  return {'epoch': epoch, 'validation_accuracy': accuracy, 'test_accuracy': 0.5}
 
 
 def test_resume_reads_the_newest_readable_checkpoint(tmp_path):
@@ -110,7 +110,8 @@ def test_resume_reads_the_newest_readable_checkpoint(tmp_path):
 
 def test_kept_are_the_newest_the_last_epochs_and_the_first_best(tmp_path):
   """checkpoints_to_keep=2: the newest checkpoint (a stop's), the last 2 epoch ends and
-  the best epoch end (the earliest of equal accuracies, as metrics.json's best_epoch),
+  the best epoch end (the earliest of equal validation accuracies, as metrics.json's
+  best_epoch),
   whatever order they came in; a stop's checkpoint goes once it is not the newest."""
   saver = checkpoints.Checkpoints(tmp_path, keep=2)
   kept = []

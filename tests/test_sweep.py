@@ -145,7 +145,8 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   assert [h.name for h in experiment.hparam_infos] == [
       'dropout_placement', 'max_train_examples', 'num_epochs']
   assert [m.name.tag for m in experiment.metric_infos] == [
-      'test/accuracy', 'test/loss', 'train/accuracy', 'train/loss']
+      'validation/accuracy', 'test/accuracy', 'test/loss', 'train_eval/accuracy',
+      'train/generalization_gap']
   for file in ('results.md', 'results.csv', 'results.png'):
     assert (workdir / file).stat().st_size > 0
   assert '| **dropout_placement=before_fc1** | 2 |' in done.stdout

@@ -16,7 +16,7 @@ from train_states import epoch_state, make_state
 
 
 def test_train_step_lowers_the_loss_on_a_fixed_batch(small_config):
-  _, split, _ = input_pipeline.load_dataset(small_config)
+  split = input_pipeline.load_dataset(small_config).train
   batch = (jnp.asarray(split.images[:128]), jnp.asarray(split.labels[:128]))
   state = make_state()
   step = jax.jit(steps.train_step)
@@ -83,15 +83,20 @@ def test_evaluate_ignores_padding():
   split = input_pipeline.Split(rng.integers(0, 256, (37, 28, 28, 1), dtype=np.uint8),
                                rng.integers(0, 10, 37).astype(np.int32))
   dp = parallel.DataParallel.create(16)
-  loop = device_loop.DeviceLoop.create(dp, 1, 16, 16, split, split)
+  half = input_pipeline.Split(split.images[:20], split.labels[:20])
+  loop = device_loop.DeviceLoop.create(dp, 1, 16, 16, split, {'all': split, 'half': half})
   result, = loop.evaluate(steps.stack_states([state]))
+  assert list(result) == ['all', 'half']
   @jax.jit
   def expected(params, images, labels):
     logits = state.apply_fn({'params': params}, steps.preprocess(images))
     return steps._loss_and_correct(logits, labels)  # pylint: disable=protected-access
   loss, correct = expected(state.params, split.images, split.labels)
-  assert result['loss'] == pytest.approx(float(loss.mean()), rel=1e-5)
-  assert result['accuracy'] == pytest.approx(float(correct.mean()))
+  assert result['all']['loss'] == pytest.approx(float(loss.mean()), rel=1e-5)
+  assert result['all']['accuracy'] == pytest.approx(float(correct.mean()))
+  # Each set is its own mean, though the batches of 16 straddle the sets' boundary.
+  assert result['half']['loss'] == pytest.approx(float(loss[:20].mean()), rel=1e-5)
+  assert result['half']['accuracy'] == pytest.approx(float(correct[:20].mean()))
 
 
 def test_auto_steps_per_dispatch():
@@ -102,30 +107,39 @@ def test_auto_steps_per_dispatch():
   assert device_loop.auto_steps_per_dispatch(1, 'gpu') == 1
 
 
-def test_the_device_loop_runs_the_steps_of_a_plain_python_loop(small_config):
-  """K steps in one dispatch, batches gathered on the device, equal the pure train
-  step applied one by one to the rows of the epoch's permutation."""
-  _, split, test = input_pipeline.load_dataset(dict(small_config.to_dict(),
-                                                    max_train_examples=256))
-  batch = 32
+@pytest.mark.parametrize('unroll', [True, False], ids=['unrolled', 'scan'])
+@pytest.mark.parametrize('seeds', [(5,), (5, 2)], ids=['1 seed', '2 seeds'])
+def test_the_device_loop_runs_the_steps_of_a_plain_python_loop(small_config, unroll,
+                                                               seeds):
+  """K = 7 steps in one dispatch that starts mid-epoch (at step 3), batches gathered on
+  the device, equal the pure train step applied one by one to the rows of the epoch's
+  permutation, per seed: unrolled (XLA:CPU's path) and as a `lax.scan` (every
+  accelerator's), for one seed and two vmapped."""
+  split = input_pipeline.load_dataset(dict(small_config.to_dict(),
+                                           max_train_examples=384)).train
+  batch, first, count = 32, 3, 7
   dp = parallel.DataParallel.create(batch)
-  loop = device_loop.DeviceLoop.create(dp, 1, batch, 1000, split, test)
+  loop = device_loop.DeviceLoop.create(dp, len(seeds), batch, 1000, split,
+                                       {'train': split}, unroll=unroll)
+  assert loop.unroll is unroll
   state = make_state()
-  seeds = dp.replicate(np.asarray([5], np.int32))
-  states, totals = loop.run(steps.stack_states([state]), loop.zero_totals(),
-                            loop.orders(seeds, 2), seeds, 2, 1, 3)
-  order = np.asarray(steps.epoch_permutation(5, 2, 256))
+  ids = dp.replicate(np.asarray(seeds, np.int32))
+  states, totals = loop.run(steps.stack_states([state] * len(seeds)), loop.zero_totals(),
+                            loop.orders(ids, 2), ids, 2, first, count)
   step = jax.jit(steps.train_step)
-  losses = []
-  for index in (1, 2, 3):
-    rows = order[index * batch:(index + 1) * batch]
-    state, metrics = step(state, (split.images[rows], split.labels[rows]),
-                          steps.step_rng(5, 2, index))
-    losses.append(float(metrics['loss']))
-  assert float(totals['loss'][0]) == pytest.approx(sum(losses), rel=1e-5)
-  for a, b in zip(jax.tree.leaves(steps.seed_state(states, 0).params),
-                  jax.tree.leaves(state.params)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  for i, seed in enumerate(seeds):
+    order = np.asarray(steps.epoch_permutation(seed, 2, 384))
+    alone, losses = state, []
+    for index in range(first, first + count):
+      rows = order[index * batch:(index + 1) * batch]
+      alone, metrics = step(alone, (split.images[rows], split.labels[rows]),
+                            steps.step_rng(seed, 2, index))
+      losses.append(float(metrics['loss']))
+    assert float(totals['loss'][i]) == pytest.approx(sum(losses), rel=1e-5)
+    assert int(steps.seed_state(states, i).step) == count
+    for a, b in zip(jax.tree.leaves(steps.seed_state(states, i).params),
+                    jax.tree.leaves(alone.params)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_checkpoint_save_restore_is_identical(tmp_path):

@@ -53,7 +53,7 @@ def test_confusion_matrix_and_confident_mistakes():
 def mnist_test_digits(mnist_data_dir):
   config = default.get_config()
   config.update(data_dir=mnist_data_dir, max_train_examples=128, max_test_examples=40)
-  _, _, test = input_pipeline.load_dataset(config)
+  test = input_pipeline.load_dataset(config).test
   return test
 
 
