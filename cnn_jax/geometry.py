@@ -104,6 +104,7 @@ class Layer:
   output_shape: tuple[int, ...]  # without the batch axis, NHWC order
   params: int = 0
   receptive_field: ReceptiveField | None = None
+  multiply_adds: int = 0  # Per image: each output value's k·k·C_in (conv) or in (dense).
 
 
 def dropout_name(model: str, placement: str, dense_index: int) -> str | None:
@@ -139,7 +140,8 @@ def _add_conv_rows(config: Mapping[str, Any], rows: list[Layer]) -> tuple[int, i
     rows.append(Layer(
         f'conv{i}', 'Conv2D', f'{channels}→{features}, {kernel}×{kernel}, '
         f's{stride}, p{pad}', (height, width, features),
-        conv_params(channels, features, kernel), field))
+        conv_params(channels, features, kernel), field,
+        height * width * features * kernel * kernel * channels))
     channels = features
     rows.append(Layer(f'act{i}', 'Activation', config['activation'],
                       (height, width, channels), receptive_field=field))
@@ -188,7 +190,7 @@ def layer_table(config: Mapping[str, Any], input_shape: Sequence[int],
     if dropout:
       rows.append(Layer(dropout, 'Dropout', f'p={dropout_rate:g}', (features,)))
     rows.append(Layer(f'fc{i}', 'Linear', f'{features}→{out}', (out,),
-                      dense_params(features, out)))
+                      dense_params(features, out), multiply_adds=features * out))
     features = out
     if i < len(widths) and hidden_activation != 'none':
       rows.append(Layer(f'fc{i}_act', 'Activation', hidden_activation, (out,)))
@@ -199,14 +201,22 @@ def count_params(rows: Sequence[Layer]) -> int:
   return sum(row.params for row in rows)
 
 
+def count_multiply_adds(rows: Sequence[Layer]) -> int:
+  """Multiply-adds per image of the convolutions and dense layers (the compute; pools,
+  activations and biases are a few per output value)."""
+  return sum(row.multiply_adds for row in rows)
+
+
 def format_layer_table(rows: Sequence[Layer]) -> str:
   """A Markdown table like the article's, with a total row."""
-  lines = ['| layer | type | details | output shape | params | receptive field |',
-           '|---|---|---|---|---:|---|']
+  lines = ['| layer | type | details | output shape | params | multiply-adds | '
+           'receptive field |', '|---|---|---|---|---:|---:|---|']
   for row in rows:
     field = row.receptive_field
     rf = (f'{field.size}×{field.size} (jump {field.jump})' if field else '')
     lines.append(f'| {row.name} | {row.kind} | {row.details} | '
-                 f'{shape_text(row.output_shape)} | {row.params:,} | {rf} |')
-  lines.append(f'| **total** | | | | **{count_params(rows):,}** | |')
+                 f'{shape_text(row.output_shape)} | {row.params:,} | '
+                 f'{row.multiply_adds:,} | {rf} |')
+  lines.append(f'| **total** | | | | **{count_params(rows):,}** | '
+               f'**{count_multiply_adds(rows):,}** | |')
   return '\n'.join(lines)

@@ -193,6 +193,7 @@ FIELDS: dict[str, Field] = {
                         recipe=True, scale=True),
     'early_stopping_patience': Field(0, _int(0), 'stop once validation accuracy has not '
                                      'improved for N epochs (0: never)'),
+    'early_stopping_min_epochs': Field(0, _int(0), 'never stop early before this epoch'),
     # Seeds travel as int32 (jax.random.key, vmap).
     'seed': Field(0, _int(0, 2**31 - 1), 'initial weights, example order and dropout'),
     # How the run goes, not what it computes.

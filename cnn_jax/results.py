@@ -1,8 +1,13 @@
-"""A sweep's results: per configuration mean ± std and 95% CI over seeds, each compared
-with the article's default by Welch's t-test (Holm-corrected); CSV, Markdown and a PNG.
+"""A sweep's results, from its raw data: runs.csv (one row per run and epoch) and
+sweep.json (the grid, baseline, seeds, base config, command and code version).
 
-Reads only what the runs wrote (run.json, metrics.json), so it works on a sweep that
-is still running or was copied from another machine.
+`export` writes both from a sweep's run directories; everything else reads them alone,
+so a page is rebuilt from the shipped files without the runs. Each configuration is
+reported by its test accuracy at the epoch with the best validation accuracy (the
+model a reader would keep, chosen without the test set), and compared with the
+article's default paired by seed (`stats.paired`): the verdict is better, worse,
+equivalent within the margin, or inconclusive, with Holm's correction over the family
+of comparisons the page belongs to (the sweep's own, or the REPORT's).
 """
 
 from __future__ import annotations
@@ -12,48 +17,82 @@ import dataclasses
 import json
 import math
 import pathlib
+import shutil
 from typing import Any, Sequence
 
 import numpy as np
 
-from cnn_jax import provenance, stats, sweep
+from cnn_jax import stats, sweep
+
+RUNS_FILE = 'runs.csv'
+EPOCH_METRICS = ('train_loss', 'train_accuracy', 'train_eval_loss', 'train_eval_accuracy',
+                 'validation_loss', 'validation_accuracy', 'test_loss', 'test_accuracy',
+                 'test_shifted_loss', 'test_shifted_accuracy', 'generalization_gap',
+                 'learning_rate', 'train_seconds')
+RUN_COLUMNS = ('sweep', 'configuration', 'overrides', 'grid_index', 'seed', 'epoch',
+               'num_epochs', 'completed', 'failed', 'num_params', 'multiply_adds',
+               'test_examples')
 
 
 @dataclasses.dataclass
-class RunResult:
+class Run:
+  """One run of a sweep: its configuration, seed and every epoch's record."""
   name: str
   key: str
   index: int
   seed: int
   overrides: dict[str, Any]
   completed: bool
-  test_accuracy: float  # Final epoch; NaN if the run has no epoch yet.
-  best_epoch: int | None
+  failed: str
   num_params: int | None
-  train_seconds: float
-  curve: list[float]  # Test accuracy per epoch.
-  failed: str = ''  # Why the run stopped for good (e.g. a non-finite loss), if it did.
+  multiply_adds: int | None
+  test_examples: int | None
+  history: list[dict[str, float]]  # EPOCH_METRICS and 'epoch', per epoch.
+
+  @property
+  def best(self) -> dict[str, float]:
+    """The epoch with the best validation accuracy (the earliest of equals)."""
+    return max(self.history, key=lambda r: r['validation_accuracy'])
 
 
-def load_runs(workdir: str | pathlib.Path) -> list[RunResult]:
-  """Every run directory under a sweep's workdir, finished or not."""
-  results = []
-  for run_file in sorted(pathlib.Path(workdir).glob(f'*/{sweep.RUN_FILE}')):
+# --- Raw data: run directories -> runs.csv and sweep.json. ---
+
+def export(workdir: str | pathlib.Path, output_dir: str | pathlib.Path | None = None
+           ) -> pathlib.Path:
+  """runs.csv and sweep.json of the sweep in `workdir`, written to `output_dir`
+  (default: `workdir`) from the runs' run.json and metrics.json; returns the CSV."""
+  workdir = pathlib.Path(workdir)
+  output_dir = pathlib.Path(output_dir or workdir)
+  output_dir.mkdir(parents=True, exist_ok=True)
+  meta = json.loads((workdir / sweep.SWEEP_FILE).read_text())
+  if output_dir != workdir:
+    shutil.copy(workdir / sweep.SWEEP_FILE, output_dir / sweep.SWEEP_FILE)
+  rows = []
+  for run_file in sorted(workdir.glob(f'*/{sweep.RUN_FILE}')):
     run = json.loads(run_file.read_text())
     try:
       metrics = json.loads((run_file.parent / 'metrics.json').read_text())
     except (OSError, ValueError):
       metrics = {}
-    history = metrics.get('history') or []
-    results.append(RunResult(
-        name=run_file.parent.name, key=run['key'], index=run['index'], seed=run['seed'],
-        overrides=run['overrides'], completed=bool(metrics.get('completed')),
-        test_accuracy=history[-1]['test_accuracy'] if history else math.nan,
-        best_epoch=metrics.get('best_epoch'), num_params=metrics.get('num_params'),
-        train_seconds=float(metrics.get('train_seconds') or 0.0),
-        curve=[r['test_accuracy'] for r in history],
-        failed=_failure(metrics.get('failed'))))
-  return results
+    common = {'sweep': meta['name'], 'configuration': run['key'],
+              'overrides': json.dumps(run['overrides'], sort_keys=True),
+              'grid_index': run['index'], 'seed': run['seed'],
+              'num_epochs': meta['base_config']['num_epochs'],
+              'completed': bool(metrics.get('completed')),
+              'failed': _failure(metrics.get('failed')),
+              'num_params': metrics.get('num_params', ''),
+              'multiply_adds': metrics.get('multiply_adds', ''),
+              'test_examples': metrics.get('test_examples', '')}
+    for record in metrics.get('history') or [{}]:  # A run with no epoch: one row.
+      rows.append({**common, 'epoch': record.get('epoch', ''),
+                   **{k: record.get(k, '') for k in EPOCH_METRICS}})
+  path = output_dir / RUNS_FILE
+  with path.open('w', newline='') as f:
+    writer = csv.DictWriter(f, [*RUN_COLUMNS, *EPOCH_METRICS])
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=lambda r: (r['grid_index'], r['seed'],
+                                                 r['epoch'] or 0)))
+  return path
 
 
 def _failure(failed: Any) -> str:
@@ -63,193 +102,252 @@ def _failure(failed: Any) -> str:
          f"{failed.get('step')}"
 
 
+def read_runs(directory: str | pathlib.Path) -> tuple[dict[str, Any], list[Run]]:
+  """(sweep.json, the runs of runs.csv) in `directory`."""
+  directory = pathlib.Path(directory)
+  meta = json.loads((directory / sweep.SWEEP_FILE).read_text())
+  runs: dict[tuple[int, int], Run] = {}
+  with (directory / RUNS_FILE).open(newline='') as f:
+    for row in csv.DictReader(f):
+      key = (int(row['grid_index']), int(row['seed']))
+      if key not in runs:
+        overrides = json.loads(row['overrides'])
+        name = (f"{row['configuration']},seed={row['seed']}" if overrides
+                else f"seed={row['seed']}")
+        runs[key] = Run(name, row['configuration'], key[0], key[1], overrides,
+                        row['completed'] == 'True', row['failed'],
+                        int(row['num_params']) if row['num_params'] else None,
+                        *(int(row[k]) if row[k] else None
+                          for k in ('multiply_adds', 'test_examples')), [])
+      if row['epoch']:
+        runs[key].history.append({'epoch': int(row['epoch']), **{
+            k: float(row[k]) if row[k] != '' else math.nan for k in EPOCH_METRICS}})
+  return meta, [runs[k] for k in sorted(runs)]
+
+
+# --- Aggregation and the paired comparisons. ---
+
 @dataclasses.dataclass
 class ConfigResult:
-  """One configuration over its completed seeds."""
+  """One configuration over its completed seeds; figures at each run's best epoch."""
   key: str
   overrides: dict[str, Any]
-  seeds: list[int]
-  accuracy: stats.Summary
-  best_epoch: float
-  num_params: int | None
-  train_seconds: float  # Mean per run.
-  curves: list[list[float]]
+  is_baseline: bool
+  runs: list[Run]
   incomplete: int  # Runs of this configuration not finished (left out).
-  is_baseline: bool = False
-  test: stats.WelchTest | None = None
-  adjusted_p: float = math.nan
+  comparison: stats.Paired | None = None  # Test accuracy against the baseline's.
+  holm_p: float = math.nan
+  holm_p_equivalence: float = math.nan
+  family: int = 0  # How many comparisons the Holm adjustment counted.
+  kind: str = ''  # better | worse | equivalent | inconclusive | not tested | reference
   verdict: str = ''
 
+  @property
+  def seeds(self) -> list[int]:
+    return [r.seed for r in self.runs]
 
-def aggregate(runs: Sequence[RunResult], baseline_key: str) -> list[ConfigResult]:
-  """Configurations in grid order; only completed runs count towards the figures."""
-  by_key: dict[str, list[RunResult]] = {}
+  def at_best(self, metric: str) -> list[float]:
+    """Each run's `metric` at its best (validation) epoch, in seed order."""
+    return [r.best.get(metric, math.nan) for r in self.runs]
+
+  def summary(self, metric: str) -> stats.Summary:
+    return stats.summarize(self.at_best(metric), bounds=None if metric ==
+                           'generalization_gap' else (0.0, 1.0))
+
+  @property
+  def num_params(self) -> int | None:
+    return self.runs[0].num_params
+
+  @property
+  def multiply_adds(self) -> int | None:
+    return self.runs[0].multiply_adds
+
+
+def aggregate(runs: Sequence[Run], baseline_key: str, margin: float = stats.EQUIVALENCE_MARGIN,
+              metric: str = 'test_accuracy') -> list[ConfigResult]:
+  """Configurations in grid order, each compared with the baseline on `metric` over
+  the seeds both finished; verdicts wait for `adjust`."""
+  by_key: dict[str, list[Run]] = {}
   for run in sorted(runs, key=lambda r: (r.index, r.seed)):
     by_key.setdefault(run.key, []).append(run)
   rows = []
   for key, group in by_key.items():
-    done = [r for r in group if r.completed]
-    if not done:
-      continue
-    rows.append(ConfigResult(
-        key=key, overrides=group[0].overrides, seeds=[r.seed for r in done],
-        accuracy=stats.summarize([r.test_accuracy for r in done], bounds=(0.0, 1.0)),
-        best_epoch=sum(r.best_epoch for r in done) / len(done),
-        num_params=done[0].num_params,
-        train_seconds=sum(r.train_seconds for r in done) / len(done),
-        curves=[r.curve for r in done], incomplete=len(group) - len(done),
-        is_baseline=key == baseline_key))
+    done = [r for r in group if r.completed and r.history]
+    if done:
+      rows.append(ConfigResult(key, group[0].overrides, key == baseline_key, done,
+                               len(group) - len(done)))
   base = next((r for r in rows if r.is_baseline), None)
-  if base is None:
-    return rows
-  base_values = [_final(c) for c in base.curves]
-  others = [r for r in rows if not r.is_baseline]
-  for row in others:
-    row.test = stats.welch_t_test([_final(c) for c in row.curves], base_values)
-  adjusted = stats.holm_adjust([r.test.p_value for r in others])
-  for row, p in zip(others, adjusted):
-    row.adjusted_p = p
-    row.verdict = stats.verdict(row.test, p)
-  base.verdict = 'the article\'s default (reference)'
+  for row in rows:
+    if base is None or row.is_baseline:
+      continue
+    seeds = sorted(set(row.seeds) & set(base.seeds))
+    value = lambda result, s: next(r.best[metric] for r in result.runs if r.seed == s)
+    row.comparison = stats.paired([value(row, s) for s in seeds],
+                                  [value(base, s) for s in seeds], margin)
   return rows
 
 
-def _final(curve: Sequence[float]) -> float:
-  return curve[-1]
+def adjust(families: Sequence[Sequence[ConfigResult]], alpha: float = stats.ALPHA) -> None:
+  """Holm over every comparison in `families` together (one family: a page's), for the
+  paired t-tests and for the TOSTs, and each comparison's verdict."""
+  compared = [r for rows in families for r in rows if r.comparison is not None]
+  for row in (r for rows in families for r in rows if r.is_baseline):
+    row.kind, row.verdict = 'reference', 'the article\'s default (reference)'
+  tests = stats.holm_adjust([r.comparison.p_value for r in compared])
+  equivalences = stats.holm_adjust([r.comparison.p_equivalence for r in compared])
+  k = sum(1 for r in compared if not math.isnan(r.comparison.p_value))
+  for row, p, q in zip(compared, tests, equivalences):
+    row.holm_p, row.holm_p_equivalence, row.family = p, q, k
+    row.kind, row.verdict = stats.paired_verdict(row.comparison, p, q, max(k, 1), alpha)
 
+
+# --- The page. ---
 
 def _pct(x: float) -> str:
   return 'n/a' if math.isnan(x) else f'{100 * x:.2f}%'
 
 
-CSV_FIELDS = ('configuration', 'seeds', 'mean_test_accuracy', 'std', 'ci95_low',
-              'ci95_high', 'mean_best_epoch', 'params', 'mean_train_seconds',
-              'difference_vs_default', 'welch_t', 'welch_df', 'p_value', 'p_holm',
-              'verdict')
+def accuracy_text(a: stats.Summary) -> str:
+  """'98.73% ± 0.05 [98.67, 98.80]': mean ± sample std [95% CI] over seeds."""
+  spread = '' if math.isnan(a.std) else f' ± {100 * a.std:.2f}'
+  ci = '' if math.isnan(a.ci_low) else (f' [{100 * a.ci_low:.2f}, {100 * a.ci_high:.2f}]'
+                                        + (' †' if a.clipped else ''))
+  return f'{100 * a.mean:.2f}%{spread}{ci}'
 
 
-def write_csv(rows: Sequence[ConfigResult], path: pathlib.Path) -> None:
-  with path.open('w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(CSV_FIELDS)
-    for r in rows:
-      t = r.test
-      writer.writerow([
-          r.key, len(r.seeds), r.accuracy.mean, r.accuracy.std, r.accuracy.ci_low,
-          r.accuracy.ci_high, r.best_epoch, r.num_params, r.train_seconds,
-          t.difference if t else '', t.t if t else '', t.df if t else '',
-          t.p_value if t else '', '' if math.isnan(r.adjusted_p) else r.adjusted_p,
-          r.verdict])
+def provenance_text(meta: dict[str, Any]) -> str:
+  """Where the runs came from, as sweep.json recorded it."""
+  version = meta.get('code_version')
+  return (f"Runs trained by `{meta.get('command') or 'python -m experiments.' + meta['name']}`"
+          + (f" at code version `{version}` ({meta.get('packages', '')})" if version else '')
+          + '.')
 
 
 def setup_text(base_config: dict[str, Any], seeds: Sequence[int]) -> str:
   """What every run of a sweep shared: data, epochs, seeds, recipe."""
   def examples(field: str) -> str:
     return f'first {base_config[field]:,}' if base_config.get(field) else 'all'
-  return (f"Runs: {base_config['dataset']}, {examples('max_train_examples')} training and "
-          f"{examples('max_test_examples')} test examples; {base_config['num_epochs']} "
-          f"epoch(s); seeds {', '.join(map(str, seeds))}; batch {base_config['batch_size']}, "
-          f"{base_config['optimizer']} lr {base_config['learning_rate']:g} "
-          f"({base_config['lr_schedule']}).")
+  return (f"Data: {base_config['dataset']}, {examples('max_train_examples')} training "
+          f"images (the training split's last {base_config['validation_examples']:,} held "
+          f"out for validation) and {examples('max_test_examples')} test images; "
+          f"{base_config['num_epochs']} epoch(s); seeds {', '.join(map(str, seeds))}; "
+          f"batch {base_config['batch_size']}, {base_config['optimizer']} lr "
+          f"{base_config['learning_rate']:g} ({base_config['lr_schedule']}).")
 
 
-def to_markdown(title: str, rows: Sequence[ConfigResult], source: str,
-                incomplete_runs: int = 0, failed: Sequence[RunResult] = (),
-                setup: str = '') -> str:
-  """The results page; `source` says what made it (provenance.footer)."""
-  lines = [f'# {title}', '', source, ''] + ([setup, ''] if setup else []) + [
-           'From each run\'s `metrics.json`. Final-epoch test '
-           'accuracy over seeds: mean ± sample std, 95% CI from Student\'s t (cut at 0% '
-           'and 100% where it reaches past them, marked †). Each configuration is '
-           'compared with the article\'s default by Welch\'s t-test (two-sided); the '
-           f'verdict uses p-values Holm-corrected for the number of comparisons, α = '
-           f'{stats.ALPHA:g}; the difference\'s 95% CI (in pp) is per comparison. No test '
-           'with fewer than 2 seeds on either side.',
-           '', '| configuration | seeds | test accuracy (mean ± std) | 95% CI | '
-           'best epoch (mean) | params | train time / run | vs default |',
-           '|---|---:|---:|---|---:|---:|---:|---|']
+METHOD = ('Each run is reported at its epoch with the best validation accuracy; the test '
+          'set decides nothing. Accuracy over seeds: mean ± sample std [95% Student-t CI, '
+          '† where cut at 0% or 100%]. "gap": train-eval accuracy (eval mode, on the '
+          'first training images) minus validation accuracy. Each configuration is '
+          'compared with the article\'s default on test accuracy, paired by seed: paired '
+          't-test (p), exact sign-flip permutation test (p_perm), Cohen\'s d_z, and two '
+          'one-sided tests (TOST) against the equivalence margin; Holm\'s correction over '
+          '{family}, α = {alpha:g}. "MDE": the smallest '
+          'difference the first Holm step (α/{k}) detects with 80% power at this n and '
+          'the seeds\' spread.')
+
+
+def to_markdown(title: str, rows: Sequence[ConfigResult], meta: dict[str, Any],
+                failed: Sequence[Run] = (), family: str | None = None) -> str:
+  """The results page of one sweep, from its rows (after `adjust`); `family`: what
+  the Holm correction counted (default: this sweep's comparisons)."""
+  k = max((r.family for r in rows), default=0)
+  lines = [f'# {title}', '', provenance_text(meta), '',
+           setup_text(meta['base_config'], meta['seeds']), '',
+           METHOD.format(k=k or 1, alpha=stats.ALPHA,
+                         family=family or f"this sweep's {k} comparisons"), '',
+           '| configuration | seeds | test accuracy | validation | train (eval mode) | gap '
+           '| shifted test | best epoch | params | multiply-adds | vs default | p_perm | '
+           'MDE |', '|---|---:|---|---|---|---|---|---:|---:|---:|---|---:|---:|']
   for r in rows:
-    a = r.accuracy
-    spread = '' if math.isnan(a.std) else f' ± {100 * a.std:.2f}'
-    ci = 'n/a' if math.isnan(a.ci_low) else (
-        f'[{_pct(a.ci_low)}, {_pct(a.ci_high)}]' + (' †' if a.clipped else ''))
-    name = f'**{r.key}**' if r.is_baseline else r.key
-    params = f'{r.num_params:,}' if r.num_params else 'n/a'
-    lines.append(f'| {name} | {len(r.seeds)} | {100 * a.mean:.2f}%{spread} | {ci} | '
-                 f'{r.best_epoch:.1f} | {params} | {r.train_seconds:.0f} s | {r.verdict} |')
-  if incomplete_runs - len(failed) > 0:
-    lines += ['', f'{incomplete_runs - len(failed)} run(s) not finished yet are left out.']
+    c = r.comparison
+    shifted = r.summary('test_shifted_accuracy')
+    mde = (stats.min_detectable_effect(c.n, c.sd, stats.ALPHA / max(k, 1))
+           if c and c.n >= 2 else math.nan)
+    lines.append(
+        f"| {f'**{r.key}**' if r.is_baseline else r.key} | {len(r.seeds)} | "
+        f"{accuracy_text(r.summary('test_accuracy'))} | "
+        f"{_pct(r.summary('validation_accuracy').mean)} | "
+        f"{_pct(r.summary('train_eval_accuracy').mean)} | "
+        f"{100 * r.summary('generalization_gap').mean:+.2f} pp | "
+        f"{'n/a' if math.isnan(shifted.mean) else _pct(shifted.mean)} | "
+        f"{np.mean([run.best['epoch'] for run in r.runs]):.1f} | "
+        f"{f'{r.num_params:,}' if r.num_params else 'n/a'} | "
+        f"{f'{r.multiply_adds:,}' if r.multiply_adds else 'n/a'} | {r.verdict} | "
+        f"{'' if not c or math.isnan(c.p_permutation) else f'{c.p_permutation:.3f}'} | "
+        f"{'' if math.isnan(mde) else f'{100 * mde:.2f} pp'} |")
+  incomplete = sum(r.incomplete for r in rows) - len(failed)
+  if incomplete > 0:
+    lines += ['', f'{incomplete} run(s) not finished yet are left out.']
   if failed:
     lines += ['', 'Failed runs (left out): ' + '; '.join(f'{r.name}: {r.failed}'
                                                          for r in failed) + '.']
   if rows:
-    lines += ['', '![final accuracy by configuration and test accuracy by epoch]'
-              '(results.png)']
-  tested = [r for r in rows if r.test and not math.isnan(r.adjusted_p)]
-  significant = [r for r in tested if r.adjusted_p < stats.ALPHA]
-  winners = [r for r in significant if r.test.difference > 0]
-  losers = [r for r in significant if r.test.difference < 0]
+    lines += ['', '![paired accuracies and learning curves](results.png)']
+  counts = {kind: [r.key for r in rows if r.kind == kind]
+            for kind in ('better', 'worse', 'equivalent', 'inconclusive')}
   lines.append('')
-  if not tested:
-    lines.append('Nothing was tested: a comparison needs ≥ 2 finished seeds of a '
-                 'configuration and of the default (rerun with --seeds=2 or more).')
-  elif winners:
-    lines.append('Significantly better than the default: '
-                 + ', '.join(f'{r.key} ({r.verdict})' for r in winners) + '.')
-  else:
-    lines.append(f'No configuration tested ({len(tested)}) is significantly better than '
-                 'the default.')
-  if losers:
-    lines.append('Significantly worse: '
-                 + ', '.join(f'{r.key} ({r.verdict})' for r in losers) + '.')
+  lines.append('; '.join(f'{kind}: {", ".join(keys)}' for kind, keys in counts.items()
+                         if keys).capitalize() + '.' if any(counts.values()) else
+               'Nothing was tested: a comparison needs ≥ 2 finished seeds of a '
+               'configuration and of the default (rerun with --seeds=2 or more).')
   return '\n'.join(lines) + '\n'
 
 
 def plot(rows: Sequence[ConfigResult], title: str, path: pathlib.Path) -> None:
-  """Accuracy by configuration with 95% CI bars, and mean test-accuracy curves."""
+  """Left: final test accuracy per configuration, each seed a line across them (what the
+  paired test sees), mean and 95% CI. Right: learning curves of train (eval mode),
+  validation and test accuracy, mean over seeds with the lowest-to-highest band."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt, ticker  # pylint: disable=g-import-not-at-top
-  # Constrained layout makes room for the legend beside the curves, off the data.
   fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8), layout='constrained')
-  length_max = 1
+  seeds = sorted({s for r in rows for s in r.seeds})
+  for seed in seeds:
+    xs = [i for i, r in enumerate(rows) if seed in r.seeds]
+    ys = [100 * r.at_best('test_accuracy')[r.seeds.index(seed)] for r in rows
+          if seed in r.seeds]
+    left.plot(xs, ys, color='0.6', linewidth=0.8, marker='.', zorder=1)
   for i, r in enumerate(rows):
-    a = r.accuracy
-    # The interval as cut to [0%, 100%]: asymmetric where it was cut.
+    a = r.summary('test_accuracy')
     err = [[0.0], [0.0]] if math.isnan(a.ci_low) else [[100 * (a.mean - a.ci_low)],
                                                        [100 * (a.ci_high - a.mean)]]
     left.errorbar([i], [100 * a.mean], yerr=err, fmt='s' if r.is_baseline else 'o',
-                  capsize=6, color=f'C{i}', markersize=8 if r.is_baseline else 6)
-    left.scatter([i] * len(r.curves), [100 * c[-1] for c in r.curves], s=12, alpha=0.5,
-                 color=f'C{i}')
-    length = min(len(c) for c in r.curves)
-    curves = 100 * np.array([c[:length] for c in r.curves])
-    epochs = np.arange(1, length + 1, dtype=float)
-    if length == 1:  # Side by side: one point each, with its band as a bar.
-      epochs += (i - (len(rows) - 1) / 2) * 0.08
-    right.plot(epochs, curves.mean(0), marker='o', color=f'C{i}',
-               label=r.key + (' (default)' if r.is_baseline else ''),
-               linewidth=2.5 if r.is_baseline else 1.5)
-    if length > 1:
-      right.fill_between(epochs, curves.min(0), curves.max(0), color=f'C{i}',
-                         alpha=0.15, linewidth=0)
-    else:
-      right.vlines(epochs, curves.min(0), curves.max(0), color=f'C{i}', alpha=0.35,
-                   linewidth=6)
-    length_max = max(length_max, length)
-  # Categories and epochs at whole numbers, half a step of room at each end.
+                  capsize=6, color=f'C{i}', markersize=8, zorder=2)
   left.set_xticks(range(len(rows)), [_label(r) for r in rows], fontsize=8)
   left.set_xlim(-0.5, len(rows) - 0.5)
   left.margins(y=0.15)
   left.set_xlabel(', '.join(rows[0].overrides) + ' (square: the default)')
-  left.set_ylabel('final test accuracy (%)')
-  left.set_title('mean over seeds, 95% CI (dots: seeds)')
+  left.set_ylabel('test accuracy at the best validation epoch (%)')
+  left.set_title('each seed a grey line; mean and 95% CI')
+  styles = (('train_eval_accuracy', ':', 'train (eval mode)'),
+            ('validation_accuracy', '-', 'validation'), ('test_accuracy', '--', 'test'))
+  length_max = 1
+  for i, r in enumerate(rows):
+    length = min(len(run.history) for run in r.runs)
+    epochs = np.arange(1, length + 1, dtype=float)
+    if length == 1:  # Side by side: one point each.
+      epochs += (i - (len(rows) - 1) / 2) * 0.08
+    for metric, style, _ in styles:
+      curves = 100 * np.array([[e[metric] for e in run.history[:length]]
+                               for run in r.runs])
+      right.plot(epochs, curves.mean(0), linestyle=style, marker='o', color=f'C{i}',
+                 linewidth=2.0 if r.is_baseline else 1.2,
+                 label=r.key if metric == 'validation_accuracy' else None)
+      if length > 1:
+        right.fill_between(epochs, curves.min(0), curves.max(0), color=f'C{i}',
+                           alpha=0.12, linewidth=0)
+      else:
+        right.vlines(epochs, curves.min(0), curves.max(0), color=f'C{i}', alpha=0.3,
+                     linewidth=5)
+    length_max = max(length_max, length)
+  for metric, style, name in styles:
+    right.plot([], [], linestyle=style, color='k', label=name)
   right.set_xlabel('epoch')
   right.set_xlim(0.5, length_max + 0.5)
   right.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, min_n_ticks=1))
-  right.margins(y=0.1)
-  right.set_ylabel('test accuracy (%)')
-  right.set_title('mean over seeds (band: lowest to highest seed)')
+  right.set_ylabel('accuracy (%)')
+  right.set_title('mean over seeds (band: lowest to highest)')
   right.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.02, 1), borderaxespad=0)
   fig.suptitle(title)
   fig.savefig(path, dpi=100)
@@ -260,25 +358,30 @@ def _label(row: ConfigResult) -> str:
   return '\n'.join(sweep.format_value(v) for v in row.overrides.values()) or row.key
 
 
-def write_results(workdir: str | pathlib.Path, command: str | None = None
-                  ) -> tuple[str, list[ConfigResult]]:
-  """results.csv, results.md and results.png in the sweep's workdir; returns the Markdown.
-  `command`: the exact command line that made the runs (provenance.command_line);
-  None: the one sweep.json recorded."""
-  workdir = pathlib.Path(workdir)
-  meta = json.loads((workdir / sweep.SWEEP_FILE).read_text())
-  command = command or meta.get('command') or (
-      f"python -m experiments.{meta['name']} --workdir={workdir}")
-  runs = load_runs(workdir)
-  rows = aggregate(runs, meta['baseline'])
-  incomplete = sum(1 for r in runs if not r.completed)
-  title = f"{meta['name']}: final test accuracy by configuration"
-  markdown = to_markdown(title, rows, provenance.footer(command), incomplete,
-                         [r for r in runs if r.failed and not r.completed],
-                         setup_text(meta['base_config'], meta['seeds'])
-                         if 'base_config' in meta else '')
-  write_csv(rows, workdir / 'results.csv')
-  (workdir / 'results.md').write_text(markdown)
+def title(meta: dict[str, Any]) -> str:
+  return f"{meta['name']}: test accuracy by configuration, paired by seed"
+
+
+def write_page(directory: str | pathlib.Path, rows: Sequence[ConfigResult],
+               meta: dict[str, Any], runs: Sequence[Run], family: str | None = None
+               ) -> str:
+  """results.md and results.png in `directory`, from `rows` (after `adjust`)."""
+  directory = pathlib.Path(directory)
+  markdown = to_markdown(title(meta), rows, meta,
+                         [r for r in runs if r.failed and not r.completed], family)
+  (directory / 'results.md').write_text(markdown)
   if rows:
-    plot(rows, title, workdir / 'results.png')
-  return markdown, rows
+    plot(rows, title(meta), directory / 'results.png')
+  return markdown
+
+
+def write_results(workdir: str | pathlib.Path) -> tuple[str, list[ConfigResult]]:
+  """runs.csv, sweep.json's copy, results.md and results.png of a sweep, in its workdir,
+  Holm over its own comparisons; returns the Markdown and the rows."""
+  export(workdir)
+  meta, runs = read_runs(workdir)
+  rows = aggregate(runs, meta['baseline'], meta.get('equivalence_margin',
+                                                     stats.EQUIVALENCE_MARGIN))
+  adjust([rows])
+  return write_page(workdir, rows, meta, runs), rows
+

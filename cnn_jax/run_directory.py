@@ -150,7 +150,8 @@ class RunDirectory:
     return run_metrics.write_metrics(
         self.path / 'metrics.json' if self.primary else None, self.history,
         num_epochs=self.config['num_epochs'],
-        patience=self.config['early_stopping_patience'], **self.facts,
+        patience=self.config['early_stopping_patience'],
+        min_epochs=self.config['early_stopping_min_epochs'], **self.facts,
         wall_seconds_this_process=time.perf_counter() - self._wall_start)
 
   def close(self) -> None:

@@ -35,20 +35,23 @@ def best_record(history: list[dict[str, Any]]) -> dict[str, Any] | None:
   return max(history, key=lambda r: r['validation_accuracy']) if history else None
 
 
-def stopped_early(history: list[dict[str, Any]], patience: int) -> bool:
+def stopped_early(history: list[dict[str, Any]], patience: int, min_epochs: int = 0
+                  ) -> bool:
   """Whether `patience` epochs (0: never) have passed without a better validation
-  accuracy than the best epoch's."""
+  accuracy than the best epoch's, at epoch `min_epochs` or later."""
   best = best_record(history)
-  return bool(patience and best and history[-1]['epoch'] - best['epoch'] >= patience)
+  return bool(patience and best and history[-1]['epoch'] >= min_epochs
+              and history[-1]['epoch'] - best['epoch'] >= patience)
 
 
 def write_metrics(path: pathlib.Path | None, history: list[dict[str, Any]], *,
-                  num_epochs: int, patience: int = 0, **facts: Any) -> dict[str, Any]:
+                  num_epochs: int, patience: int = 0, min_epochs: int = 0,
+                  **facts: Any) -> dict[str, Any]:
   """metrics.json (at `path`; None: only returned): completion, the final and best
   epoch (by validation accuracy; its test accuracy is what a run reports), `facts`,
   every epoch's record."""
   best = best_record(history)
-  early = stopped_early(history, patience)
+  early = stopped_early(history, patience, min_epochs)
   metrics = {
       'completed': bool(history) and (history[-1]['epoch'] == num_epochs or early),
       'stopped_early': early,

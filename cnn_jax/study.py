@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
-from cnn_jax import errors, options, sweep
+from cnn_jax import errors, options, stats, sweep
 
 
 @dataclasses.dataclass
@@ -74,6 +74,7 @@ def _copy_trained(base: ml_collections.ConfigDict, p: SweepPlan,
 def run_study(base: ml_collections.ConfigDict, plans: Sequence[SweepPlan],
               seeds: Sequence[int], *, vmap_seeds: bool = False,
               restart_changed: bool = False, command: str = '',
+              equivalence_margin: float = stats.EQUIVALENCE_MARGIN,
               progress: Callable[[str, Any], None] | None = None
               ) -> dict[str, list[sweep.Outcome]]:
   """Trains every sweep of `plans` in order; returns each sweep's outcomes. Runs trained
@@ -87,5 +88,5 @@ def run_study(base: ml_collections.ConfigDict, plans: Sequence[SweepPlan],
     _copy_trained(base, p, homes)
     outcomes[p.name] = sweep.run_sweep(
         p.name, base, p.grid, p.baseline, seeds, p.workdir, vmap_seeds=vmap_seeds,
-        command=command, progress=progress)
+        command=command, equivalence_margin=equivalence_margin, progress=progress)
   return outcomes

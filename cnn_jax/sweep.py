@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import ml_collections
 
-from cnn_jax import errors, options
+from cnn_jax import errors, options, provenance, run_metrics, stats
 from cnn_jax.errors import Interrupted, RunLockedError, WorkdirConflictError
 
 SWEEP_FILE = 'sweep.json'  # At the sweep root: grid, baseline, seeds.
@@ -131,7 +131,7 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
               baseline: Mapping[str, Any], seeds: Iterable[int],
               workdir: str | pathlib.Path, *, vmap_seeds: bool = False,
               shard: tuple[int, int] = (0, 1), restart_changed: bool = False,
-              command: str = '',
+              command: str = '', equivalence_margin: float = stats.EQUIVALENCE_MARGIN,
               progress: Callable[[str, dict[str, Any]], None] | None = None
               ) -> list[Outcome]:
   """Trains every run of this shard not finished yet; returns what happened to each.
@@ -154,7 +154,9 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
   (workdir / SWEEP_FILE).write_text(json.dumps({
       'name': name, 'grid': [dict(g) for g in grid],
       'baseline': config_key(baseline) if baseline else config_key(grid[0]),
-      'seeds': sorted(set(seeds)), 'base_config': base.to_dict(), 'command': command},
+      'seeds': sorted(set(seeds)), 'base_config': base.to_dict(), 'command': command,
+      'code_version': provenance.code_version(), 'packages': provenance.package_versions(),
+      'host': run_metrics.host_description(), 'equivalence_margin': equivalence_margin},
       indent=2, default=list) + '\n')
   _write_hparams_columns(workdir, grid)
   notify = progress or (lambda kind, info: None)

@@ -30,7 +30,7 @@ import numpy as np
 import tqdm
 
 from cnn_jax import device_loop, geometry, input_pipeline, models, options, parallel
-from cnn_jax import run_metrics, steps
+from cnn_jax import provenance, run_metrics, steps
 from cnn_jax.errors import ConfigError, Interrupted, NonFiniteLossError
 from cnn_jax.run_directory import Position, RunDirectory
 
@@ -116,6 +116,7 @@ class Setup:
   model: Any
   init: Callable[[jax.Array], steps.TrainState]  # Seeds (int32) → stacked states.
   schedule: Callable[[int], jax.Array]  # Read on the host at each log: one program.
+  test_examples: int
 
   @classmethod
   def create(cls, config: Mapping[str, Any], num_seeds: int,
@@ -132,7 +133,8 @@ class Setup:
     model = models.create_model(config, spec.num_classes)
     tx, schedule = steps.create_optimizer(config, loop.steps_per_epoch)
     init = steps.init_states(model, spec.input_shape, tx, dp.replicated)
-    return cls(setup_key(config, num_seeds), spec, loop, model, init, jax.jit(schedule))
+    return cls(setup_key(config, num_seeds), spec, loop, model, init, jax.jit(schedule),
+               len(data.test.labels))
 
 
 def steps_per_dispatch(config: Mapping[str, Any], steps_per_epoch: int) -> int:
@@ -204,7 +206,9 @@ class Trainer:
                   len(seeds), self.steps_per_epoch, self.steps_per_dispatch,
                   loop.dp.num_devices, jax.process_count())
     kind = jax.devices()[0].device_kind
-    facts = dict(num_params=num_params, dataset=setup.spec.name,
+    facts = dict(num_params=num_params, multiply_adds=geometry.count_multiply_adds(table),
+                 test_examples=setup.test_examples, dataset=setup.spec.name,
+                 code_version=provenance.code_version(),
                  device=f'{kind} × {loop.dp.num_devices}' if loop.dp.num_devices > 1
                  else kind, processes=jax.process_count(), compile_seconds=0.0,
                  steps_per_dispatch=self.steps_per_dispatch)
@@ -303,7 +307,8 @@ class Trainer:
 
   def stopped(self) -> list[bool]:
     """Which runs early stopping has ended (config.early_stopping_patience)."""
-    return [run_metrics.stopped_early(run.history, self.config['early_stopping_patience'])
+    return [run_metrics.stopped_early(run.history, self.config['early_stopping_patience'],
+                                      self.config['early_stopping_min_epochs'])
             for run in self.runs]
 
   def close(self) -> None:

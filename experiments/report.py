@@ -1,18 +1,25 @@
-r"""Checks the article's claims against the sweeps: python -m experiments.report
+r"""Rebuilds REPORT.md and every sweep's page and figure from the raw data alone:
+python -m experiments.report [--output_dir=results] [--workdir=runs/study]
 
-Reads every sweep under --workdir (default runs/: runs/dropout_sweep, runs/padding_sweep,
-...; the study's are in runs/study), refreshes each sweep's results, and writes REPORT.md with the results files and
-figures copied beside it in --output_dir (default results/, committed to the repo).
+Reads each sweep's runs.csv and sweep.json in --output_dir (results/ ships them); with
+--workdir, first exports them there from the sweeps trained under it (their run
+directories). The formulas describe the network the runs trained (their sweep.json's
+base config), or --config's where there are none.
 """
+
+import json
+import pathlib
 
 from absl import flags
 
-from cnn_jax import provenance, report
+from cnn_jax import report, results, sweep
 from experiments import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', 'runs', 'The directory holding the sweeps\' workdirs.')
-flags.DEFINE_string('output_dir', 'results', 'Where REPORT.md and the figures go.')
+flags.DEFINE_string('output_dir', 'results', 'Where each sweep\'s raw data is read, and '
+                    'REPORT.md and the pages written.')
+flags.DEFINE_string('workdir', '', 'Sweeps\' workdirs to export the raw data from '
+                    'first (e.g. runs/study); empty: the raw data already in --output_dir.')
 flags.DEFINE_string('readme', '', 'A README whose study section (between its '
                     '<!-- study --> markers) gets the report\'s claims table.')
 cli.define_config('configs/study.py', 'The study config, whose network the formulas '
@@ -22,11 +29,17 @@ cli.define_config('configs/study.py', 'The study config, whose network the formu
 def main(argv):
   if len(argv) > 1:
     raise SystemExit(f'error: unexpected arguments {argv[1:]}')
-  command = provenance.command_line('experiments.report')
-  print(report.write_report(FLAGS.workdir, FLAGS.output_dir, command,
-                           FLAGS.config.to_dict()))
+  output = pathlib.Path(FLAGS.output_dir)
+  if FLAGS.workdir:
+    for meta in sorted(pathlib.Path(FLAGS.workdir).glob(f'*/{sweep.SWEEP_FILE}')):
+      results.export(meta.parent, output / meta.parent.name)
+  # The formulas describe the network the runs trained: their base config.
+  trained = sorted(output.glob(f'*/{sweep.SWEEP_FILE}'))
+  base = (json.loads(trained[0].read_text())['base_config'] if trained
+          else FLAGS.config.to_dict())
+  print(report.write_report(output, output, report.rebuild_command(output), base))
   if FLAGS.readme:
-    report.update_readme(FLAGS.readme, FLAGS.output_dir)
+    report.update_readme(FLAGS.readme, output)
 
 
 if __name__ == '__main__':

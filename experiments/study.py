@@ -1,52 +1,79 @@
 r"""The whole study in one command: every sweep of the article, then REPORT.md.
 
-python -m experiments.study [--workdir=runs/study] [--output_dir=results] [--seeds=5]
-                            [--readme=README.md] [--config.num_epochs=2 ...]
+python -m experiments.study [--workdir=runs/study] [--output_dir=results] [--seeds=N]
+                            [--readme=README.md] [--estimate] [--config.num_epochs=2 ...]
 
-Trains the sweeps named in the config file (configs/study.py: dropout, padding,
-pooling, activation, MLP vs CNN) into --workdir/<sweep>, each distinct run once, with
-one progress display; then writes each sweep's results and REPORT.md with the figures
-into --output_dir. Rerun the same command to resume: finished runs are skipped.
+Trains the sweeps named in the config file (configs/study.py; configs/study_long.py
+for the long profile) into --workdir/<sweep>, each distinct run once, with one
+progress display; then writes each sweep's raw data (runs.csv, sweep.json), its page
+and REPORT.md into --output_dir, from that raw data alone (as `python -m
+experiments.report` rebuilds them). Rerun the same command to resume: finished runs
+are skipped. --estimate prints what is left to train and how long it should take.
 """
 
+import json
 import pathlib
+import re
 import sys
 import time
 
 from absl import flags
 from ml_collections import config_flags
 
-from cnn_jax import provenance, report, study
+from cnn_jax import provenance, report, results, study
 from cnn_jax.errors import ConfigError
 from experiments import cli, sweep_cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', 'runs/study', 'Where the sweeps train, one folder each.')
-flags.DEFINE_string('output_dir', 'results', 'Where REPORT.md and each sweep\'s '
-                    'results go.')
+flags.DEFINE_string('output_dir', 'results', 'Where REPORT.md, and each sweep\'s raw '
+                    'data and page, go.')
 flags.DEFINE_integer('seeds', None, 'Seeds per configuration (default: SEEDS in the '
                      'config file).')
 flags.DEFINE_string('readme', '', 'A README whose study section (between its '
                     '<!-- study --> markers) gets the report\'s claims table.')
+flags.DEFINE_bool('estimate', False, 'Print the runs and epochs left to train and the '
+                  'time they should take at --examples_per_second, then exit.')
+flags.DEFINE_float('examples_per_second', None, 'Training speed for --estimate (default: '
+                   'the last benchmark\'s, results/benchmark.md: seeds together where it '
+                   'measured them faster).')
 sweep_cli.define_training_flags('study')
 cli.define_config('configs/study.py', 'The study config: the base training config, '
-                  'its SWEEPS and SEEDS.')
+                  'its SWEEPS, SEEDS and EQUIVALENCE_MARGIN.')
 
 
-def load_study(config_file: str) -> tuple[list[tuple[str, list, dict]], int]:
-  """The sweeps a study config file names in SWEEPS, each (name, GRID, BASELINE) from
-  configs/<name>.py beside it, and its SEEDS."""
-  path, module = sweep_cli.load_config_module(config_file)
-  seeds = getattr(module, 'SEEDS', 5)
-  if not isinstance(seeds, int) or seeds < 1:
-    raise ConfigError(f'{path}: SEEDS={seeds!r} is invalid: expected an integer >= 1')
-  sweeps = []
-  for name in getattr(module, 'SWEEPS', ()):
-    sweep_file = pathlib.Path(path).resolve().parent / f'{name}.py'
-    if not sweep_file.exists():
-      raise ConfigError(f'the study names sweep {name!r}, but {sweep_file} does not exist')
-    sweeps.append((name, *sweep_cli.load_grid(str(sweep_file))))
-  return sweeps, seeds
+def benchmarked_speed(path: pathlib.Path = pathlib.Path('results/benchmark.md')
+                      ) -> tuple[float, str]:
+  """(examples/s, where it came from): the benchmark's seeds-together figure where it
+  beat one seed, else its batch-128 figure."""
+  text = path.read_text() if path.exists() else ''
+  alone = re.search(r'^\| 128 \| ([\d,]+) \|', text, re.MULTILINE)
+  together = re.search(r'^\| \d+ × batch 128 \| ([\d,]+) \| ([\d,]+) \|', text,
+                       re.MULTILINE)
+  if not alone:
+    raise ConfigError(f'{path} has no benchmark figure: run python -m experiments.benchmark '
+                      'or pass --examples_per_second')
+  speed = float(alone[1].replace(',', ''))
+  if together and float(together[1].replace(',', '')) > speed:
+    return float(together[1].replace(',', '')), f'{path}, seeds trained together'
+  return speed, f'{path}, batch 128'
+
+
+def estimate(base, plans, seeds) -> str:
+  epochs = study.epochs_left(base, plans)
+  per_epoch = 60_000 - base.validation_examples if not base.max_train_examples else (
+      base.max_train_examples)
+  if FLAGS.examples_per_second:
+    speed, source = FLAGS.examples_per_second, '--examples_per_second'
+  else:
+    speed, source = benchmarked_speed()
+  hours = epochs * per_epoch / speed / 3600
+  distinct = len(study.first_homes(base, plans))
+  return (f'{distinct} distinct runs ({len(list(seeds))} seeds), {epochs} epochs left to '
+          f'train, at most {base.num_epochs} each, {per_epoch:,} images an epoch: '
+          f'{epochs * per_epoch:,} images at {speed:,.0f} ex/s ({source}) ≈ {hours:.1f} h '
+          f'of training (evaluation, compiling and data loading not included; early '
+          f'stopping can end runs sooner)')
 
 
 def main(argv):
@@ -54,10 +81,13 @@ def main(argv):
     raise ConfigError(f'unexpected arguments {argv[1:]}')
   start = time.perf_counter()
   config_file = config_flags.get_config_filename(FLAGS['config'])
-  sweeps, default_seeds = load_study(config_file)
+  sweeps, default_seeds, margin = sweep_cli.load_study(config_file)
   seeds = range(FLAGS.seeds if FLAGS.seeds is not None else default_seeds)
   base = FLAGS.config
   plans = study.plan(base, sweeps, seeds, FLAGS.workdir)
+  if FLAGS.estimate:
+    print(estimate(base, plans, seeds))
+    return
   vmap_seeds = sweep_cli.vmap_seeds_choice(FLAGS.vmap_seeds)
   command = provenance.command_line('experiments.study')
   progress = sweep_cli.Progress(total_epochs=study.epochs_left(base, plans),
@@ -65,14 +95,18 @@ def main(argv):
   try:
     outcomes = study.run_study(base, plans, seeds, vmap_seeds=vmap_seeds,
                                restart_changed=FLAGS.restart_changed, command=command,
-                               progress=progress)
+                               equivalence_margin=margin, progress=progress)
   finally:
     progress.close()
-  text = report.write_report(FLAGS.workdir, FLAGS.output_dir, command, base.to_dict())
+  output = pathlib.Path(FLAGS.output_dir)
+  for p in plans:
+    results.export(p.workdir, output / p.name)
+  text = report.write_report(output, output, report.rebuild_command(output),
+                             json.loads(json.dumps(base.to_dict(), default=list)))
   if FLAGS.readme:
-    report.update_readme(FLAGS.readme, FLAGS.output_dir)
+    report.update_readme(FLAGS.readme, output)
   print(text)
-  print(f'Study: {FLAGS.output_dir}/REPORT.md; runs in {FLAGS.workdir}; '
+  print(f'Study: {output}/REPORT.md; runs in {FLAGS.workdir}; '
         f'{(time.perf_counter() - start) / 60:.1f} min wall')
   failed = [o for done in outcomes.values() for o in done if o.status == 'failed']
   for o in failed:

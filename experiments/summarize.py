@@ -11,7 +11,7 @@ import pathlib
 
 from absl import flags
 
-from cnn_jax import errors, geometry, input_pipeline, options
+from cnn_jax import errors, geometry, input_pipeline, options, provenance
 from experiments import cli
 
 FLAGS = flags.FLAGS
@@ -26,10 +26,15 @@ def results_table(workdir: str) -> str:
   final = metrics['final']
   train_examples = sum(r['examples_per_second'] * r['train_seconds']
                        for r in metrics['history'])
+  best = metrics['history'][metrics['best_epoch'] - 1]
   rows = [
+      ('test accuracy at the best validation epoch (epoch)',
+       f"{100 * best['test_accuracy']:.2f}% ({metrics['best_epoch']})"),
+      ('validation accuracy there', f"{100 * best['validation_accuracy']:.2f}%"),
+      ('train accuracy there, eval mode (generalisation gap)',
+       f"{100 * best['train_eval_accuracy']:.2f}% "
+       f"({100 * best['generalization_gap']:+.2f} pp)"),
       ('test accuracy (final epoch)', f"{100 * final['test_accuracy']:.2f}%"),
-      ('best test accuracy (epoch)',
-       f"{100 * metrics['best_test_accuracy']:.2f}% ({metrics['best_epoch']})"),
       ('epochs', str(final['epoch'])),
       ('parameters', f"{metrics['num_params']:,}"),
       ('training time (all epochs, compile excluded)', f"{metrics['train_seconds']:.0f} s"),
@@ -38,6 +43,7 @@ def results_table(workdir: str) -> str:
       ('wall time of the last process (data, compile, eval included)',
        f"{metrics['wall_seconds_this_process']:.0f} s"),
       ('machine', f"{metrics['device']} ({metrics['host']})"),
+      ('code version that trained it', f"`{metrics.get('code_version', 'unknown')}`"),
   ]
   return '\n'.join(['| figure | value |', '|---|---|'] +
                    [f'| {name} | {value} |' for name, value in rows])
@@ -68,6 +74,7 @@ def main(argv):
       print(results_table(FLAGS.workdir))
     except (OSError, ValueError, KeyError):
       print('none yet (no finished epoch in metrics.json)')
+  print(f'\n{provenance.footer(provenance.command_line("experiments.summarize"))}')
 
 
 if __name__ == '__main__':

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pathlib
 import sys
 from typing import Any, TextIO
 
@@ -15,7 +16,7 @@ from absl import flags
 from ml_collections import config_flags
 import tqdm
 
-from cnn_jax import provenance, results, sweep
+from cnn_jax import provenance, results, stats, sweep
 from cnn_jax.errors import ConfigError
 from experiments import cli
 
@@ -40,6 +41,26 @@ def load_grid(config_file: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
   if baseline and sweep.config_key(baseline) not in {sweep.config_key(g) for g in grid}:
     raise ConfigError(f'{path}: BASELINE {baseline} is not in GRID')
   return grid, baseline
+
+
+def load_study(config_file: str) -> tuple[list[tuple[str, list, dict]], int, float]:
+  """The sweeps a study config file names in SWEEPS, each (name, GRID, BASELINE) from
+  configs/<name>.py beside it, its SEEDS and its EQUIVALENCE_MARGIN."""
+  path, module = load_config_module(config_file)
+  seeds = getattr(module, 'SEEDS', 5)
+  if not isinstance(seeds, int) or seeds < 1:
+    raise ConfigError(f'{path}: SEEDS={seeds!r} is invalid: expected an integer >= 1')
+  margin = getattr(module, 'EQUIVALENCE_MARGIN', stats.EQUIVALENCE_MARGIN)
+  if not isinstance(margin, float) or not 0 < margin < 1:
+    raise ConfigError(f'{path}: EQUIVALENCE_MARGIN={margin!r} is invalid: expected a '
+                      'fraction of accuracy, e.g. 0.001 for ±0.10 pp')
+  sweeps = []
+  for name in getattr(module, 'SWEEPS', ()):
+    sweep_file = pathlib.Path(path).resolve().parent / f'{name}.py'
+    if not sweep_file.exists():
+      raise ConfigError(f'the study names sweep {name!r}, but {sweep_file} does not exist')
+    sweeps.append((name, *load_grid(str(sweep_file))))
+  return sweeps, seeds, margin
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -169,7 +190,7 @@ def main(name: str) -> None:
                                  progress=progress)
     finally:
       progress.close()
-    markdown, _ = results.write_results(FLAGS.workdir, command)
+    markdown, _ = results.write_results(FLAGS.workdir)
     print(markdown)
     print(f'Results: {FLAGS.workdir}/results.md, results.csv, results.png; '
           f'TensorBoard: tensorboard --logdir={FLAGS.workdir}')

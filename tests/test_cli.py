@@ -97,7 +97,7 @@ def test_summarize_describes_the_runs_own_config(repo_root, tmp_path):
                         text=True, timeout=120)
   assert done.returncode == 0, done.stderr[-2000:]
   assert f'as {tmp_path / "config.json"} describes it' in done.stdout
-  assert '| **total** | | | | **225,034** | |' in done.stdout  # Not --config's 421,642.
+  assert '| **total** | | | | **225,034** | **2,631,040** | |' in done.stdout  # Not --config's 421,642.
   assert 'Dropout' not in done.stdout and '| conv1 | Conv2D | 1→32, 3×3, s1, p0 |' in done.stdout
   assert 'none yet' in done.stdout  # Not trained: no metrics.json.
 

@@ -102,6 +102,41 @@ def test_layer_table_is_the_articles():
   assert rows[1].details == '1→32, 3×3, s1, p1'
   text = geometry.format_layer_table(rows)
   assert '**421,642**' in text and '| fc1 | Linear | 3136→128 | 128 | 401,536 |' in text
+  # Per image: 28·28·32·9 + 14·14·64·9·32 + 3136·128 + 128·10.
+  assert geometry.count_multiply_adds(rows) == 225_792 + 3_612_672 + 401_408 + 1_280
+  assert '**4,241,152**' in text
+
+
+@pytest.mark.parametrize('overrides', [
+    {'padding': 0}, {'padding': 0, 'pool_window': 3}, {'padding': 0, 'kernel_size': 5},
+    {'padding': 0, 'model': 'mlp'}])
+def test_multiply_adds_are_what_xla_counts(overrides):
+  """Each conv and dense layer's multiply-adds, against XLA's own cost analysis of
+  the same operation (2 flops per multiply-add). Unpadded: XLA leaves out the taps
+  that fall on padding, the usual count (ours) does not."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax import lax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  config = dict(default.get_config().to_dict(), **overrides)
+  rows = geometry.layer_table(config, MNIST, 10)
+  before = {r.name: prev.output_shape for prev, r in zip(rows, rows[1:])}
+  for row in rows:
+    if row.kind == 'Conv2D':
+      h, w, c = before[row.name]
+      k, s, p = config['kernel_size'], config['conv_stride'], config['padding']
+      op = lambda x, kernel: lax.conv_general_dilated(
+          x, kernel, (s, s), ((p, p), (p, p)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      args = (jnp.zeros((1, h, w, c)), jnp.zeros((k, k, c, row.output_shape[-1])))
+    elif row.kind == 'Linear':
+      op = jnp.dot
+      args = (jnp.zeros((1, before[row.name][0])), jnp.zeros((before[row.name][0],
+                                                               row.output_shape[0])))
+    else:
+      assert row.multiply_adds == 0
+      continue
+    cost = jax.jit(op).lower(*args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    assert row.multiply_adds == cost['flops'] / 2, row.name
 
 
 def test_layer_table_variants():

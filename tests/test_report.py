@@ -1,81 +1,93 @@
-"""REPORT.md: the article's claims checked against formulas and (fake) sweep runs."""
+"""REPORT.md: the article's claims checked against formulas and (fake) sweeps' raw data."""
 
 import json
 
 import pytest
 
 from configs import default
-from cnn_jax import options, report, sweep
+from cnn_jax import options, report, results
+import fake_sweeps
 
 
-def _sweep(workdir, name, key_field, values, baseline, accuracies, params=421_642):
-  root = workdir / name
-  root.mkdir(parents=True)
-  (root / sweep.SWEEP_FILE).write_text(json.dumps(
-      {'name': name, 'baseline': f'{key_field}={baseline}'}))
-  for index, value in enumerate(values):
-    for seed, accuracy in enumerate(accuracies[value]):
-      run_dir = root / f'{key_field}={value},seed={seed}'
-      run_dir.mkdir()
-      (run_dir / sweep.RUN_FILE).write_text(json.dumps({
-          'key': f'{key_field}={value}', 'index': index, 'seed': seed,
-          'overrides': {key_field: value}}))
-      (run_dir / 'metrics.json').write_text(json.dumps({
-          'completed': True, 'num_params': params, 'best_epoch': 2,
-          'train_seconds': 60.0, 'device': 'cpu', 'host': 'test host',
-          'history': [{'epoch': 1, 'test_accuracy': 0.98},
-                      {'epoch': 2, 'test_accuracy': accuracy}]}))
-
-
-def test_report_checks_each_claim(tmp_path):
-  runs = tmp_path / 'runs'
-  _sweep(runs, 'dropout_sweep', 'dropout_placement',
-         ['none', 'before_fc1', 'after_fc1', 'both'], 'before_fc1',
-         {'none': [0.9900, 0.9905, 0.9895], 'before_fc1': [0.9910, 0.9912, 0.9908],
-          'after_fc1': [0.9950, 0.9951, 0.9949], 'both': [0.9890, 0.9920, 0.9905]})
-  _sweep(runs, 'padding_sweep', 'padding', [0, 1], 1,
-         {0: [0.9800, 0.9802, 0.9801], 1: [0.9910, 0.9912, 0.9908]})
-  _sweep(runs, 'mlp_vs_cnn', 'model', ['cnn', 'mlp'], 'cnn',
-         {'cnn': [0.9910, 0.9912, 0.9908], 'mlp': [0.9810, 0.9830, 0.9820]})
-  text = report.write_report(runs, tmp_path / 'out', 'cmd', default.get_config().to_dict())
-  rows = {line.split(' | ')[0].lstrip('| '): line for line in text.splitlines()
+def _claims(text):
+  return {line.split(' | ')[0].lstrip('| '): line for line in text.splitlines()
           if line.startswith('| ') and ' | ' in line}
+
+
+def _row(rows, start):
+  return next(v for k, v in rows.items() if k.startswith(start))
+
+
+def test_report_checks_each_claim_from_the_raw_data_alone(tmp_path):
+  runs = tmp_path / 'runs'
+  base = [0.9910, 0.9912, 0.9908]
+  sweeps = [
+      fake_sweeps.make_sweep(runs, 'dropout_sweep', 'dropout_placement',
+                             ['none', 'before_fc1', 'after_fc1'], 'before_fc1',
+                             {'none': [0.9900, 0.9905, 0.9895], 'before_fc1': base,
+                              'after_fc1': [0.9950, 0.9951, 0.9949]}),
+      fake_sweeps.make_sweep(runs, 'padding_sweep', 'padding', [0, 1], 1,
+                             {0: [0.9800, 0.9802, 0.9801], 1: base}),
+      fake_sweeps.make_sweep(runs, 'mlp_vs_cnn', 'model', ['cnn', 'mlp'], 'cnn', {
+          'cnn': [[fake_sweeps.epoch(1, a, shifted=a - 0.01)] for a in base],
+          'mlp': [[fake_sweeps.epoch(1, a, shifted=a - 0.20)]
+                  for a in (0.9810, 0.9830, 0.9820)]}, num_epochs=1)]
+  out = tmp_path / 'results'
+  for root in sweeps:
+    results.export(root, out / root.name)
+  text = report.write_report(out, out, 'python -m experiments.report',
+                             default.get_config().to_dict())
+  rows = _claims(text)
   assert rows['The CNN has 421,642 parameters'].endswith('| holds |')
-  assert '99.10% ± 0.02 (n = 3 seeds' in rows['It reaches ~99% test accuracy on MNIST']
-  assert rows['It reaches ~99% test accuracy on MNIST'].endswith('| holds |')
+  accuracy = _row(rows, 'It reaches ~99%')
+  assert '99.10% ± 0.02 [' in accuracy and 'n = 3 seeds' in accuracy
+  assert '99% is outside the seeds\' 95% CI' in accuracy
+  assert 'one run\'s accuracy on 10,000 images has a 95% Clopper–Pearson' in accuracy
+  assert accuracy.endswith('| holds within ±0.5 pp |')
   assert ('conv1 3×3 → pool1 4×4 → conv2 8×8 → pool2 10×10'
           in rows['Each conv and pool layer widens the receptive field'])
-  padding = next(v for k, v in rows.items() if k.startswith('Padding 1 keeps'))
+  padding = _row(rows, 'Padding 1 keeps')
   assert 'flatten 1600 (225,034 parameters)' in padding and padding.endswith('| holds |')
-  accuracy = next(v for k, v in rows.items() if k.startswith('Padding 1 (the'))
-  assert 'padding=0: 98.01% [' in accuracy and 'padding=1 (article): 99.10% [' in accuracy
-  assert '| padding=0: worse by 1.09 pp' in accuracy
-  mlp = next(v for k, v in rows.items() if '7%' in k)
+  accuracy = _row(rows, 'Padding 1 (the')
+  assert 'padding=0: 98.01% ± 0.01 [' in accuracy
+  assert '| padding=0: worse: −1.09 pp [' in accuracy
+  mlp = _row(rows, 'The CNN needs ~7%')
   assert '(784→3136→128→10) has 2,864,586 parameters: the CNN has 14.7% of them' in mlp
-  assert 'an MLP of 6,023,457' in mlp and 'one of 453,378' in mlp  # 7% of, 7% fewer.
-  assert mlp.endswith('holds in neither reading with our MLP (the claim depends on the '
-                      'MLP compared) |')
-  assert 'model=mlp: worse by 0.90 pp' in rows['The CNN is more accurate than the MLP']
-  dropout = next(v for k, v in rows.items() if k.startswith('Dropout before FC1'))
-  assert 'dropout_placement=after_fc1: better by 0.40 pp' in dropout
-  assert 'dropout_placement=none: no significant difference' in dropout
-  # Sweeps not run say so, with the commands that run them.
-  for claim in ('Max pooling', 'ReLU (the'):
-    row = next(v for k, v in rows.items() if k.startswith(claim))
+  assert 'an MLP of 6,023,457 (784→6,596→128→10)' in mlp  # 7% of it: 913·H + 1,418.
+  assert 'one of 453,378 (784→495→128→10)' in mlp  # 7% fewer.
+  # MLP: 784·3136 + 3136·128 + 128·10.
+  assert 'multiply-adds per image: CNN 4,241,152, MLP 2,861,312' in _row(rows, 'Fewer')
+  assert 'model=mlp: worse: −0.90 pp' in rows['The CNN is more accurate than the MLP']
+  shift = _row(rows, 'The CNN is less sensitive')
+  assert 'CNN (article): 1.00 pp lost' in shift and 'MLP: 20.00 pp lost' in shift
+  assert shift.endswith('|') and '| holds (the MLP loses more): +19.00 pp' in shift
+  dropout = _row(rows, 'Dropout before FC1')
+  assert 'dropout_placement=after_fc1: better: +0.40 pp' in dropout
+  # Holm over every comparison the REPORT makes: 2 dropout, padding, MLP, the shift.
+  assert 'Holm-corrected over all 5 comparisons' in text
+  for claim in ('Max pooling', 'ReLU (the', 'Dropout "sparingly"'):
+    row = _row(rows, claim)
     assert row.endswith('| not run |') and 'python -m experiments.study' in row
-  for name in ('dropout_sweep', 'padding_sweep'):
-    for file in ('results.md', 'results.csv', 'results.png'):
-      assert (tmp_path / 'out' / name / file).exists()
-  assert (tmp_path / 'out' / 'REPORT.md').read_text() == text
-  assert 'Machine: cpu (test host).' in text
+  for root in sweeps:
+    for file in ('results.md', 'runs.csv', 'sweep.json', 'results.png'):
+      assert (out / root.name / file).exists()
+    assert "Holm's correction over the REPORT's 5 comparisons" in (
+        out / root.name / 'results.md').read_text()
+  assert (out / 'REPORT.md').read_text() == text
+  assert 'Machine: test host.' in text
+  assert 'Runs trained by `python -m experiments.dropout_sweep` at code version `abc123`' \
+      in text
+  # Rebuilt elsewhere from the raw data alone: the same page.
+  again = tmp_path / 'again'
+  assert report.write_report(out, again, 'python -m experiments.report',
+                             default.get_config().to_dict()) == text
 
 
 def test_report_without_sweeps_says_what_to_run(tmp_path):
   text = report.write_report(tmp_path, tmp_path / 'out', 'cmd', default.get_config().to_dict())
-  assert (f'not run: `python -m experiments.study --workdir={tmp_path}` (all sweeps) or '
-          f'`python -m experiments.dropout_sweep --workdir={tmp_path}/dropout_sweep`'
-          in text)
-  assert text.count('| not run |') == 6
+  assert ('not run: `python -m experiments.study` (all sweeps) or '
+          '`python -m experiments.dropout_sweep`' in text)
+  assert text.count('| not run |') == 10
   assert '421,642 from the formulas |' in text
 
 
@@ -88,7 +100,6 @@ def test_the_readme_gets_the_reports_claims_table(tmp_path):
   assert updated.startswith('# x\n\n<!-- study:begin -->\n| claim | measured | verdict |')
   assert updated.endswith('<!-- study:end -->\n\nafter\n') and 'OLD TABLE' not in updated
   assert report.claims_table(updated) == report.claims_table(text)
-
 
 
 def _tables(text):

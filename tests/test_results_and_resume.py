@@ -9,18 +9,22 @@ import pytest
 from flax.training import train_state
 from scipy import stats as scipy_stats
 
+from configs import default
 from cnn_jax import checkpoints, errors, options, results, stats
 
 
 def _runs(finals_by_key, best_first=0.999):
-  """RunResults whose curves peak at epoch 1 (`best_first`) and end at the final value."""
+  """Runs of two epochs: the first best on validation only where `best_first` is
+  given (its test accuracy `best_first`), else the last; the last's test accuracy is
+  the final value."""
   runs = []
   for index, (key, finals) in enumerate(finals_by_key.items()):
     for seed, final in enumerate(finals):
-      runs.append(results.RunResult(
-          name=f'{key}-s{seed}', key=key, index=index, seed=seed, overrides={'k': key},
-          completed=True, test_accuracy=final, best_epoch=1, num_params=10,
-          train_seconds=1.0, curve=[best_first, final]))
+      first = {'epoch': 1, 'validation_accuracy': 0.99 if best_first else 0.9,
+               'test_accuracy': best_first or 0.9}
+      last = {'epoch': 2, 'validation_accuracy': 0.98, 'test_accuracy': final}
+      runs.append(results.Run(f'{key}-s{seed}', key, index, seed, {'k': key}, True, '',
+                              10, 20, 10_000, [first, last]))
   return runs
 
 
@@ -33,47 +37,46 @@ def _holm(p_values):
   return adjusted
 
 
-def test_verdicts_use_holm_adjusted_welch_p_values_of_the_final_epoch():
-  finals = {'base': [0.9900, 0.9910, 0.9920],
-            'a': [0.9925, 0.9935, 0.9945],  # Raw p = 0.038: "better" without Holm.
-            'b': [0.9890, 0.9910, 0.9930],
-            'c': [0.9915, 0.9930, 0.9935]}
-  rows = results.aggregate(_runs(finals), 'base')
-  raw = [scipy_stats.ttest_ind(finals[k], finals['base'], equal_var=False).pvalue
-         for k in 'abc']
-  assert raw[0] < 0.05
-  for row, p, p_adjusted in zip(rows[1:], raw, _holm(raw)):
-    assert row.test.p_value == pytest.approx(p, rel=1e-9)
-    assert row.adjusted_p == pytest.approx(p_adjusted, rel=1e-9)
-    assert row.test.difference == pytest.approx(
+def test_verdicts_use_holm_over_every_paired_comparison_of_the_family():
+  finals = {'base': [0.9900, 0.9910, 0.9920, 0.9905],
+            'a': [0.9925, 0.9940, 0.9945, 0.9930],  # Raw paired p ≈ 0.004.
+            'b': [0.9890, 0.9915, 0.9930, 0.9900],
+            'c': [0.9900, 0.9911, 0.9921, 0.9906]}  # +0.01 pp: within ±0.10 pp.
+  rows = results.aggregate(_runs(finals, best_first=None), 'base', margin=0.001)
+  other = results.aggregate(_runs(finals, best_first=None), 'base', margin=0.001)
+  results.adjust([rows, other])  # Two pages of one REPORT: six comparisons.
+  raw = [scipy_stats.ttest_rel(finals[k], finals['base']).pvalue for k in 'abc']
+  for row, p, p_adjusted in zip(rows[1:], raw, _holm(raw * 2)[:3]):
+    assert row.comparison.p_value == pytest.approx(p, rel=1e-9)
+    assert row.holm_p == pytest.approx(p_adjusted, rel=1e-9)
+    assert row.family == 6
+    assert row.comparison.difference == pytest.approx(
         np.mean(finals[row.key]) - np.mean(finals['base']))
-    assert row.verdict.startswith('no significant difference'), row.verdict
-    assert stats.p_text(p_adjusted) in row.verdict
-  # Final-epoch accuracy (0.99…), not the best epoch's (0.999), is what is summarized.
-  assert rows[1].accuracy.mean == pytest.approx(np.mean(finals['a']))
-  markdown = results.to_markdown('t', rows, 'cmd')
-  assert 'No configuration tested (3) is significantly better' in markdown
-  # With a clear difference the verdict says so, with the adjusted p.
-  finals['a'] = [0.9950, 0.9952, 0.9954]
+  assert [r.kind for r in rows] == ['reference', 'better', 'inconclusive', 'equivalent']
+  assert rows[1].verdict.startswith('better: +0.26 pp [')
+  assert rows[3].verdict.startswith('equivalent within ±0.10 pp: +0.01 pp')
+  assert 'seeds would decide it' in rows[2].verdict
+  # The test accuracy at the best validation epoch is what counts: the first epoch's.
   rows = results.aggregate(_runs(finals), 'base')
-  assert rows[1].verdict.startswith('better by 0.42 pp ['), rows[1].verdict
-  assert rows[1].verdict.endswith(' < 0.05)')
-  assert 'Significantly better than the default: a' in results.to_markdown('t', rows, 'c')
+  results.adjust([rows])
+  assert rows[1].summary('test_accuracy').mean == pytest.approx(0.999)
+  assert rows[1].kind == 'equivalent' and rows[1].comparison.difference == 0
 
 
 def test_intervals_stay_within_0_and_100_percent_and_one_seed_tests_nothing():
   finals = {'base': [0.90, 0.99, 1.0], 'a': [0.99]}
-  rows = results.aggregate(_runs(finals), 'base')
-  base = rows[0].accuracy
+  rows = results.aggregate(_runs(finals, best_first=None), 'base')
+  results.adjust([rows])
+  base = rows[0].summary('test_accuracy')
   t_interval = scipy_stats.t.interval(0.95, 2, loc=np.mean(finals['base']),
                                       scale=scipy_stats.sem(finals['base']))
   assert t_interval[1] > 1.0  # The plain t-interval reaches past 100% ...
   assert base.ci_low == pytest.approx(t_interval[0]) and base.ci_high == 1.0  # ... cut.
   assert base.clipped
   assert rows[1].verdict.startswith('not tested')
-  markdown = results.to_markdown('t', rows, 'cmd')
-  assert '100.00%] †' in markdown and 'Nothing was tested' in markdown
-  assert 'significantly better' not in markdown
+  meta = {'name': 't', 'base_config': default.get_config().to_dict(), 'seeds': [0, 1, 2]}
+  markdown = results.to_markdown('t', rows, meta)
+  assert '100.00] †' in markdown and 'Nothing was tested' in markdown
 
 
 def _tiny_state(value: float) -> train_state.TrainState:

@@ -69,3 +69,10 @@ def test_tensorboard_shows_swept_fields_first_and_a_seed_only_for_a_lone_run():
   assert alone[-1] == 'seed' and alone.count('pooling') == 1 and 'learning_rate' in alone
   assert [tag for tag, _ in metric_writers.METRICS][:2] == ['validation/accuracy',
                                                        'test/accuracy']
+
+
+def test_early_stopping_waits_for_its_minimum_epochs():
+  history = _history(0.99, 0.98, 0.98, 0.98)
+  assert run_metrics.stopped_early(history[:2], 1)
+  assert not run_metrics.stopped_early(history[:2], 1, min_epochs=3)
+  assert run_metrics.stopped_early(history[:3], 1, min_epochs=3)

@@ -31,7 +31,8 @@ def test_the_study_trains_each_distinct_run_once_then_reports(small_config, repo
   workdir, output = tmp_path / 'runs', tmp_path / 'results'
   overrides = [f'--config.{k}={small_config[k]}' for k in
                ('data_dir', 'conv_features', 'fc_features', 'max_train_examples',
-                'max_test_examples', 'batch_size', 'num_epochs')]
+                'max_test_examples', 'validation_examples', 'train_eval_examples',
+                'batch_size', 'num_epochs')]
   command = [sys.executable, '-m', 'experiments.study', f'--workdir={workdir}',
              f'--output_dir={output}', f'--config={configs / "study.py"}', *overrides]
   done = subprocess.run(command, cwd=repo_root, capture_output=True, text=True,
@@ -47,14 +48,22 @@ def test_the_study_trains_each_distinct_run_once_then_reports(small_config, repo
             == json.loads((trained / 'metrics.json').read_text())['history'])
   page = (output / 'REPORT.md').read_text()
   assert page in done.stdout and '`python -m experiments.study ' in page
-  assert 'Runs: mnist, first 1,024 training and first 500 test examples; 2 epoch(s); ' \
-         'seeds 0, 1' in page
+  assert ('Data: mnist, first 1,024 training images (the training split\'s last 500 held '
+          'out for validation) and first 500 test images; 2 epoch(s); seeds 0, 1') in page
   rows = report.claims_table(page).splitlines()
-  assert sum(row.endswith('| not run |') for row in rows) == 3  # pooling, activation, MLP
+  # Dropout rate, pooling, pool size, activations, FC activation, MLP, the shift.
+  assert sum(row.endswith('| not run |') for row in rows) == 7
   padding = next(r for r in rows if r.startswith('| Padding 1 (the'))
   assert 'padding=1 (article): ' in padding and '| padding=0: ' in padding
   for sweep_name in ('dropout_sweep', 'padding_sweep'):
-    assert (output / sweep_name / 'results.md').exists()
+    for file in ('results.md', 'runs.csv', 'sweep.json'):
+      assert (output / sweep_name / file).exists()
+  # The raw data alone rebuilds the same page.
+  rebuilt = subprocess.run([sys.executable, '-m', 'experiments.report',
+                            f'--output_dir={output}', f'--config={configs / "study.py"}'],
+                           cwd=repo_root, capture_output=True, text=True, timeout=300)
+  assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+  assert (output / 'REPORT.md').read_text() == page
 
   # The same command again trains nothing and writes the same report.
   again = subprocess.run(command, cwd=repo_root, capture_output=True, text=True,

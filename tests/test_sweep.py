@@ -1,5 +1,6 @@
 """Sweeps: the grid, run names, aggregation, and a tiny sweep end to end on MNIST."""
 
+import csv
 import json
 import pathlib
 import re
@@ -13,11 +14,13 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from configs import default
-from cnn_jax import errors, options, results, sweep
+from cnn_jax import errors, options, report, results, sweep
+import fake_sweeps
 from experiments import sweep_cli
 
-SWEEPS = ('dropout_sweep', 'dropout_by_padding_sweep', 'padding_sweep', 'pooling_sweep',
-          'activation_sweep', 'mlp_vs_cnn')
+# Every sweep config there is (a new one is checked too).
+SWEEPS = sorted(p.stem for p in (pathlib.Path(__file__).parent.parent / 'configs').glob(
+    '*.py') if 'GRID' in p.read_text())
 
 
 def test_plan_names_every_configuration_and_seed():
@@ -56,42 +59,40 @@ def test_every_sweep_config_is_a_valid_grid_with_its_baseline(name, repo_root):
   assert len(runs) == 3 * len(grid)
 
 
-def _fake_run(workdir, key, index, seed, curve, completed=True):
-  run_dir = workdir / f'{key},seed={seed}'
-  run_dir.mkdir(parents=True)
-  (run_dir / sweep.RUN_FILE).write_text(json.dumps(
-      {'key': key, 'index': index, 'overrides': {'padding': index}, 'seed': seed}))
-  history = [{'epoch': e + 1, 'test_accuracy': a} for e, a in enumerate(curve)]
-  (run_dir / 'metrics.json').write_text(json.dumps({
-      'completed': completed, 'history': history, 'num_params': 100 + index,
-      'best_epoch': 1 + max(range(len(curve)), key=curve.__getitem__),
-      'train_seconds': 10.0 * (seed + 1)}))
-
-
-def test_aggregate_groups_seeds_and_tests_against_the_baseline(tmp_path):
-  for seed, a in enumerate([0.98, 0.97, 0.99]):  # mean 0.98, std 0.01
-    _fake_run(tmp_path, 'padding=0', 0, seed, [0.9, a])
-  for seed, a in enumerate([0.990, 0.991, 0.992]):  # mean 0.991, std 0.001
-    _fake_run(tmp_path, 'padding=1', 1, seed, [0.95, a])
-  _fake_run(tmp_path, 'padding=1', 1, 3, [0.5], completed=False)  # Left out.
-  rows = results.aggregate(results.load_runs(tmp_path), 'padding=1')
-  assert [r.key for r in rows] == ['padding=0', 'padding=1']
+def test_runs_csv_holds_every_run_and_epoch_and_the_page_is_rebuilt_from_it(tmp_path):
+  # Seed 0 of padding=0 peaks on validation at epoch 1, its test accuracy there counts.
+  histories = {0: [[fake_sweeps.epoch(1, 0.97, validation=0.99), fake_sweeps.epoch(2, 0.98)],
+                   0.975, 0.985],
+               1: [0.990, 0.991, [fake_sweeps.epoch(1, 0.95)]]}  # Seed 2 unfinished.
+  root = fake_sweeps.make_sweep(tmp_path, 's', 'padding', [0, 1], 1, histories)
+  markdown, rows = results.write_results(root)
+  with (root / results.RUNS_FILE).open() as f:
+    table = list(csv.DictReader(f))
+  assert len(table) == 11  # 5 runs × 2 epochs, and the unfinished run's one epoch.
+  assert table[0]['configuration'] == 'padding=0' and table[0]['epoch'] == '1'
+  assert float(table[0]['validation_accuracy']) == 0.99
+  meta, runs = results.read_runs(root)
+  assert meta['name'] == 's' and [r.completed for r in runs] == [True] * 5 + [False]
   low, base = rows
-  assert low.accuracy.mean == pytest.approx(0.98)
-  assert low.accuracy.std == pytest.approx(0.01)
-  assert base.accuracy.mean == pytest.approx(0.991)
-  assert (base.is_baseline, base.incomplete, base.seeds) == (True, 1, [0, 1, 2])
-  assert low.best_epoch == 2.0
-  assert low.train_seconds == pytest.approx(20.0)
-  assert low.test.difference == pytest.approx(-0.011)
-  welch = scipy_stats.ttest_ind([0.98, 0.97, 0.99], [0.990, 0.991, 0.992], equal_var=False)
-  assert low.test.p_value == pytest.approx(welch.pvalue)  # ≈ 0.2: not significant.
-  assert low.adjusted_p == pytest.approx(welch.pvalue)  # One comparison: Holm = raw.
-  assert low.verdict.startswith('no significant difference (−1.10 pp')
-  markdown = results.to_markdown('t', rows, 'cmd', incomplete_runs=1)
-  assert '| padding=0 | 3 | 98.00% ± 1.00 |' in markdown
+  assert low.at_best('test_accuracy') == pytest.approx([0.97, 0.975, 0.985])
+  assert (base.is_baseline, base.incomplete, base.seeds) == (True, 1, [0, 1])
+  # Paired over the seeds both finished (0, 1): differences −0.020, −0.016.
+  assert low.comparison.n == 2
+  assert low.comparison.difference == pytest.approx(-0.018)
+  assert low.family == 1 and low.holm_p == pytest.approx(low.comparison.p_value)
+  assert '| padding=0 | 3 | 97.67% ± 0.76 [' in markdown
   assert '**padding=1**' in markdown and '1 run(s) not finished' in markdown
-  assert 'No configuration tested (1) is significantly better' in markdown
+  assert 'Runs trained by `python -m experiments.s` at code version `abc123`' in markdown
+  # The same raw data elsewhere gives the same page.
+  copy = tmp_path / 'copy'
+  copy.mkdir()
+  for file in (sweep.SWEEP_FILE, results.RUNS_FILE):
+    (copy / file).write_bytes((root / file).read_bytes())
+  meta, runs = results.read_runs(copy)
+  rows = results.aggregate(runs, meta['baseline'])
+  results.adjust([rows])
+  assert results.write_page(copy, rows, meta, runs) == markdown
+  assert (copy / 'results.png').stat().st_size > 0
 
 
 def _hparams_group(run_dir: pathlib.Path) -> tuple[str, dict]:
@@ -147,17 +148,18 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   assert [m.name.tag for m in experiment.metric_infos] == [
       'validation/accuracy', 'test/accuracy', 'test/loss', 'train_eval/accuracy',
       'train/generalization_gap']
-  for file in ('results.md', 'results.csv', 'results.png'):
+  for file in ('results.md', 'runs.csv', 'results.png'):
     assert (workdir / file).stat().st_size > 0
   assert '| **dropout_placement=before_fc1** | 2 |' in done.stdout
 
   # results.md records the exact command (config file, every override), the code and
   # package versions and the data used; rerunning that command gives the same page.
   page = (workdir / 'results.md').read_text()
-  recorded = re.search(r'Generated by `([^`]*)` at code version `([^`]*)` \(python ', page)
+  recorded = re.search(r'Runs trained by `([^`]*)` at code version `([^`]*)` \(python ',
+                       page)
   assert recorded, page[:600]
   assert shlex.split(recorded[1]) == ['python', *command[1:]]
-  assert f"first {small_config['max_train_examples']:,} training" in page
+  assert f"first {small_config['max_train_examples']:,} training images" in page
   assert f"{small_config['num_epochs']} epoch(s); seeds 0, 1" in page
   again = subprocess.run([sys.executable, *shlex.split(recorded[1])[1:]], cwd=repo_root,
                          capture_output=True, text=True, timeout=600)
@@ -284,3 +286,27 @@ def test_a_sweep_refuses_runs_trained_with_another_config_or_restarts_them(
   assert sorted(trained) == sorted(r.name for r in runs)  # The 3 changed ones and the new.
   assert not (tmp_path / runs[0].name / 'metrics.json').exists()
   assert json.loads((tmp_path / sweep.SWEEP_FILE).read_text())['base_config']['num_epochs'] == 2
+
+
+@pytest.mark.parametrize('name', ['study', 'study_long'])
+def test_the_study_configs_name_real_sweeps_and_the_long_one_is_long(name, repo_root,
+                                                                      monkeypatch):
+  monkeypatch.chdir(repo_root)
+  sweeps, seeds, margin = sweep_cli.load_study(f'configs/{name}.py')
+  assert [s[0] for s in sweeps] == list(report.SWEEPS) and margin == 0.001
+  _, module = sweep_cli.load_config_module(f'configs/{name}.py')
+  config = module.get_config()
+  options.validate_config(config.to_dict())
+  if name == 'study_long':  # ≥ 10 seeds, until validation stops improving, ≥ 15 epochs.
+    assert seeds >= 10 and config.early_stopping_patience > 0
+    assert config.early_stopping_min_epochs >= 15 and config.num_epochs >= 15
+
+
+def test_the_study_estimates_its_time_from_the_benchmark(repo_root, tmp_path):
+  done = subprocess.run([sys.executable, '-m', 'experiments.study', '--estimate',
+                         f'--workdir={tmp_path}', '--examples_per_second=55000'],
+                        cwd=repo_root, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  # configs/study.py: 17 distinct configurations × 6 seeds, 1 epoch of 55,000 images.
+  assert done.stdout.startswith('102 distinct runs (6 seeds), 102 epochs left to train')
+  assert '5,610,000 images at 55,000 ex/s (--examples_per_second) ≈ 0.0 h' in done.stdout
