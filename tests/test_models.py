@@ -10,6 +10,7 @@ from configs import default
 from cnn_jax import geometry, models, options
 
 MNIST = (28, 28, 1)
+TINY = {"conv_features": (4, 8), "fc_features": 16}  # conftest.TINY_NETWORK.
 
 
 def config_with(**overrides):
@@ -173,3 +174,35 @@ def test_each_model_attribute_is_the_config_field_of_its_name():
     assert model.num_classes == 7 and model.dropout_rate == 0.4
     assert all(getattr(model, n) == (tuple(config[n]) if isinstance(config[n], list)
                                      else config[n]) for n in names)
+
+
+@pytest.mark.parametrize('rate', [0.25, 0.6])
+@pytest.mark.parametrize('model_kind, placement', [
+    ('cnn', 'before_fc1'), ('cnn', 'after_fc1'), ('cnn', 'both'), ('mlp', 'both')])
+def test_dropout_zeroes_its_rate_of_units_and_scales_the_rest(model_kind, placement,
+                                                               rate):
+  """In training each dropout layer zeroes a fraction of its (non-zero) inputs within
+  binomial error of `rate` (not 1 − rate: the article's 0.25 drops a quarter) and
+  multiplies the rest by 1 / (1 − rate); in eval mode it passes its input unchanged."""
+  config = config_with(model=model_kind, dropout_placement=placement, dropout_rate=rate,
+                       mlp_hidden_features=(512, 128), **TINY)
+  model = models.create_model(config, 10)
+  x = jax.random.uniform(jax.random.key(0), (256, *MNIST))
+  params = model.init(jax.random.key(1), x)
+  sources = {'dropout_before_fc1': 'flatten', 'dropout_after_fc1': 'fc1',
+             'dropout2': 'fc1_act', 'dropout3': 'fc2_act'}
+  _, trained = apply(model, params, x, True, 3)
+  _, evaluated = apply(model, params, x, False, 3)
+  layers = [name for name in sources if name in trained]
+  assert layers and all(name in evaluated for name in layers)
+  for name in layers:
+    source = np.asarray(trained[sources[name]])
+    out = np.asarray(trained[name])
+    live = source != 0
+    n = live.sum()
+    dropped = float((out[live] == 0).mean())
+    assert abs(dropped - rate) < 4 * np.sqrt(rate * (1 - rate) / n) + 1e-3, (name, dropped)
+    kept = live & (out != 0)
+    np.testing.assert_allclose(out[kept], source[kept] / (1 - rate), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(evaluated[name]),
+                                  np.asarray(evaluated[sources[name]]))

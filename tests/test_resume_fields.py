@@ -1,0 +1,92 @@
+"""Which config fields a resume may change: against what the checkpoint holds (the
+train state's arrays) and what a resumed run computes."""
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from configs import default
+from cnn_jax import models, options, steps, train
+from train_states import epoch_state, make_state
+
+# Fields the README promises a rerun may change: where data lives, how often it logs,
+# how many checkpoints it keeps, the evaluation's batch, steps per dispatch.
+MAY_CHANGE = {'data_dir', 'manual_dir', 'log_every_steps', 'checkpoints_to_keep',
+              'eval_batch_size', 'steps_per_dispatch'}
+
+# Another valid value of each field that changes the train state's arrays (with the
+# other fields it needs to matter: an MLP's widths, a stride that still fits).
+SHAPES = {'model': ('mlp', {}), 'conv_features': ((8, 16), {}), 'kernel_size': (5, {}),
+          'padding': (0, {}), 'pool_window': (3, {}), 'pool_stride': (1, {}),
+          'fc_features': (32, {}), 'optimizer': ('sgd', {}),
+          'mlp_hidden_features': ((64,), {'model': 'mlp'}),
+          'conv_stride': (2, {'kernel_size': 4})}
+
+
+def test_the_fields_a_resume_may_change_are_the_promised_ones():
+  assert {k for k, f in options.FIELDS.items() if f.resumable} == MAY_CHANGE
+
+
+def _arrays(config):
+  """What a checkpoint of `config`'s run holds: each array's path and shape (traced,
+  not computed)."""
+  tx, _ = steps.create_optimizer(config, 10)
+  model = models.create_model(config, 10)
+  state = jax.eval_shape(lambda: steps.create_train_state(jax.random.key(0), model,
+                                                          (28, 28, 1), tx))
+  return [(jax.tree_util.keystr(path), np.shape(leaf)) for path, leaf in
+          jax.tree_util.tree_leaves_with_path((state.params, state.opt_state))]
+
+
+@pytest.mark.parametrize('field', sorted(SHAPES))
+def test_a_field_that_reshapes_what_the_checkpoint_holds_may_not_change(field):
+  value, context = SHAPES[field]
+  config = default.get_config()
+  config.update({'conv_features': (4, 8), 'fc_features': 16, 'mlp_hidden_features': (32,),
+                 **context})
+  before = _arrays(config)
+  config[field] = value
+  assert _arrays(config) != before, field
+  assert not options.FIELDS[field].resumable, field
+
+
+@pytest.mark.slow
+def test_a_resume_that_changes_the_fields_it_may_ends_on_the_same_parameters(
+    small_config, tmp_path):
+  """Killed before epoch 2 was saved, resumed with every field a resume may change
+  changed at once: epoch 2 ends on the uninterrupted run's parameters and figures."""
+  reference = train.train_and_evaluate(small_config, tmp_path / 'reference')
+  like = make_state(small_config)
+  final = [np.asarray(x) for x in jax.tree.leaves(epoch_state(tmp_path / 'reference',
+                                                              like, 2).params)]
+  data_copy = tmp_path / 'tfds'
+  shutil.copytree(pathlib_of(small_config.data_dir) / 'mnist', data_copy / 'mnist')
+  changes = {'data_dir': str(data_copy), 'manual_dir': str(tmp_path / 'nowhere'),
+             'log_every_steps': 7, 'checkpoints_to_keep': 1, 'eval_batch_size': 250,
+             'steps_per_dispatch': '3'}
+  assert set(changes) == MAY_CHANGE
+  workdir = tmp_path / 'resumed'
+  shutil.copytree(tmp_path / 'reference', workdir)
+  shutil.rmtree(workdir / 'checkpoints' / '32')  # Killed before epoch 2 was saved.
+  metrics = json.loads((workdir / 'metrics.json').read_text())
+  metrics['history'], metrics['completed'] = metrics['history'][:1], False
+  (workdir / 'metrics.json').write_text(json.dumps(metrics))
+  config = small_config.copy_and_resolve_references()
+  config.update(changes)
+  resumed = train.train_and_evaluate(config, workdir)  # Not refused.
+  assert resumed['steps_per_dispatch'] == 3  # The changes took effect.
+  for key in ('train_loss', 'validation_accuracy', 'test_accuracy'):
+    assert resumed['history'][1][key] == reference['history'][1][key], key
+  # Another evaluation batch adds the test losses in another order.
+  assert resumed['history'][1]['test_loss'] == pytest.approx(
+      reference['history'][1]['test_loss'], rel=1e-6)
+  for a, b in zip(jax.tree.leaves(epoch_state(workdir, like, 2).params), final):
+    np.testing.assert_array_equal(a, b)
+
+
+def pathlib_of(path):
+  import pathlib  # pylint: disable=g-import-not-at-top
+  return pathlib.Path(path)
