@@ -104,7 +104,7 @@ def _comparison(claim: str, sweeps: Sweeps, name: str, note: str = ''
   found = '; '.join(
       f'{_name(r)}{" (article)" if r.is_baseline else ""}: '
       f'{results.accuracy_text(r.summary("test_accuracy"))}, gap '
-      f'{100 * r.summary("generalization_gap").mean:+.2f} pp' for r in rows)
+      f'{results.signed_pp(r.summary("generalization_gap").mean)}' for r in rows)
   seeds = sorted({len(r.seeds) for r in rows})
   found += (f" (test accuracy at the best validation epoch, mean ± std [95% CI] over "
             f"{'/'.join(map(str, seeds))} seeds; gap: train-eval − validation){note}")

@@ -75,7 +75,7 @@ def export(workdir: str | pathlib.Path, output_dir: str | pathlib.Path | None = 
     except (OSError, ValueError):
       metrics = {}
     common = {'sweep': meta['name'], 'configuration': run['key'],
-              'overrides': json.dumps(run['overrides'], sort_keys=True),
+              'overrides': json.dumps(run['overrides']),  # In the grid's order.
               'grid_index': run['index'], 'seed': run['seed'],
               'num_epochs': meta['base_config']['num_epochs'],
               'completed': bool(metrics.get('completed')),
@@ -207,6 +207,11 @@ def _pct(x: float) -> str:
   return 'n/a' if math.isnan(x) else f'{100 * x:.2f}%'
 
 
+def signed_pp(x: float) -> str:
+  """'+0.32 pp', '−0.36 pp' (a typographic minus, as in every figure of the pages)."""
+  return f'{100 * x:+.2f} pp'.replace('-', '−')
+
+
 def accuracy_text(a: stats.Summary) -> str:
   """'98.73% ± 0.05 [98.67, 98.80]': mean ± sample std [95% CI] over seeds."""
   spread = '' if math.isnan(a.std) else f' ± {100 * a.std:.2f}'
@@ -269,7 +274,7 @@ def to_markdown(title: str, rows: Sequence[ConfigResult], meta: dict[str, Any],
         f"{accuracy_text(r.summary('test_accuracy'))} | "
         f"{_pct(r.summary('validation_accuracy').mean)} | "
         f"{_pct(r.summary('train_eval_accuracy').mean)} | "
-        f"{100 * r.summary('generalization_gap').mean:+.2f} pp | "
+        f"{signed_pp(r.summary('generalization_gap').mean)} | "
         f"{'n/a' if math.isnan(shifted.mean) else _pct(shifted.mean)} | "
         f"{np.mean([run.best['epoch'] for run in r.runs]):.1f} | "
         f"{f'{r.num_params:,}' if r.num_params else 'n/a'} | "
@@ -375,13 +380,17 @@ def write_page(directory: str | pathlib.Path, rows: Sequence[ConfigResult],
   return markdown
 
 
-def write_results(workdir: str | pathlib.Path) -> tuple[str, list[ConfigResult]]:
-  """runs.csv, sweep.json's copy, results.md and results.png of a sweep, in its workdir,
-  Holm over its own comparisons; returns the Markdown and the rows."""
-  export(workdir)
-  meta, runs = read_runs(workdir)
+def write_results(workdir: str | pathlib.Path,
+                  output_dir: str | pathlib.Path | None = None
+                  ) -> tuple[str, list[ConfigResult]]:
+  """runs.csv, sweep.json, results.md and results.png of the sweep in `workdir`, into
+  `output_dir` (default: the workdir), Holm over its own comparisons; returns the
+  Markdown and the rows."""
+  output_dir = output_dir or workdir
+  export(workdir, output_dir)
+  meta, runs = read_runs(output_dir)
   rows = aggregate(runs, meta['baseline'], meta.get('equivalence_margin',
                                                      stats.EQUIVALENCE_MARGIN))
   adjust([rows])
-  return write_page(workdir, rows, meta, runs), rows
+  return write_page(output_dir, rows, meta, runs), rows
 

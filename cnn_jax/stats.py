@@ -1,6 +1,6 @@
 """Statistics for comparing configurations across seeds: mean ± std, a t-based 95%
-confidence interval, Welch's t-test with the difference's interval, and Holm's
-correction for several comparisons. Distributions and the test come from scipy.stats,
+confidence interval, Holm's correction for several comparisons, and paired
+comparisons (paired t, sign-flip permutation, TOST, power). Distributions and the test come from scipy.stats,
 imported at first use (a second that a command's --help need not wait for).
 """
 
@@ -49,35 +49,6 @@ def summarize(values: Sequence[float], confidence: float = 0.95,
   return Summary(n, mean, std, float(low), float(high), clipped)
 
 
-@dataclasses.dataclass(frozen=True)
-class WelchTest:
-  """Welch's two-sided t-test of mean(a) == mean(b), unequal variances."""
-  difference: float  # mean(a) - mean(b)
-  t: float
-  df: float
-  p_value: float
-  ci_low: float = math.nan  # 95% confidence interval of the difference.
-  ci_high: float = math.nan
-
-
-def welch_t_test(a: Sequence[float], b: Sequence[float]) -> WelchTest:
-  """Welch's t-test (scipy.stats.ttest_ind, equal_var=False) and the 95% interval of
-  the difference; p is NaN when either side has fewer than 2 values."""
-  difference = math.fsum(a) / len(a) - math.fsum(b) / len(b)
-  if len(a) < 2 or len(b) < 2:
-    return WelchTest(difference, math.nan, math.nan, math.nan)
-  if np.var(a) == 0 and np.var(b) == 0:
-    # No spread on either side: the means either are identical or certainly differ.
-    t = 0.0 if difference == 0 else math.copysign(math.inf, difference)
-    return WelchTest(difference, t, math.inf, 1.0 if difference == 0 else 0.0,
-                     difference, difference)
-  from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
-  result = scipy_stats.ttest_ind(a, b, equal_var=False)
-  interval = result.confidence_interval(0.95)
-  return WelchTest(difference, float(result.statistic), float(result.df),
-                   float(result.pvalue), float(interval.low), float(interval.high))
-
-
 def holm_adjust(p_values: Sequence[float]) -> list[float]:
   """Holm–Bonferroni adjusted p-values (same order; NaN stays NaN and is not counted).
 
@@ -93,38 +64,12 @@ def holm_adjust(p_values: Sequence[float]) -> list[float]:
   return adjusted
 
 
-def verdict(test: WelchTest, adjusted_p: float, *, alpha: float = ALPHA,
-            unit_scale: float = 100.0, unit: str = ' pp') -> str:
-  """The comparison in words, decided by the Holm-adjusted p, e.g.
-  'worse by 0.21 pp [0.10, 0.32] (Holm p = 0.003 < 0.05)'."""
-  if math.isnan(adjusted_p):
-    return 'not tested (needs ≥ 2 seeds on both sides)'
-  def pp(x: float) -> str:
-    return f'{x * unit_scale:.2f}'
-  interval = ('' if math.isnan(test.ci_low) else
-              f' [{pp(test.ci_low)}, {pp(test.ci_high)}]'.replace('-', '−'))
-  if adjusted_p < alpha:
-    direction = 'better' if test.difference > 0 else 'worse'
-    return (f'{direction} by {pp(abs(test.difference))}{unit}{interval} '
-            f'({_holm_text(adjusted_p, alpha)})')
-  sign = '+' if test.difference >= 0 else '−'
-  return (f'no significant difference ({sign}{pp(abs(test.difference))}{unit}{interval}, '
-          f'{_holm_text(adjusted_p, alpha)})')
-
-
 def _holm_text(p: float, alpha: float) -> str:
   """'Holm p = 0.004 < 0.05'; a 4th digit where 3 would round onto α."""
   if p < 0.001:
     return 'Holm p < 0.001'
   digits = 4 if round(p, 3) == alpha else 3
   return f'Holm p = {p:.{digits}f} {"<" if p < alpha else "≥"} {alpha:g}'
-
-
-def p_text(p: float) -> str:
-  """'p = 0.004', 'p < 0.001' or 'p n/a'."""
-  if math.isnan(p):
-    return 'p n/a'
-  return 'p < 0.001' if p < 0.001 else f'p = {p:.3f}'
 
 
 # --- Paired comparisons: the same seeds on both sides. ---

@@ -88,7 +88,7 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int],
             trainer.save_stopped(epoch, done, states, totals, stop.requested)
           if log.due(epoch, before, done):
             host = parallel.to_host(totals)  # Waits for the device, once per log.
-            trainer.check_finite(host, epoch)
+            check_finite(trainer.runs, host, epoch)
             log.progress(epoch, done, host)
         trainer.end_epoch(epoch, states, parallel.to_host(totals), first, on_epoch_end)
         position = Position(epoch, 0, states)
@@ -149,7 +149,7 @@ def steps_per_dispatch(config: Mapping[str, Any], steps_per_epoch: int) -> int:
 
 class Trainer:
   """The runs of one configuration, their states on the devices, and what the loop
-  calls: restore, save when stopped, check the loss, end an epoch."""
+  calls: restore, save when stopped, end an epoch."""
 
   def __init__(self, config: ml_collections.ConfigDict, seeds: Sequence[int],
                workdirs: Sequence[str | pathlib.Path], kept: dict[int, Setup] | None,
@@ -262,25 +262,6 @@ class Trainer:
         f"{done}/{self.steps_per_epoch} and saved {', '.join(map(str, saved))}; rerun "
         'the same command to resume from there')
 
-  def check_finite(self, totals: Any, epoch: int) -> None:
-    """NonFiniteLossError, with the runs it hit marked failed, if any loss was NaN/Inf
-    (`totals`: the epoch's sums, on the host)."""
-    bad = [(run, int(b)) for run, b in zip(self.runs, totals['first_nonfinite_step'])
-           if b >= 0]
-    if not bad:
-      return
-    for run, step in bad:
-      run.fail('non-finite loss', epoch, step + 1)
-    run, step = bad[0]
-    good = run.history[-1]['epoch'] if run.history else None
-    raise NonFiniteLossError(
-        f'the training loss became NaN or Inf at epoch {epoch}, step {step + 1}'
-        + (f" in {', '.join(str(r.path) for r, _ in bad)}" if len(self.runs) > 1 else '')
-        + '; the last good checkpoint is '
-        + (f'epoch {good} in {run.checkpoints.directory}' if good
-           else 'none (it diverged in epoch 1)')
-        + '. Lower config.learning_rate or check the data')
-
   def end_epoch(self, epoch: int, states: steps.TrainState, totals: Any, first: int,
                 on_epoch_end: EpochCallback | None) -> None:
     """Evaluates every seed, then saves and records the epoch in each run (`totals`:
@@ -315,6 +296,25 @@ class Trainer:
     self.log.close()
     for run in self.runs:
       run.close()
+
+
+def check_finite(runs: Sequence[RunDirectory], totals: Any, epoch: int) -> None:
+  """NonFiniteLossError, with the runs it hit marked failed, if any loss was NaN/Inf
+  (`totals`: the epoch's sums, on the host)."""
+  bad = [(run, int(b)) for run, b in zip(runs, totals['first_nonfinite_step']) if b >= 0]
+  if not bad:
+    return
+  for run, step in bad:
+    run.fail('non-finite loss', epoch, step + 1)
+  run, step = bad[0]
+  good = run.history[-1]['epoch'] if run.history else None
+  raise NonFiniteLossError(
+      f'the training loss became NaN or Inf at epoch {epoch}, step {step + 1}'
+      + (f" in {', '.join(str(r.path) for r, _ in bad)}" if len(runs) > 1 else '')
+      + '; the last good checkpoint is '
+      + (f'epoch {good} in {run.checkpoints.directory}' if good
+         else 'none (it diverged in epoch 1)')
+      + '. Lower config.learning_rate or check the data')
 
 
 # --- The console and TensorBoard's training curves. ---

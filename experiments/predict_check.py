@@ -15,7 +15,7 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
-from cnn_jax import digits
+from cnn_jax import digits, provenance
 from experiments import cli
 
 FLAGS = flags.FLAGS
@@ -78,6 +78,7 @@ def main(argv):
       top = ', '.join(f'{t}→{p}: {c}' for (t, p), c in
                       sorted(zip(map(tuple, pairs), counts), key=lambda x: -x[1])[:3])
       print(f'| {name} | {len(labels):,} | {100 * (1 - wrong.mean()):.1f}% | {top} |')
+  print(f'\n{provenance.footer(provenance.command_line("experiments.predict_check"))}')
 
 
 if __name__ == '__main__':

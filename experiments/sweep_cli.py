@@ -192,7 +192,7 @@ def main(name: str) -> None:
       progress.close()
     markdown, _ = results.write_results(FLAGS.workdir)
     print(markdown)
-    print(f'Results: {FLAGS.workdir}/results.md, results.csv, results.png; '
+    print(f'Results: {FLAGS.workdir}/results.md, runs.csv, results.png; '
           f'TensorBoard: tensorboard --logdir={FLAGS.workdir}')
     failed = [o for o in outcomes if o.status == 'failed']
     if failed:

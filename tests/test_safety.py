@@ -14,12 +14,13 @@ import threading
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import default
 from cnn_jax import checkpoints, errors, input_pipeline, options, prepare, sweep
-from cnn_jax import train
+from cnn_jax import steps, train
 from train_states import epoch_state, make_state
 
 
@@ -325,3 +326,34 @@ def test_records_survive_a_kill_and_damaged_checkpoints_are_retrained(small_conf
   victim.write_bytes(victim.read_bytes()[:len(victim.read_bytes()) // 2])
   _, epoch, which = checkpoints.load_for_inference(workdir, like)
   assert (epoch, which) == (3 - best, 'latest')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('global_step, epoch, step', [
+    (0, 1, 1),  # The run's first step.
+    (3, 1, 4),  # The first epoch's last.
+    (4, 2, 1),  # The last epoch's first.
+    (7, 2, 4),  # The run's last step.
+])
+def test_a_non_finite_loss_is_caught_at_the_first_and_last_steps_and_epochs(
+    small_config, tmp_path, monkeypatch, global_step, epoch, step):
+  """The loss made NaN at one global step (4 steps per epoch): the run stops naming
+  that epoch and step, marks itself failed, and names the last good checkpoint."""
+  real = steps.train_step
+
+  def poisoned(state, batch, rng):
+    state_after, metrics = real(state, batch, rng)
+    loss = jnp.where(state.step == global_step, jnp.nan, metrics['loss'])
+    return state_after, {**metrics, 'loss': loss}
+
+  monkeypatch.setattr(steps, 'train_step', poisoned)
+  small_config.update(max_train_examples=256, log_every_steps=1000)  # Checked at the
+  # epoch's end alone, then.
+  workdir = tmp_path / 'run'
+  with pytest.raises(errors.NonFiniteLossError,
+                     match=rf'at epoch {epoch}, step {step}; the last good checkpoint '
+                           + ('is none' if epoch == 1 else 'is epoch 1 in')):
+    train.train_and_evaluate(small_config, workdir)
+  metrics = json.loads((workdir / 'metrics.json').read_text())
+  assert metrics['failed'] == {'reason': 'non-finite loss', 'epoch': epoch, 'step': step}
+  assert not metrics['completed'] and len(metrics['history']) == epoch - 1
