@@ -42,14 +42,16 @@ def _pp(x: float) -> str:
 
 
 class Sweeps:
-  """Every sweep found in a directory: its sweep.json, runs and rows, adjusted together."""
+  """The SWEEPS found in a directory: each one's sweep.json, runs and rows, adjusted
+  together."""
 
   def __init__(self, directory: pathlib.Path):
     self.directory = directory
     self.found: dict[str, tuple[dict[str, Any], list[results.Run],
                                 list[results.ConfigResult]]] = {}
-    for meta_file in sorted(directory.glob(f'*/{sweep.SWEEP_FILE}')):
-      if not (meta_file.parent / results.RUNS_FILE).exists():
+    for name in SWEEPS:  # Only these: another sweep there (the recipe's) is no claim.
+      meta_file = directory / name / sweep.SWEEP_FILE
+      if not (meta_file.exists() and (meta_file.parent / results.RUNS_FILE).exists()):
         continue
       meta, runs = results.read_runs(meta_file.parent)
       rows = results.aggregate(runs, meta['baseline'], meta.get(

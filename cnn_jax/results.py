@@ -325,18 +325,19 @@ def plot(rows: Sequence[ConfigResult], title: str, path: pathlib.Path) -> None:
   left.set_xlabel(', '.join(rows[0].overrides) + ' (square: the default)')
   left.set_ylabel('test accuracy at the best validation epoch (%)')
   left.set_title('each seed a grey line; mean and 95% CI')
-  styles = (('train_eval_accuracy', ':', 'train (eval mode)'),
-            ('validation_accuracy', '-', 'validation'), ('test_accuracy', '--', 'test'))
+  styles = (('train_eval_accuracy', ':', '^', 'train (eval mode)'),
+            ('validation_accuracy', '-', 'o', 'validation'),
+            ('test_accuracy', '--', 's', 'test'))
   length_max = 1
   for i, r in enumerate(rows):
     length = min(len(run.history) for run in r.runs)
     epochs = np.arange(1, length + 1, dtype=float)
     if length == 1:  # Side by side: one point each.
       epochs += (i - (len(rows) - 1) / 2) * 0.08
-    for metric, style, _ in styles:
+    for metric, style, marker, _ in styles:
       curves = 100 * np.array([[e[metric] for e in run.history[:length]]
                                for run in r.runs])
-      right.plot(epochs, curves.mean(0), linestyle=style, marker='o', color=f'C{i}',
+      right.plot(epochs, curves.mean(0), linestyle=style, marker=marker, color=f'C{i}',
                  linewidth=2.0 if r.is_baseline else 1.2,
                  label=r.key if metric == 'validation_accuracy' else None)
       if length > 1:
@@ -346,8 +347,8 @@ def plot(rows: Sequence[ConfigResult], title: str, path: pathlib.Path) -> None:
         right.vlines(epochs, curves.min(0), curves.max(0), color=f'C{i}', alpha=0.3,
                      linewidth=5)
     length_max = max(length_max, length)
-  for metric, style, name in styles:
-    right.plot([], [], linestyle=style, color='k', label=name)
+  for _, style, marker, name in styles:
+    right.plot([], [], linestyle=style, marker=marker, color='k', label=name)
   right.set_xlabel('epoch')
   right.set_xlim(0.5, length_max + 0.5)
   right.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, min_n_ticks=1))
