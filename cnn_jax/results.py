@@ -300,9 +300,10 @@ def to_markdown(title: str, rows: Sequence[ConfigResult], meta: dict[str, Any],
 
 
 def plot(rows: Sequence[ConfigResult], title: str, path: pathlib.Path) -> None:
-  """Left: final test accuracy per configuration, each seed a line across them (what the
-  paired test sees), mean and 95% CI. Right: learning curves of train (eval mode),
-  validation and test accuracy, mean over seeds with the lowest-to-highest band."""
+  """Left: test accuracy at the best validation epoch per configuration, each seed a line
+  across them (what the paired test sees), mean and 95% CI. Right: learning curves of
+  train (eval mode), validation and test accuracy, mean over seeds with the band from
+  the lowest to the highest seed."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt, ticker  # pylint: disable=g-import-not-at-top
