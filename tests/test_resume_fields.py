@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from cnn_jax import models, options, steps, train
+from cnn_jax import errors, models, options, steps, train
 from train_states import epoch_state, make_state
 
 # Fields the README promises a rerun may change: where data lives, how often it logs,
@@ -39,6 +39,38 @@ def _arrays(config):
                                                           (28, 28, 1), tx))
   return [(jax.tree_util.keystr(path), np.shape(leaf)) for path, leaf in
           jax.tree_util.tree_leaves_with_path((state.params, state.opt_state))]
+
+
+# Another valid value of every field.
+OTHER = {'dataset': 'fashion_mnist', 'data_dir': '/elsewhere', 'manual_dir': '/manual',
+         'max_train_examples': 1000, 'max_test_examples': 500, 'validation_examples': 100,
+         'train_eval_examples': 100, 'test_shift_pixels': 0, 'activation': 'tanh',
+         'leaky_relu_slope': 0.2, 'pooling': 'avg', 'fc_activation': 'relu',
+         'dropout_placement': 'both', 'dropout_rate': 0.5, 'learning_rate': 3e-3,
+         'lr_schedule': 'constant', 'warmup_epochs': 0.0, 'momentum': 0.5,
+         'weight_decay': 1e-4, 'batch_size': 64, 'eval_batch_size': 500, 'num_epochs': 3,
+         'early_stopping_patience': 2, 'early_stopping_min_epochs': 1, 'seed': 1,
+         'steps_per_dispatch': 4, 'log_every_steps': 7, 'checkpoints_to_keep': 1,
+         **{k: v for k, (v, _) in SHAPES.items()}}
+
+
+def test_a_rerun_that_changes_one_field_is_refused_unless_the_field_is_resumable(
+    tmp_path):
+  """Every field, through the check a rerun passes (config.json against the new config):
+  refused naming the field and both values, unless a resume may change it."""
+  assert set(OTHER) == set(options.FIELDS)
+  config = default.get_config().to_dict()
+  (tmp_path / 'config.json').write_text(json.dumps(config, default=list))
+  for field, value in OTHER.items():
+    changed = dict(config, **{field: value})
+    options.validate_config(changed)
+    assert changed[field] != config[field], field
+    if field in MAY_CHANGE:
+      options.check_workdir(tmp_path, changed)
+    else:
+      with pytest.raises(errors.WorkdirConflictError, match=f'^[^(]*\\({field}: ') as e:
+        options.check_workdir(tmp_path, changed)
+      assert repr(json.loads(json.dumps(value, default=list))) in str(e.value), field
 
 
 @pytest.mark.parametrize('field', sorted(SHAPES))

@@ -240,6 +240,25 @@ def test_short_run_learns_logs_checkpoints_and_resumes(small_config, tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+def test_early_stopping_ends_training_after_its_minimum_epoch(small_config, tmp_path,
+                                                              caplog):
+  """A learning rate too small to change a prediction: validation accuracy never beats
+  epoch 1's, so patience 1 stops at epoch 2 — but not before early_stopping_min_epochs
+  = 3. Two seeds stop together; a rerun trains nothing."""
+  small_config.update(learning_rate=1e-12, num_epochs=5, early_stopping_patience=1,
+                      early_stopping_min_epochs=3)
+  workdirs = [tmp_path / 'a', tmp_path / 'b']
+  for metrics, workdir in zip(train.train_seeds(small_config, [0, 1], workdirs),
+                              workdirs):
+    assert [r['epoch'] for r in metrics['history']] == [1, 2, 3]
+    assert metrics['stopped_early'] and metrics['completed'] and metrics['best_epoch'] == 1
+    assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [16, 32, 48]
+  with caplog.at_level('INFO'):
+    again = train.train_seeds(small_config, [0, 1], workdirs)
+  assert [len(m['history']) for m in again] == [3, 3]
+  assert 'already complete (3 epochs)' in caplog.text
+
+
 def test_another_seed_of_a_configuration_traces_no_new_program(small_config, tmp_path):
   """A sweep's next seed (or a rerun) reuses the traced programs of the set-up it keeps
   for the configuration: tracing and lowering took half of a small run's time."""
