@@ -274,16 +274,21 @@ def _train_together(base: ml_collections.ConfigDict, group: list[Run],
   # Imported here: planning and reading results need no JAX.
   from absl import logging  # pylint: disable=g-import-not-at-top
   from cnn_jax import train  # pylint: disable=g-import-not-at-top
+  verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.WARNING)  # The sweep's progress display replaces it.
-  run_dirs = [workdir / run.name for run in group]
-  with contextlib.ExitStack() as locks:
-    for run_dir in run_dirs:
-      locks.enter_context(run_lock(run_dir))
-    finished = [str(d) for d in run_dirs if run_state(d)[0] == 'done']
-    if finished:
-      raise RunLockedError(f'{", ".join(finished)} finished by another process meanwhile')
-    train.train_seeds(
-        group[0].config(base), [run.seed for run in group], run_dirs, kept=kept,
-        hparams_group=group[0].key, compared=list(group[0].overrides),
-        on_epoch_end=lambda i, record, state: notify('epoch', {'run': group[i].name,
-                                                               **record}))
+  try:
+    run_dirs = [workdir / run.name for run in group]
+    with contextlib.ExitStack() as locks:
+      for run_dir in run_dirs:
+        locks.enter_context(run_lock(run_dir))
+      finished = [str(d) for d in run_dirs if run_state(d)[0] == 'done']
+      if finished:
+        raise RunLockedError(f'{", ".join(finished)} finished by another process '
+                             'meanwhile')
+      train.train_seeds(
+          group[0].config(base), [run.seed for run in group], run_dirs, kept=kept,
+          hparams_group=group[0].key, compared=list(group[0].overrides),
+          on_epoch_end=lambda i, record, state: notify('epoch', {'run': group[i].name,
+                                                                 **record}))
+  finally:
+    logging.set_verbosity(verbosity)

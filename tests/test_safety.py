@@ -109,7 +109,7 @@ def test_tampered_mnist_file_is_refused_before_extraction_and_leftovers_are_remo
   monkeypatch.setattr(type(prepare.tfds_builder(config)), 'download_and_prepare',
                       download_and_prepare)
   capsys.readouterr()
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     prepare.prepare_builder(prepare.tfds_builder(config), config)
   assert seen == [([], False, str(manual))]  # The checksums passed; TFDS was called.
   # The console says what happens, in our words only.
@@ -316,7 +316,7 @@ def test_records_survive_a_kill_and_damaged_checkpoints_are_retrained(small_conf
   assert 'Event loop' not in ''.join(capfd.readouterr())
   assert json.loads((workdir / 'config.json').read_text())['padding'] == 1
   caplog.clear()
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     assert train.train_and_evaluate(small_config, workdir)['completed']
   assert f'{workdir}: already complete (2 epochs)' in caplog.text  # Not "Resumed".
 

@@ -196,9 +196,12 @@ def test_vmap_seeds_sweep_trains_each_configuration_once_and_falls_back_alone(
   small_config.num_epochs = 1
   grid = [{'dropout_placement': 'none'}, {'dropout_placement': 'after_fc1'}]
   events = []
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.INFO)
   outcomes = sweep.run_sweep('t', small_config, grid, {}, range(2), tmp_path / 'ok',
                              vmap_seeds=True, progress=lambda k, i: events.append((k, i)))
   assert [o.status for o in outcomes] == ['trained'] * 4
+  assert logging.get_verbosity() == logging.INFO  # Quiet only while the sweep ran.
   for o in outcomes:
     metrics = json.loads((tmp_path / 'ok' / o.run.name / 'metrics.json').read_text())
     assert metrics['completed'] and metrics['seeds_trained_together'] == 2

@@ -253,7 +253,7 @@ def test_early_stopping_ends_training_after_its_minimum_epoch(small_config, tmp_
     assert [r['epoch'] for r in metrics['history']] == [1, 2, 3]
     assert metrics['stopped_early'] and metrics['completed'] and metrics['best_epoch'] == 1
     assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [16, 32, 48]
-  with caplog.at_level('INFO'):
+  with caplog.at_level('INFO', logger='absl'):  # Whatever verbosity a sweep left.
     again = train.train_seeds(small_config, [0, 1], workdirs)
   assert [len(m['history']) for m in again] == [3, 3]
   assert 'already complete (3 epochs)' in caplog.text
