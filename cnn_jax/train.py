@@ -71,7 +71,9 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int],
     loop, spe, log = trainer.setup.loop, trainer.steps_per_epoch, trainer.log
     with StopSignal() as stop:
       for epoch in range(position.epoch + 1, trainer.num_epochs + 1):
-        if all(trainer.stopped()):
+        # Runs early stopping ended train on beside the others, but record nothing.
+        live = [not stopped for stopped in trainer.stopped()]
+        if not any(live):
           break
         first = position.index if position.epoch == epoch - 1 else 0
         states = position.state
@@ -88,9 +90,10 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int],
             trainer.save_stopped(epoch, done, states, totals, stop.requested)
           if log.due(epoch, before, done):
             host = parallel.to_host(totals)  # Waits for the device, once per log.
-            check_finite(trainer.runs, host, epoch)
-            log.progress(epoch, done, host)
-        trainer.end_epoch(epoch, states, parallel.to_host(totals), first, on_epoch_end)
+            check_finite(trainer.runs, host, epoch, live)
+            log.progress(epoch, done, host, live)
+        trainer.end_epoch(epoch, states, parallel.to_host(totals), first, live,
+                          on_epoch_end)
         position = Position(epoch, 0, states)
   finally:
     trainer.close()
@@ -263,9 +266,10 @@ class Trainer:
         'the same command to resume from there')
 
   def end_epoch(self, epoch: int, states: steps.TrainState, totals: Any, first: int,
-                on_epoch_end: EpochCallback | None) -> None:
-    """Evaluates every seed, then saves and records the epoch in each run (`totals`:
-    the epoch's sums on the host; `first`: the step this process started it at)."""
+                live: Sequence[bool], on_epoch_end: EpochCallback | None) -> None:
+    """Evaluates every seed, then saves and records the epoch in each live run
+    (`totals`: the epoch's sums on the host; `first`: the step this process started it
+    at)."""
     loop = self.setup.loop
     for run in self.runs:
       run.facts['compile_seconds'] = loop.compile_seconds - self._compiled_before
@@ -273,9 +277,8 @@ class Trainer:
     evaluated = loop.evaluate(states)
     rate = float(self.setup.schedule(int(parallel.to_host(states.step)[0]) - 1))
     examples = (self.steps_per_epoch - first) * self.config['batch_size']
-    stopped = self.stopped()
     for i, (run, sets) in enumerate(zip(self.runs, evaluated)):
-      if stopped[i]:  # Trained on beside the others; recorded as trained alone.
+      if not live[i]:
         continue
       record = run_metrics.epoch_record(
           epoch, totals['loss'][i], totals['accuracy'][i], self.steps_per_epoch, sets,
@@ -298,10 +301,12 @@ class Trainer:
       run.close()
 
 
-def check_finite(runs: Sequence[RunDirectory], totals: Any, epoch: int) -> None:
-  """NonFiniteLossError, with the runs it hit marked failed, if any loss was NaN/Inf
-  (`totals`: the epoch's sums, on the host)."""
-  bad = [(run, int(b)) for run, b in zip(runs, totals['first_nonfinite_step']) if b >= 0]
+def check_finite(runs: Sequence[RunDirectory], totals: Any, epoch: int,
+                 live: Sequence[bool]) -> None:
+  """NonFiniteLossError, with the runs it hit marked failed, if a live run's loss was
+  NaN/Inf (`totals`: the epoch's sums, on the host)."""
+  bad = [(run, int(b)) for run, b, ok in zip(runs, totals['first_nonfinite_step'], live)
+         if ok and b >= 0]
   if not bad:
     return
   for run, step in bad:
@@ -365,9 +370,9 @@ class Logger:
     """Seconds since the epoch started here, less what the loop spent compiling."""
     return time.perf_counter() - self.start - (self.loop.compile_seconds - self.compiled)
 
-  def progress(self, epoch: int, done: int, totals: Any) -> None:
-    """The progress line or bar, and a TensorBoard point; `totals`: the epoch's sums
-    after `done` steps, on the host."""
+  def progress(self, epoch: int, done: int, totals: Any, live: Sequence[bool]) -> None:
+    """The progress line or bar, and a TensorBoard point for each live run; `totals`:
+    the epoch's sums after `done` steps, on the host."""
     if done < self.steps_per_epoch:
       loss = ' '.join(f'{x:.4f}' for x in totals['loss'] / done)
       speed = f"{(done - self.first) * self.config['batch_size'] / self.train_seconds():,.0f}"
@@ -381,6 +386,8 @@ class Logger:
     step = (epoch - 1) * self.steps_per_epoch + done
     rate = float(self.schedule(step - 1))  # The rate of the window's last update.
     for i, run in enumerate(self.runs):
+      if not live[i]:
+        continue
       mean = {k: (totals[k][i] - (before[k][i] if before else 0)) / (done - since)
               for k in ('loss', 'accuracy')}
       run.log_train_scalars(step, mean['loss'], mean['accuracy'], rate)

@@ -244,19 +244,65 @@ def test_early_stopping_ends_training_after_its_minimum_epoch(small_config, tmp_
                                                               caplog):
   """A learning rate too small to change a prediction: validation accuracy never beats
   epoch 1's, so patience 1 stops at epoch 2 — but not before early_stopping_min_epochs
-  = 3. Two seeds stop together; a rerun trains nothing."""
+  = 3. A rerun trains nothing."""
   small_config.update(learning_rate=1e-12, num_epochs=5, early_stopping_patience=1,
                       early_stopping_min_epochs=3)
-  workdirs = [tmp_path / 'a', tmp_path / 'b']
-  for metrics, workdir in zip(train.train_seeds(small_config, [0, 1], workdirs),
-                              workdirs):
-    assert [r['epoch'] for r in metrics['history']] == [1, 2, 3]
-    assert metrics['stopped_early'] and metrics['completed'] and metrics['best_epoch'] == 1
-    assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [16, 32, 48]
+  workdir = tmp_path / 'run'
   with caplog.at_level('INFO', logger='absl'):  # Whatever verbosity a sweep left.
-    again = train.train_seeds(small_config, [0, 1], workdirs)
-  assert [len(m['history']) for m in again] == [3, 3]
+    metrics = train.train_and_evaluate(small_config, workdir)
+  assert 'epoch 3/5 step 8/16' in caplog.text and 'epoch 4/5' not in caplog.text
+  assert [r['epoch'] for r in metrics['history']] == [1, 2, 3]
+  assert metrics['stopped_early'] and metrics['completed'] and metrics['best_epoch'] == 1
+  assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [16, 32, 48]
+  caplog.clear()
+  with caplog.at_level('INFO', logger='absl'):
+    again = train.train_and_evaluate(small_config, workdir)
+  assert again['history'] == metrics['history']
   assert 'already complete (3 epochs)' in caplog.text
+
+
+class _Stop(Exception):
+  pass
+
+
+def test_a_seed_early_stopping_ended_records_nothing_while_the_others_train(
+    small_config, tmp_path, monkeypatch):
+  """Two seeds in one program; run a's best epoch made epoch 1 (in its metrics.json),
+  so patience 1 ends it after epoch 2 while b trains epoch 3, whose loss is then made
+  NaN for both at step 13: a gets no record, curve or failure; b fails alone."""
+  small_config.update(num_epochs=3, early_stopping_patience=1)
+  workdirs = [tmp_path / 'a', tmp_path / 'b']
+
+  def stop_after_epoch_2(i, record, state):
+    if record['epoch'] == 2 and i == 1:
+      raise _Stop
+
+  with pytest.raises(_Stop):
+    train.train_seeds(small_config, [0, 1], workdirs, on_epoch_end=stop_after_epoch_2)
+  for workdir, first in zip(workdirs, (1.0, 0.0)):
+    metrics = json.loads((workdir / 'metrics.json').read_text())
+    metrics['history'][0]['validation_accuracy'] = first
+    (workdir / 'metrics.json').write_text(json.dumps(metrics))
+  a_before = (workdirs[0] / 'metrics.json').read_text()
+
+  real = steps.train_step
+  def poisoned(state, batch, rng):
+    state_after, metrics = real(state, batch, rng)
+    return state_after, {**metrics, 'loss': jnp.where(state.step == 44, jnp.nan,
+                                                      metrics['loss'])}
+  monkeypatch.setattr(steps, 'train_step', poisoned)
+  with pytest.raises(errors.NonFiniteLossError,
+                     match=rf'at epoch 3, step 13 in {workdirs[1]};') as error:
+    train.train_seeds(small_config, [0, 1], workdirs)
+  assert str(workdirs[0]) not in str(error.value)
+  b = json.loads((workdirs[1] / 'metrics.json').read_text())
+  assert a_before == (workdirs[0] / 'metrics.json').read_text()  # Untouched.
+  assert sorted(int(p.name) for p in (workdirs[0] / 'checkpoints').iterdir()) == [16, 32]
+  assert b['failed'] == {'reason': 'non-finite loss', 'epoch': 3, 'step': 13}
+  # TensorBoard's training curve every 10 steps: a's ends with its epoch 2 (step 32).
+  a_steps, b_steps = ([e.step for e in read_scalars(w).Scalars('train/loss')]
+                      for w in workdirs)
+  assert max(a_steps) == 32 and 40 in b_steps
 
 
 def test_another_seed_of_a_configuration_traces_no_new_program(small_config, tmp_path):
