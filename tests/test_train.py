@@ -216,6 +216,9 @@ def test_short_run_learns_logs_checkpoints_and_resumes(small_config, tmp_path):
   rates = [e.value for e in accumulator.Scalars('train/learning_rate')]
   schedule = steps.create_optimizer(small_config.to_dict(), 23)[1]
   assert rates == pytest.approx([float(schedule(s - 1)) for s in (10, 20, 23, 30, 40, 46)])
+  # Each epoch records the rate of its last update.
+  assert [r['learning_rate'] for r in metrics['history']] == pytest.approx(
+      [float(schedule(22)), float(schedule(45))])
   assert rates[0] > rates[2] > rates[4] > rates[5] and rates[5] < 1e-4
   assert '_hparams_/session_start_info' in accumulator.Tags()['tensors']
   assert '_hparams_/experiment' in accumulator.Tags()['tensors']
@@ -303,6 +306,23 @@ def test_a_seed_early_stopping_ended_records_nothing_while_the_others_train(
   a_steps, b_steps = ([e.step for e in read_scalars(w).Scalars('train/loss')]
                       for w in workdirs)
   assert max(a_steps) == 32 and 40 in b_steps
+
+
+def test_an_epoch_resumed_mid_way_counts_the_examples_this_process_trained(
+    small_config, tmp_path, monkeypatch):
+  """Stopped after step 5 of epoch 2 (of 16 steps of 64), then resumed: epoch 2's
+  examples/s counts the 11 steps the resumed process trained, in its own time."""
+  dispatches = iter(range(100))
+  monkeypatch.setattr(train, '_stop_agreed', lambda stop: next(dispatches) == 16 + 5 - 1)
+  workdir = tmp_path / 'run'
+  with pytest.raises(errors.Interrupted, match='stopped at epoch 2 step 5/16'):
+    train.train_and_evaluate(small_config, workdir)
+  monkeypatch.undo()
+  history = train.train_and_evaluate(small_config, workdir)['history']
+  assert [r['epoch'] for r in history] == [1, 2]
+  for record, steps_trained in zip(history, (16, 11)):
+    assert record['examples_per_second'] * record['train_seconds'] == pytest.approx(
+        steps_trained * 64)
 
 
 def test_another_seed_of_a_configuration_traces_no_new_program(small_config, tmp_path):
