@@ -50,3 +50,8 @@ class Interrupted(Exception):
 
 class RunLockedError(RuntimeError):
   """Another process is training this run right now."""
+
+
+class PeerTimeoutError(RuntimeError):
+  """Another process of a multi-process run did not reach a point all must reach (it
+  died, hangs or runs other code) within the timeout."""

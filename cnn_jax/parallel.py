@@ -9,17 +9,25 @@ Multi-host runs join through `jax.distributed.initialize` (JAX's own runtime).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
+import threading
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from cnn_jax.errors import ConfigError
+from cnn_jax.errors import ConfigError, PeerTimeoutError
 
 DATA_AXIS = 'data'
+
+# How long a process of a multi-process run waits for the others (`any_process`) or for
+# a computation they share (`wait_for_devices`) before it stops with one line: long
+# enough for a peer that is still compiling, evaluating or checkpointing.
+AGREEMENT_TIMEOUT_ENV = 'CNN_JAX_AGREEMENT_TIMEOUT_S'
+DEFAULT_AGREEMENT_TIMEOUT_S = 600.0
 
 
 def initialize_distributed(coordinator_address: str | None = None,
@@ -40,6 +48,11 @@ def initialize_distributed(coordinator_address: str | None = None,
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(coordinator_address=coordinator_address,
                              num_processes=num_processes, process_id=process_id)
+  if jax.default_backend() == 'cpu':
+    # On jax 0.12.1 a multi-process CPU run that took programs from the persistent
+    # compilation cache deadlocked in its first cross-process all-reduce (a rerun
+    # resuming a stopped run, say); compiled afresh it does not.
+    jax.config.update('jax_enable_compilation_cache', False)
 
 
 def use_cpu_cores(count: int | None = None) -> int:
@@ -119,6 +132,71 @@ def is_primary() -> bool:
 
 def to_host(tree: Any) -> Any:
   """NumPy copies of replicated arrays; every process holds them whole, so no
-  cross-host gather is needed (np.asarray alone refuses arrays spanning hosts)."""
+  cross-host gather is needed (np.asarray alone refuses arrays spanning hosts). With
+  several processes the wait is bounded (`wait_for_devices`)."""
+  wait_for_devices(tree)
   return jax.tree.map(
       lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, tree)
+
+
+def wait_for_devices(tree: Any) -> None:
+  """Waits until `tree` is computed; with several processes at most
+  `agreement_timeout()`, then PeerTimeoutError: a computation that includes a
+  collective with another process that never comes would otherwise wait for ever."""
+  if jax.process_count() == 1:
+    return
+  done = threading.Event()
+  threading.Thread(target=lambda: (jax.block_until_ready(tree), done.set()),
+                   daemon=True).start()
+  timeout = agreement_timeout()
+  if not done.wait(timeout):
+    raise PeerTimeoutError(
+        f'the devices did not finish within {timeout:g} s (${AGREEMENT_TIMEOUT_ENV}): a '
+        'collective with another process hangs (it stopped, died or runs other code)')
+
+
+_agreements = itertools.count()  # The same sequence in every process.
+
+
+def agreement_timeout() -> float:
+  """Seconds `any_process` waits for the other processes ($CNN_JAX_AGREEMENT_TIMEOUT_S)."""
+  value = os.environ.get(AGREEMENT_TIMEOUT_ENV, '')
+  try:
+    seconds = float(value) if value else DEFAULT_AGREEMENT_TIMEOUT_S
+  except ValueError:
+    seconds = -1.0
+  if not 0 < seconds < float('inf'):
+    raise ConfigError(f'${AGREEMENT_TIMEOUT_ENV}={value!r} is invalid: expected a '
+                      'number of seconds > 0')
+  return seconds
+
+
+def any_process(flag: bool) -> bool:
+  """Whether `flag` is true in any process of the run; every process must call it as
+  often as the others, and each call waits for all of them (at most
+  `agreement_timeout()`, then PeerTimeoutError).
+
+  Agreed on the host through the distributed runtime's key-value store: no collective
+  joins the devices' queue and no host waits for the devices at every dispatch, and a
+  peer that never comes is an error after the timeout, not a hang.
+  """
+  if jax.process_count() == 1:
+    return flag
+  # JAX has no public handle on its coordination service's key-value store.
+  client = jax._src.distributed.global_state.client  # pylint: disable=protected-access
+  n, me = next(_agreements), jax.process_index()
+  timeout = agreement_timeout()
+  client.key_value_set(f'cnn_jax/any/{n}/{me}', str(int(bool(flag))))
+  answers = []
+  for peer in range(jax.process_count()):
+    try:
+      answers.append(client.blocking_key_value_get(f'cnn_jax/any/{n}/{peer}',
+                                                   int(timeout * 1000)))
+    except jax.errors.JaxRuntimeError as e:
+      raise PeerTimeoutError(
+          f'process {peer} did not reach agreement {n} (a dispatch boundary) within '
+          f'{timeout:g} s (${AGREEMENT_TIMEOUT_ENV}): it stopped, hangs or runs other '
+          f'code ({str(e).splitlines()[0][:120]})') from None
+  if n:  # Every process has read round n - 1, since all have written round n.
+    client.key_value_delete(f'cnn_jax/any/{n - 1}/{me}')
+  return any(a == '1' for a in answers)

@@ -3,12 +3,15 @@ so a reader can rerun it."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import pathlib
 import shlex
 import subprocess
 import sys
 from typing import Sequence
+
+from packaging import markers
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-datasets',
@@ -43,14 +46,43 @@ def code_version() -> str:
 
 
 def package_versions(packages: Sequence[str] = PACKAGES) -> str:
-  """'python 3.11.7, jax 0.10.2, …'."""
+  """'python 3.11.7, jax 0.10.2, …; lock …' (`lock_status`)."""
   versions = [f'python {sys.version.split()[0]}']
   for name in packages:
     try:
       versions.append(f'{name} {importlib.metadata.version(name)}')
     except importlib.metadata.PackageNotFoundError:
       pass
-  return ', '.join(versions)
+  return f"{', '.join(versions)}; {lock_status()}"
+
+
+LOCK = REPO / 'requirements.lock'  # What the README's commands install.
+
+
+def lock_status(lock: pathlib.Path = LOCK) -> str:
+  """'lock <sha256 prefix>' when every package the lock pins for this Python is
+  installed at its version, else that and what differs: whether the figures came from
+  the package set a fresh clone installs."""
+  try:
+    text = lock.read_text()
+  except OSError:
+    return 'no lock'
+  differ = []
+  for line in text.splitlines():
+    if not line or line[0] in '# -':
+      continue
+    pin, _, marker = line.partition(';')
+    name, _, version = pin.strip().partition('==')
+    if marker.strip() and not markers.Marker(marker).evaluate():
+      continue
+    try:
+      installed = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      installed = 'none'
+    if installed != version:
+      differ.append(f'{name} {installed} (lock: {version})')
+  status = f'lock {hashlib.sha256(text.encode()).hexdigest()[:12]}'
+  return status + (f', not installed as locked: {", ".join(differ)}' if differ else '')
 
 
 def footer(command: str) -> str:

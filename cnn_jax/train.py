@@ -24,7 +24,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 from absl import logging
 import jax
-from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 import tqdm
@@ -212,6 +211,7 @@ class Trainer:
     facts = dict(num_params=num_params, multiply_adds=geometry.count_multiply_adds(table),
                  test_examples=setup.test_examples, dataset=setup.spec.name,
                  code_version=provenance.code_version(),
+                 packages=provenance.package_versions(),
                  device=f'{kind} × {loop.dp.num_devices}' if loop.dp.num_devices > 1
                  else kind, processes=jax.process_count(), compile_seconds=0.0,
                  steps_per_dispatch=self.steps_per_dispatch)
@@ -412,10 +412,7 @@ class Logger:
 def _stop_agreed(stop: StopSignal) -> bool:
   """Whether any process was asked to stop. Every process asks at the same dispatch
   boundaries, so all stop after the same step and save the same checkpoint."""
-  if jax.process_count() == 1:
-    return stop.requested is not None
-  flags = multihost_utils.process_allgather(np.int32(stop.requested is not None))
-  return bool(np.asarray(flags).any())
+  return parallel.any_process(stop.requested is not None)
 
 
 class StopSignal:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 import pathlib
+import os
 import re
 import sys
 from typing import Callable, Sequence
@@ -16,7 +17,7 @@ from ml_collections import config_flags
 
 from cnn_jax import compilation_cache, options
 from cnn_jax.errors import (CheckpointError, ConfigError, DatasetUnavailableError,
-                            Interrupted, NonFiniteLossError)
+                            Interrupted, NonFiniteLossError, PeerTimeoutError)
 
 
 flags.DEFINE_string(
@@ -152,6 +153,11 @@ def run(main: Callable[[Sequence[str]], None], *, cache_compiled: bool = True) -
     except (NonFiniteLossError, CheckpointError) as e:
       print(f'error: {e}', file=sys.stderr)
       sys.exit(1)
+    except PeerTimeoutError as e:
+      print(f'error: {e}', file=sys.stderr, flush=True)
+      # Not sys.exit: the interpreter's exit would wait for the hung collective and for
+      # the peer at JAX's shutdown barrier.
+      os._exit(1)  # pylint: disable=protected-access
     except Interrupted as e:
       print(f'interrupted: {e}', file=sys.stderr)
       sys.exit(130)

@@ -44,6 +44,7 @@ def results_table(workdir: str) -> str:
        f"{metrics['wall_seconds_this_process']:.0f} s"),
       ('machine', f"{metrics['device']} ({metrics['host']})"),
       ('code version that trained it', f"`{metrics.get('code_version', 'unknown')}`"),
+      ('packages that trained it', metrics.get('packages', 'unknown')),
   ]
   return '\n'.join(['| figure | value |', '|---|---|'] +
                    [f'| {name} | {value} |' for name, value in rows])

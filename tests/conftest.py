@@ -1,12 +1,15 @@
 """Shared fixtures: MNIST prepared once per session from the repo's own files."""
 
+import ctypes
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 
+import psutil
 import pytest
 
 from configs import default
@@ -34,6 +37,40 @@ compilation_cache.enable(_XLA_CACHE)
 
 
 _PREPARING: list[subprocess.Popen] = []
+
+
+if sys.platform == 'linux':
+  _prctl = ctypes.CDLL(None).prctl  # Looked up here: a forked child only calls it.
+
+  def _die_with_this_process() -> None:
+    """In a child, before exec: the kernel kills it when the test process that started
+    it dies, even by SIGKILL (PR_SET_PDEATHSIG), so no training outlives a killed
+    pytest worker."""
+    _prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG.
+
+  # Every process a test starts (subprocess.run too) dies with the test process; what
+  # is still running when a test ends is killed by `_no_process_left_behind`.
+  _popen_init = subprocess.Popen.__init__
+
+  def _popen_dying_with_us(self, *args, preexec_fn=None, **kwargs):
+    _popen_init(self, *args, preexec_fn=preexec_fn or _die_with_this_process, **kwargs)
+
+  subprocess.Popen.__init__ = _popen_dying_with_us
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind():
+  """Kills (with their children) the processes a test started and left running, on a
+  failure or a timeout as on success."""
+  before = {p.pid for p in psutil.Process().children(recursive=True)}
+  yield
+  left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+  for process in left:
+    try:
+      process.kill()
+    except psutil.NoSuchProcess:
+      pass
+  psutil.wait_procs(left, timeout=30)
 
 
 

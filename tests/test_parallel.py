@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import filelock
 import jax
@@ -91,6 +92,22 @@ def test_eight_devices_match_one(one_device, mnist_data_dir, repo_root, tmp_path
   _assert_close(eight, one_device)
 
 
+# A hang in a test of several processes is an error within a minute, not a timeout.
+_TEST_AGREEMENT_TIMEOUT_S = '60'
+
+
+def _train_process(repo_root, data_dir, workdir, address, i, *extra, **env):
+  """`experiments.train` as process i of 2 on the tests' small run."""
+  return subprocess.Popen(
+      [sys.executable, '-m', 'experiments.train', f'--workdir={workdir}',
+       '--distributed', f'--coordinator_address={address}', '--num_processes=2',
+       f'--process_id={i}', f'--config.data_dir={data_dir}', '--config.log_every_steps=1',
+       *(f'--config.{k}={v}' for k, v in parallel_worker.OVERRIDES.items()), *extra],
+      cwd=repo_root,
+      env=_env(1, **{parallel.AGREEMENT_TIMEOUT_ENV: _TEST_AGREEMENT_TIMEOUT_S, **env}),
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def _free_address() -> str:
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
@@ -103,18 +120,8 @@ def test_a_signal_to_one_process_stops_both_after_the_same_step(
   """Two processes of one device each train as one: SIGTERM reaches process 1 only,
   both stop at the same dispatch boundary and save one mid-epoch checkpoint together;
   the rerun ends on the parameters of the one-device run."""
-  env = _env(1)
   workdir = tmp_path / 'run'
-
-  def start(address, i):
-    return subprocess.Popen(
-        [sys.executable, '-m', 'experiments.train', f'--workdir={workdir}',
-         '--distributed', f'--coordinator_address={address}', '--num_processes=2',
-         f'--process_id={i}', f'--config.data_dir={mnist_data_dir}',
-         '--config.log_every_steps=1',
-         *(f'--config.{k}={v}' for k, v in parallel_worker.OVERRIDES.items())],
-        cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
+  start = lambda address, i: _train_process(repo_root, mnist_data_dir, workdir, address, i)
   address = _free_address()
   workers = [start(address, i) for i in range(2)]
   outputs = [[], []]
@@ -130,10 +137,10 @@ def test_a_signal_to_one_process_stops_both_after_the_same_step(
   readers = [threading.Thread(target=read, args=(i,)) for i in range(2)]
   for r in readers:
     r.start()
-  assert training.wait(timeout=400)
+  assert training.wait(timeout=120)
   workers[1].send_signal(signal.SIGTERM)
   for w, r in zip(workers, readers):
-    w.wait(timeout=400)
+    w.wait(timeout=120)
     r.join()
   text = [''.join(o) for o in outputs]
   assert [w.returncode for w in workers] == [130, 130], text[0][-3000:] + text[1][-3000:]
@@ -145,7 +152,7 @@ def test_a_signal_to_one_process_stops_both_after_the_same_step(
   address = _free_address()
   workers = [start(address, i) for i in range(2)]  # The same command again.
   for w in workers:
-    out, _ = w.communicate(timeout=400)
+    out, _ = w.communicate(timeout=120)
     assert w.returncode == 0, out[-3000:]
     assert 'on 2 device(s), 2 process(es)' in out or w is workers[1]  # Process 0 logs.
   metrics = json.loads((workdir / 'metrics.json').read_text())  # Written by process 0.
@@ -161,6 +168,52 @@ def test_a_signal_to_one_process_stops_both_after_the_same_step(
            for path, leaf in jax.tree_util.tree_leaves_with_path(final.params)}
   _assert_close(saved, {k: v for k, v in one_device.items() if k in saved})
   assert len(saved) == len(one_device) - 3  # All but train_loss, devices, processes.
+
+
+@pytest.mark.slow
+def test_a_peer_that_stops_answering_ends_the_other_in_one_line(mnist_data_dir, repo_root,
+                                                                 tmp_path):
+  """Process 1 frozen mid-training (SIGSTOP): process 0, whose next all-reduce or stop
+  agreement waits for it, stops within its timeout with one line and exit 1."""
+  address = _free_address()
+  workers = [_train_process(repo_root, mnist_data_dir, tmp_path / 'run', address, i,
+                            '--config.num_epochs=50',
+                            **{parallel.AGREEMENT_TIMEOUT_ENV: '3'}) for i in range(2)]
+  lines, training = [], threading.Event()
+
+  def read():
+    for line in workers[0].stdout:  # Process 0 logs every step.
+      lines.append(line)
+      if 'step 2/16' in line:
+        training.set()
+    training.set()
+
+  reader = threading.Thread(target=read)
+  reader.start()
+  assert training.wait(timeout=120) and workers[0].poll() is None, ''.join(lines)[-3000:]
+  workers[1].send_signal(signal.SIGSTOP)
+  frozen = time.monotonic()
+  workers[0].wait(timeout=60)
+  waited = time.monotonic() - frozen
+  workers[1].kill()
+  reader.join()
+  out = ''.join(lines)
+  assert workers[0].returncode == 1, out[-3000:]
+  error = out.strip().splitlines()[-1]
+  assert error.startswith('error: ') and 'within 3 s' in error, out[-3000:]
+  assert 'another process' in error or 'process 1 did not' in error, error
+  assert waited < 30
+
+
+def test_the_agreement_timeout_is_read_from_the_environment(monkeypatch):
+  monkeypatch.delenv(parallel.AGREEMENT_TIMEOUT_ENV, raising=False)
+  assert parallel.agreement_timeout() == parallel.DEFAULT_AGREEMENT_TIMEOUT_S
+  monkeypatch.setenv(parallel.AGREEMENT_TIMEOUT_ENV, '2.5')
+  assert parallel.agreement_timeout() == 2.5
+  for bad in ('0', '-1', 'soon', 'inf', 'nan'):
+    monkeypatch.setenv(parallel.AGREEMENT_TIMEOUT_ENV, bad)
+    with pytest.raises(errors.ConfigError, match=parallel.AGREEMENT_TIMEOUT_ENV):
+      parallel.agreement_timeout()
 
 
 _SPLIT_SCRIPT = """

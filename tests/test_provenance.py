@@ -1,5 +1,7 @@
 """Where results came from: the code version a results file records."""
 
+import hashlib
+import importlib.metadata
 import subprocess
 
 from cnn_jax import provenance
@@ -30,3 +32,22 @@ def test_code_version_is_dirty_for_changed_code_not_for_rewritten_results(
   assert provenance.code_version() == clean + '-dirty'
   monkeypatch.setattr(provenance, 'REPO', tmp_path / 'cnn_jax' / 'nowhere')
   assert provenance.code_version() == 'unknown'
+
+
+def test_lock_status_names_what_differs_from_the_lock(tmp_path):
+  numpy_version = importlib.metadata.version('numpy')
+  lock = tmp_path / 'requirements.lock'
+  lock.write_text('# header\n'
+                  f'numpy=={numpy_version}\n    # via cnn-jax\n'
+                  "absl-py==0.0.1 ; python_full_version >= '3.0'\n"
+                  "scipy==0.0.2 ; python_full_version < '3.0'\n"  # Not for this Python.
+                  'not-a-package-here==1.0\n')
+  status = provenance.lock_status(lock)
+  assert status.startswith('lock ') and len(status.split(',')[0]) == len('lock ') + 12
+  assert 'absl-py ' in status and '(lock: 0.0.1)' in status
+  assert 'not-a-package-here none (lock: 1.0)' in status
+  assert 'numpy' not in status and 'scipy' not in status
+  lock.write_text(f'numpy=={numpy_version}\n')
+  assert provenance.lock_status(lock) == (
+      f"lock {hashlib.sha256(lock.read_bytes()).hexdigest()[:12]}")  # Nothing differs.
+  assert provenance.lock_status(tmp_path / 'missing') == 'no lock'
