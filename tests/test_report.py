@@ -2,10 +2,12 @@
 
 import json
 
+import numpy as np
+
 import pytest
 
 from configs import default
-from cnn_jax import options, report, results
+from cnn_jax import options, report, results, stats
 import fake_sweeps
 
 
@@ -145,3 +147,56 @@ def test_the_readmes_options_table_is_the_declared_fields(repo_root):
   assert shown == options.markdown_table(), (
       'regenerate the table: python -m cnn_jax.options')
   assert options.markdown_table().count('\n| `') == len(options.FIELDS)
+
+
+def test_the_accuracy_verdict_says_the_tolerance_it_applies_at_both_edges(monkeypatch):
+  low = report.ARTICLE_ACCURACY - report.ACCURACY_TOLERANCE
+  high = report.ARTICLE_ACCURACY + report.ACCURACY_TOLERANCE
+  below = lambda x: float(np.nextafter(x, 0))
+  above = lambda x: float(np.nextafter(x, 1))
+  words = f'±{100 * report.ACCURACY_TOLERANCE:g} pp'
+  assert report.accuracy_verdict(low, high, 0.99).startswith(f'holds within {words}')
+  assert report.accuracy_verdict(below(low), high, 0.99).startswith('inconclusive')
+  assert report.accuracy_verdict(low, above(high), 0.99).startswith('inconclusive')
+  assert report.accuracy_verdict(0.9, below(low), 0.95).startswith('does not hold')
+  assert report.accuracy_verdict(above(high), 1.0, 0.999).startswith('does not hold')
+  assert 'below 99% itself' in report.accuracy_verdict(low, below(0.99), 0.989)
+  assert 'below' not in report.accuracy_verdict(low, 0.99, 0.989)
+  # The words follow the constants: another tolerance, another sentence and edge.
+  monkeypatch.setattr(report, 'ACCURACY_TOLERANCE', 0.004)
+  assert report.accuracy_verdict(0.986, 0.99, 0.988) == 'holds within ±0.4 pp'
+  assert report.accuracy_verdict(0.9855, 0.99, 0.988).startswith(
+      'inconclusive: the interval straddles 99% ± 0.4 pp')
+  claim = report._accuracy_claim(type('S', (), {'baseline': lambda self: None})())[0]
+  assert claim == 'It reaches ~99% test accuracy on MNIST (read: within ±0.4 pp of 99%)'
+
+
+def test_the_mlp_share_verdict_says_the_tolerance_it_applies_at_both_edges():
+  share, tol = report.ARTICLE_MLP_SHARE, report.MLP_SHARE_TOLERANCE
+  inside = [share - tol, share + tol]
+  outside = [float(np.nextafter(share - tol, 0)), float(np.nextafter(share + tol, 1))]
+  for x in inside:
+    assert report.mlp_share_verdict(x) == (
+        f"holds: {100 * share:g}% of the MLP's, within ±{100 * tol:g} pp")
+  for x in outside:
+    assert report.mlp_share_verdict(x).startswith('holds in neither reading')
+  assert report.mlp_share_verdict(1 - share).startswith(f'holds as "{100 * share:g}% fewer"')
+  assert report.mlp_share_verdict(0.2, share_claimed=0.2, tolerance=0.01) == (
+      "holds: 20% of the MLP's, within ±1 pp")
+
+
+def test_a_paired_verdict_states_the_alpha_and_margin_it_decides_by():
+  better = stats.paired([0.99, 0.991, 0.992], [0.98, 0.9805, 0.983], margin=0.002)
+  alpha = stats.ALPHA
+  just_below = float(np.nextafter(alpha, 0))
+  kind, text = stats.paired_verdict(better, just_below, 1.0, 3)
+  assert kind == 'better' and text.endswith(f'< {alpha:g})')
+  kind, text = stats.paired_verdict(better, alpha, 1.0, 3)
+  assert kind == 'inconclusive' and f'paired t Holm p = {alpha:.4f} ≥ {alpha:g}' in text
+  kind, text = stats.paired_verdict(better, 0.5, just_below, 3)
+  assert kind == 'equivalent' and text.startswith('equivalent within ±0.20 pp')
+  assert stats.paired_verdict(better, 0.5, alpha, 3)[0] == 'inconclusive'
+  # Another α: the same boundary, and the sentence names it.
+  kind, text = stats.paired_verdict(better, 0.0099, 1.0, 3, alpha=0.01)
+  assert kind == 'better' and text.endswith('< 0.01)')
+  assert stats.paired_verdict(better, 0.01, 1.0, 3, alpha=0.01)[0] == 'inconclusive'
