@@ -20,21 +20,32 @@ import pathlib
 from typing import Any, Sequence
 
 from absl import logging
-from flax.training import train_state
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
-from cnn_jax import parallel
+from cnn_jax import parallel, steps
 from cnn_jax.errors import CheckpointError, ShapeMismatchError
 
 DIRECTORY = 'checkpoints'  # In a run's workdir.
 
 
-def _tree(state: train_state.TrainState) -> dict:
-  # apply_fn and tx are code, rebuilt from the config; only arrays are saved.
-  return {'step': state.step, 'params': state.params, 'opt_state': state.opt_state}
+def _tree(state: steps.TrainState) -> dict:
+  """What a checkpoint holds of a state: its arrays (apply_fn and tx are code, rebuilt
+  from the config), every model collection among them. `model_state` only where the
+  model has one, so checkpoints written before it existed read as they are."""
+  tree = {'step': state.step, 'params': state.params, 'opt_state': state.opt_state}
+  if state.model_state:
+    tree['model_state'] = state.model_state
+  return tree
+
+
+def _path_name(path: Sequence[Any]) -> str:
+  """'opt_state/0/mu/conv1/kernel': a leaf's path, the same whether a tuple's entry is
+  reached by attribute (the state) or by key (Orbax's metadata of it)."""
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k))))
+                  for k in path)
 
 
 def digest(tree: Any) -> str:
@@ -82,7 +93,7 @@ class Found:
   """A restored checkpoint: its global step, state, and its record (an epoch's end) or
   the epoch's running sums (a stop mid-epoch)."""
   step: int
-  state: train_state.TrainState
+  state: steps.TrainState
   record: dict[str, Any] | None = None
   totals: Any = None
 
@@ -111,7 +122,7 @@ class Checkpoints:
   def steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
-  def save(self, step: int, state: train_state.TrainState, *,
+  def save(self, step: int, state: steps.TrainState, *,
            record: dict[str, Any] | None = None, totals: Any = None) -> None:
     """Starts writing in the background; the next save or `close` waits for it.
 
@@ -141,7 +152,7 @@ class Checkpoints:
     """The epoch end with the best validation accuracy (the earliest of equals)."""
     return self._manager.best_step()
 
-  def restore(self, step: int, like: train_state.TrainState, totals_like: Any = None
+  def restore(self, step: int, like: steps.TrainState, totals_like: Any = None
               ) -> Found:
     """Checkpoint `step` with `like`'s structure, shapes, shardings and code; a
     mid-epoch one also restores its running sums, shaped like `totals_like`."""
@@ -155,7 +166,7 @@ class Checkpoints:
     expected = (self._manager.metadata(step).custom_metadata or {}).get('sha256')
     if expected and digest(restored) != expected:
       raise CheckpointError('its arrays differ from what was saved (SHA-256 mismatch)')
-    state = like.replace(**{k: restored[k] for k in ('step', 'params', 'opt_state')})
+    state = like.replace(**{k: v for k, v in restored.items() if k != 'totals'})
     return Found(step, state, record, restored.get('totals'))
 
   def _check_shapes(self, step: int, target: Any) -> None:
@@ -167,15 +178,24 @@ class Checkpoints:
       return
     if saved is None:
       return
-    shapes = {jax.tree_util.keystr(path): tuple(leaf.shape)
+    shapes = {_path_name(path): tuple(leaf.shape)
               for path, leaf in jax.tree_util.tree_leaves_with_path(saved)
               if hasattr(leaf, 'shape')}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(target):
-      key, shape = jax.tree_util.keystr(path), tuple(np.shape(leaf))
+    wanted = {_path_name(path): tuple(np.shape(leaf))
+              for path, leaf in jax.tree_util.tree_leaves_with_path(target)}
+    state = lambda keys: sorted(k for k in keys if not k.startswith('totals/'))
+    missing, extra = state(wanted.keys() - shapes), state(shapes.keys() - wanted)
+    if missing:  # A model variable added since (a BatchNorm, say): never a silent default.
+      raise ShapeMismatchError(f'it lacks {missing[0]}, which the model has'
+                               + (f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''))
+    if extra:
+      raise ShapeMismatchError(f'it holds {extra[0]}, which the model does not have'
+                               + (f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''))
+    for key, shape in wanted.items():
       if shapes.get(key, shape) != shape:
         raise ShapeMismatchError(f'{key} is {shapes[key]} there, {shape} now')
 
-  def restore_latest_good(self, like: train_state.TrainState, totals_like: Any = None,
+  def restore_latest_good(self, like: steps.TrainState, totals_like: Any = None,
                           steps: Sequence[int] | None = None) -> Found | None:
     """The newest readable of `steps` (default: all), None if there are none.
 
@@ -208,8 +228,8 @@ class Checkpoints:
     self._manager.close()
 
 
-def load_for_inference(workdir: str | pathlib.Path, like: train_state.TrainState
-                       ) -> tuple[train_state.TrainState, int, str]:
+def load_for_inference(workdir: str | pathlib.Path, like: steps.TrainState
+                       ) -> tuple[steps.TrainState, int, str]:
   """(state, epoch, which) from a run: its best epoch, else its newest readable epoch
   ('best' or 'latest')."""
   workdir = pathlib.Path(workdir)

@@ -7,6 +7,7 @@ the tests check the real Flax module against it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping, Sequence
 
 from cnn_jax.errors import GeometryError
@@ -122,6 +123,14 @@ def dropout_name(model: str, placement: str, dense_index: int) -> str | None:
   return f'dropout{dense_index}' if dense_index > 1 and placement != 'none' else None
 
 
+def batch_norm_row(name: str, shape: tuple[int, ...],
+                   field: ReceptiveField | None = None) -> Layer:
+  """A BatchNorm over the last axis: a scale and a shift per channel (its running mean
+  and variance are state, not parameters), one multiply-add per value in evaluation."""
+  return Layer(name, 'BatchNorm', f'{shape[-1]} channels', shape, 2 * shape[-1], field,
+               math.prod(shape))
+
+
 def shape_text(shape: Sequence[int]) -> str:
   """28×28×1."""
   return '×'.join(str(d) for d in shape)
@@ -143,6 +152,8 @@ def _add_conv_rows(config: Mapping[str, Any], rows: list[Layer]) -> tuple[int, i
         conv_params(channels, features, kernel), field,
         height * width * features * kernel * kernel * channels))
     channels = features
+    if config.get('batch_norm', 'none') in ('conv', 'both'):
+      rows.append(batch_norm_row(f'bn{i}', (height, width, channels), field))
     rows.append(Layer(f'act{i}', 'Activation', config['activation'],
                       (height, width, channels), receptive_field=field))
     height = pool_output_size(height, window, pool_stride, layer=f'pool{i}')
@@ -185,13 +196,21 @@ def layer_table(config: Mapping[str, Any], input_shape: Sequence[int],
   rows.append(Layer('flatten', 'Flatten', shape_text(rows[-1].output_shape) + ' → '
                     + str(features), (features,)))
   widths = hidden + [num_classes]
+  norm_fc1 = model == 'cnn' and config.get('batch_norm', 'none') in ('fc1', 'both')
+  early = None  # The dropout in front of FC1's BatchNorm (dropout_before_batch_norm).
   for i, out in enumerate(widths, start=1):
     dropout = dropout_name(model, placement, i)
-    if dropout:
+    if dropout and dropout != early:
       rows.append(Layer(dropout, 'Dropout', f'p={dropout_rate:g}', (features,)))
     rows.append(Layer(f'fc{i}', 'Linear', f'{features}→{out}', (out,),
                       dense_params(features, out), multiply_adds=features * out))
     features = out
+    if i == 1 and norm_fc1:
+      if config.get('dropout_before_batch_norm') and len(widths) > 1:
+        early = dropout_name(model, placement, 2)
+        if early:
+          rows.append(Layer(early, 'Dropout', f'p={dropout_rate:g}', (features,)))
+      rows.append(batch_norm_row('fc1_bn', (features,)))
     if i < len(widths) and hidden_activation != 'none':
       rows.append(Layer(f'fc{i}_act', 'Activation', hidden_activation, (out,)))
   return rows

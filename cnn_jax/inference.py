@@ -19,9 +19,13 @@ class TrainedRun:
   config: dict[str, Any]
   spec: input_pipeline.DatasetSpec
   model: nn.Module
-  params: Any
+  variables: dict[str, Any]  # Every collection: params, batch statistics, …
   epoch: int
   which: str  # 'best' or 'latest' checkpoint.
+
+  @property
+  def params(self) -> Any:
+    return self.variables['params']
 
 def load_run(workdir: str | pathlib.Path) -> TrainedRun:
   """The run's config.json and its best checkpoint (else its latest)."""
@@ -36,7 +40,7 @@ def load_run(workdir: str | pathlib.Path) -> TrainedRun:
                                 f'of its runs, --workdir={workdir}/<run>: {shown}') from None
     raise errors.ConfigError(f'--workdir={workdir} holds no training run '
                               '(no config.json)') from None
-  config = ml_collections.ConfigDict(config).to_dict()
+  config = options.with_defaults(ml_collections.ConfigDict(config).to_dict())
   options.validate_config(config)
   spec = input_pipeline.dataset_spec(config)
   model = models.create_model(config, spec.num_classes)
@@ -48,13 +52,13 @@ def load_run(workdir: str | pathlib.Path) -> TrainedRun:
     state, epoch, which = checkpoints.load_for_inference(workdir, like)
   except FileNotFoundError as e:
     raise errors.ConfigError(str(e)) from None
-  return TrainedRun(config, spec, model, state.params, epoch, which)
+  return TrainedRun(config, spec, model, state.variables, epoch, which)
 
 def probabilities(run: TrainedRun, images: np.ndarray, batch_size: int = 1000
                   ) -> np.ndarray:
   """Softmax class probabilities for uint8 NHWC images, in batches."""
-  apply = jax.jit(lambda params, x: jax.nn.softmax(run.model.apply(
-      {'params': params}, steps.preprocess(x))))
-  out = [np.asarray(apply(run.params, images[i:i + batch_size]))
+  apply = jax.jit(lambda variables, x: jax.nn.softmax(run.model.apply(
+      variables, steps.preprocess(x))))
+  out = [np.asarray(apply(run.variables, images[i:i + batch_size]))
          for i in range(0, len(images), batch_size)]
   return np.concatenate(out) if out else np.zeros((0, run.spec.num_classes), np.float32)

@@ -29,6 +29,13 @@ class DropoutPlacement(enum.StrEnum):
   BOTH = 'both'
 
 
+class BatchNormPlacement(enum.StrEnum):
+  NONE = 'none'
+  CONV = 'conv'
+  FC1 = 'fc1'
+  BOTH = 'both'
+
+
 class Activation(enum.StrEnum):
   RELU = 'relu'
   LEAKY_RELU = 'leaky_relu'
@@ -88,6 +95,10 @@ def _sizes(min_len: int) -> tuple[Callable[[Any], bool], str]:
     return (isinstance(v, (tuple, list)) and len(v) >= min_len
             and all(_is_int(x) and x >= 1 for x in v))
   return ok, f'a tuple of >= {min_len} integers >= 1'
+
+
+def _bool() -> tuple[Callable[[Any], bool], str]:
+  return (lambda v: isinstance(v, bool)), 'True or False'
 
 
 def _auto_or_int(low: int) -> tuple[Callable[[Any], bool], str]:
@@ -173,6 +184,14 @@ FIELDS: dict[str, Field] = {
                                recipe=True),
     'dropout_rate': Field(0.25, _real(0.0, 1.0), 'the probability of zeroing a unit in '
                           'training; the rest are scaled by 1/(1 - rate)', recipe=True),
+    'batch_norm': Field('none', _choice(*BatchNormPlacement), 'model=cnn only: '
+                        'BatchNorm after each conv, after FC1, or both, before the '
+                        'activation; its running statistics in evaluation',
+                        recipe=True),
+    'dropout_before_batch_norm': Field(False, _bool(), 'with batch_norm fc1 and dropout '
+                                       "after_fc1: dropout in front of FC1's BatchNorm "
+                                       'instead of after it and its activation (the '
+                                       'order the article advises against)'),
     'mlp_hidden_features': Field((3136, 128), _sizes(0), "model=mlp only: one dense "
                                  "layer as wide as the CNN's flatten, then the CNN's "
                                  'head'),
@@ -218,6 +237,13 @@ def default_config():
     config[name] = (ml_collections.config_dict.placeholder(str) if field.default is None
                     else field.default)
   return config
+
+
+def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+  """`config` with each field it lacks at that field's default: a workdir, sweep.json or
+  run written before a field existed reads as what it ran (a new field's default keeps
+  the old behaviour). Unknown fields stay, for `validate_config` to name."""
+  return {**{k: f.default for k, f in FIELDS.items() if k not in config}, **config}
 
 
 def markdown_table() -> str:
@@ -287,7 +313,8 @@ def config_changes(workdir: pathlib.Path, config: Mapping[str, Any]) -> list[str
   except ValueError:
     raise WorkdirConflictError(f'{path} is not valid JSON: fix or delete it, or use '
                                'another --workdir') from None
-  current = json.loads(json.dumps(dict(config), default=list))
+  previous = json.loads(json.dumps(with_defaults(previous), default=list))
+  current = json.loads(json.dumps(with_defaults(config), default=list))
   changed = sorted(k for k in set(previous) | set(current)
                    if not (k in FIELDS and FIELDS[k].resumable)
                    and previous.get(k) != current.get(k))

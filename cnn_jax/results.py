@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cnn_jax import stats, sweep
+from cnn_jax import options, stats, sweep
 
 RUNS_FILE = 'runs.csv'
 EPOCH_METRICS = ('train_loss', 'train_accuracy', 'train_eval_loss', 'train_eval_accuracy',
@@ -106,6 +106,7 @@ def read_runs(directory: str | pathlib.Path) -> tuple[dict[str, Any], list[Run]]
   """(sweep.json, the runs of runs.csv) in `directory`."""
   directory = pathlib.Path(directory)
   meta = json.loads((directory / sweep.SWEEP_FILE).read_text())
+  meta['base_config'] = options.with_defaults(meta['base_config'])
   runs: dict[tuple[int, int], Run] = {}
   with (directory / RUNS_FILE).open(newline='') as f:
     for row in csv.DictReader(f):

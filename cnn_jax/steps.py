@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Mapping, Sequence
 
+from flax import struct
 import flax.linen as nn
 from flax.training import train_state
 import jax
@@ -18,8 +19,22 @@ import optax
 
 from cnn_jax import errors, options
 
-TrainState = train_state.TrainState
 Batch = tuple[jax.Array, jax.Array]  # (images NHWC uint8 or float, labels int32)
+
+# Collections a model writes that are records, not state (the layer outputs it sows).
+NOT_STATE = ('params', 'intermediates')
+
+
+class TrainState(train_state.TrainState):
+  """Flax's TrainState and `model_state`: every variable collection of the model but
+  its parameters (BatchNorm's 'batch_stats', or whatever a forker's layer creates),
+  which the train step updates, checkpoints save and restore, and inference uses."""
+  model_state: Any = struct.field(default_factory=dict)
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    """All of the model's variables, as `model.apply` takes them."""
+    return {'params': self.params, **self.model_state}
 
 
 def preprocess(images: jax.Array) -> jax.Array:
@@ -61,8 +76,10 @@ def create_train_state(rng: jax.Array, model: nn.Module, input_shape: tuple[int,
                        sharding: jax.sharding.Sharding | None = None) -> TrainState:
   """Initial parameters and optimizer state, placed per `sharding` (e.g. replicated)."""
   def init(rng):
-    params = model.init(rng, jnp.zeros((1, *input_shape), jnp.float32))['params']
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    variables = model.init(rng, jnp.zeros((1, *input_shape), jnp.float32))
+    return TrainState.create(
+        apply_fn=model.apply, params=variables['params'], tx=tx,
+        model_state={k: v for k, v in variables.items() if k not in NOT_STATE})
   # Jitted: eager init dispatches op by op and took seconds.
   return jax.jit(init, out_shardings=sharding)(rng)
 
@@ -106,22 +123,26 @@ def train_step(state: TrainState, batch: Batch, rng: jax.Array
                ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step on `batch`; `rng` drives dropout. Pure: jit it."""
   images, labels = batch
+  mutable = list(state.model_state)  # Batch statistics and the like: updated here.
 
   def loss_fn(params):
-    logits = state.apply_fn({'params': params}, preprocess(images), train=True,
-                            rngs={'dropout': rng})
+    out = state.apply_fn({'params': params, **state.model_state}, preprocess(images),
+                         train=True, rngs={'dropout': rng}, mutable=mutable or False)
+    logits, model_state = out if mutable else (out, {})
     loss, correct = _loss_and_correct(logits, labels)
-    return loss.mean(), correct.mean()
+    return loss.mean(), (correct.mean(), model_state)
 
-  (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  return state.apply_gradients(grads=grads), {'loss': loss, 'accuracy': accuracy}
+  (loss, (accuracy, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params)
+  state = state.apply_gradients(grads=grads).replace(model_state=model_state)
+  return state, {'loss': loss, 'accuracy': accuracy}
 
 
 def eval_step(state: TrainState, batch: Batch, mask: jax.Array) -> dict[str, jax.Array]:
   """Sums of loss and correct predictions over the examples where `mask` is 1: `mask`
   (batch,) gives scalars, (batch, sets) one sum per set (column)."""
   images, labels = batch
-  logits = state.apply_fn({'params': state.params}, preprocess(images), train=False)
+  logits = state.apply_fn(state.variables, preprocess(images), train=False)
   loss, correct = _loss_and_correct(logits, labels)
   # HIGHEST: a GPU's default matmul precision (TF32) would round the loss sums.
   total = lambda x: jnp.tensordot(x, mask, 1, precision=jax.lax.Precision.HIGHEST)

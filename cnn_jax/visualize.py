@@ -49,7 +49,7 @@ def computed_field(row: geometry.Layer, i: int, j: int, input_hw: tuple[int, int
   return mask
 
 
-def gradient_field(model: nn.Module, params: Any, layer: str, i: int, j: int,
+def gradient_field(model: nn.Module, variables: Any, layer: str, i: int, j: int,
                    input_shape: Sequence[int], num_inputs: int = 8, seed: int = 0
                    ) -> np.ndarray:
   """Boolean input mask where unit (i, j) of `layer` (all channels) has a non-zero
@@ -60,7 +60,7 @@ def gradient_field(model: nn.Module, params: Any, layer: str, i: int, j: int,
   """
   x = np.random.default_rng(seed).standard_normal((num_inputs, *input_shape),
                                                   np.float32)
-  grad = _unit_gradient(model, layer)(params, x, i, j)
+  grad = _unit_gradient(model, layer)(variables, x, i, j)
   return np.asarray(jnp.abs(grad).sum(axis=(0, 3)) > 0)
 
 
@@ -68,10 +68,10 @@ def gradient_field(model: nn.Module, params: Any, layer: str, i: int, j: int,
 def _unit_gradient(model: nn.Module, layer: str) -> Callable[..., jax.Array]:
   """d(sum of unit (i, j) of `layer`)/d(input), compiled once per model and layer (the
   unit's position is an argument): op by op it took seconds per unit."""
-  def unit(x, params, i, j):
-    _, outputs = models.layer_outputs(model, {'params': params}, x)
+  def unit(x, variables, i, j):
+    _, outputs = models.layer_outputs(model, variables, x)
     return outputs[layer][:, i, j, :].sum()
-  return jax.jit(lambda params, x, i, j: jax.grad(unit)(x, params, i, j))
+  return jax.jit(lambda variables, x, i, j: jax.grad(unit)(x, variables, i, j))
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int

@@ -12,7 +12,7 @@ import pathlib
 
 from absl import flags
 
-from cnn_jax import report, results, sweep
+from cnn_jax import options, report, results, sweep
 from experiments import cli
 
 FLAGS = flags.FLAGS
@@ -35,8 +35,8 @@ def main(argv):
       results.export(meta.parent, output / meta.parent.name)
   # The formulas describe the network the runs trained: their base config.
   trained = sorted(output.glob(f'*/{sweep.SWEEP_FILE}'))
-  base = (json.loads(trained[0].read_text())['base_config'] if trained
-          else FLAGS.config.to_dict())
+  base = options.with_defaults(json.loads(trained[0].read_text())['base_config']
+                               if trained else FLAGS.config.to_dict())
   print(report.write_report(output, output, report.rebuild_command(output), base))
   if FLAGS.readme:
     report.update_readme(FLAGS.readme, output)

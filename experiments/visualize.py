@@ -49,7 +49,7 @@ def main(argv):
   if run.config['model'] == 'cnn':
     figures['filters'] = visualize.plot_filters(np.asarray(run.params['conv1']['kernel']))
     image = test.images[FLAGS.index:FLAGS.index + 1]
-    _, outputs = models.layer_outputs(run.model, {'params': run.params},
+    _, outputs = models.layer_outputs(run.model, run.variables,
                                       image.astype(np.float32) / 255.0)
     table = geometry.layer_table(run.config, run.spec.input_shape, run.spec.num_classes)
     layers = visualize.spatial_layers(table)
@@ -62,7 +62,7 @@ def main(argv):
         continue
       i, j = row.output_shape[0] // 2, row.output_shape[1] // 2
       computed = visualize.computed_field(row, i, j, run.spec.input_shape[:2])
-      measured = visualize.gradient_field(run.model, run.params, row.name, i, j,
+      measured = visualize.gradient_field(run.model, run.variables, row.name, i, j,
                                           run.spec.input_shape)
       agree = 'agree' if (computed == measured).all() else 'DIFFER'
       size = row.receptive_field.size

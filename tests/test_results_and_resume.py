@@ -6,11 +6,11 @@ import json
 import numpy as np
 import optax
 import pytest
-from flax.training import train_state
+
 from scipy import stats as scipy_stats
 
 from configs import default
-from cnn_jax import checkpoints, errors, options, results, stats
+from cnn_jax import checkpoints, errors, options, results, stats, steps
 
 
 def _runs(finals_by_key, best_first=0.999):
@@ -79,8 +79,8 @@ def test_intervals_stay_within_0_and_100_percent_and_one_seed_tests_nothing():
   assert '100.00] †' in markdown and 'Nothing was tested' in markdown
 
 
-def _tiny_state(value: float) -> train_state.TrainState:
-  return train_state.TrainState.create(apply_fn=None, params={'w': np.full(3, value,
+def _tiny_state(value: float) -> steps.TrainState:
+  return steps.TrainState.create(apply_fn=None, params={'w': np.full(3, value,
                                                                           np.float32)},
                                        tx=optax.sgd(0.1))
 

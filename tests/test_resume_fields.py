@@ -23,7 +23,7 @@ SHAPES = {'model': ('mlp', {}), 'conv_features': ((8, 16), {}), 'kernel_size': (
           'padding': (0, {}), 'pool_window': (3, {}), 'pool_stride': (1, {}),
           'fc_features': (32, {}), 'optimizer': ('sgd', {}),
           'mlp_hidden_features': ((64,), {'model': 'mlp'}),
-          'conv_stride': (2, {'kernel_size': 4})}
+          'conv_stride': (2, {'kernel_size': 4}), 'batch_norm': ('both', {})}
 
 
 def test_the_fields_a_resume_may_change_are_the_promised_ones():
@@ -38,7 +38,8 @@ def _arrays(config):
   state = jax.eval_shape(lambda: steps.create_train_state(jax.random.key(0), model,
                                                           (28, 28, 1), tx))
   return [(jax.tree_util.keystr(path), np.shape(leaf)) for path, leaf in
-          jax.tree_util.tree_leaves_with_path((state.params, state.opt_state))]
+          jax.tree_util.tree_leaves_with_path((state.params, state.opt_state,
+                                                       state.model_state))]
 
 
 # Another valid value of every field.
@@ -51,6 +52,7 @@ OTHER = {'dataset': 'fashion_mnist', 'data_dir': '/elsewhere', 'manual_dir': '/m
          'weight_decay': 1e-4, 'batch_size': 64, 'eval_batch_size': 500, 'num_epochs': 3,
          'early_stopping_patience': 2, 'early_stopping_min_epochs': 1, 'seed': 1,
          'steps_per_dispatch': 4, 'log_every_steps': 7, 'checkpoints_to_keep': 1,
+         'dropout_before_batch_norm': True,
          **{k: v for k, (v, _) in SHAPES.items()}}
 
 

@@ -24,15 +24,14 @@ def test_gradient_receptive_field_equals_the_formulas(overrides):
   config.update(overrides)
   table = geometry.layer_table(config, (28, 28, 1), 10)
   model = models.create_model(config, 10)
-  params = jax.jit(model.init)(jax.random.key(1),
-                               np.zeros((1, 28, 28, 1), np.float32))['params']
+  variables = jax.jit(model.init)(jax.random.key(1), np.zeros((1, 28, 28, 1), np.float32))
   layers = visualize.spatial_layers(table)
   assert [r.name for r in layers][:3] == ['conv1', 'act1', 'pool1']
   for row in layers:
     h, w = row.output_shape[:2]
     for i, j in {(0, 0), (h // 2, w // 3), (h - 1, w - 1)}:
       computed = visualize.computed_field(row, i, j, (28, 28))
-      measured = visualize.gradient_field(model, params, row.name, i, j, (28, 28, 1))
+      measured = visualize.gradient_field(model, variables, row.name, i, j, (28, 28, 1))
       np.testing.assert_array_equal(measured, computed, err_msg=f'{row.name} ({i},{j})')
   deepest = layers[-1].receptive_field.size
   assert deepest == {(): 10, ('padding',): 10}.get(tuple(overrides), deepest)

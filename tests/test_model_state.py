@@ -1,0 +1,133 @@
+"""Model state beyond the parameters, end to end: BatchNorm (an option of the article's
+network) and a collection a forker's layer adds are trained, checkpointed, resumed
+exactly, and used by evaluation and inference; a state a checkpoint lacks is named.
+And a config field added with a default keeps old runs and the shipped results."""
+
+import pathlib
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_jax import checkpoints, errors, inference, input_pipeline, models, options, results
+from cnn_jax import train, visualize
+from train_states import epoch_state, make_state
+
+
+def _stopped_then_resumed(config, workdir, monkeypatch):
+  """Trains `config` in `workdir`, stopped as a SIGTERM stops it after step 5 of epoch
+  2 (a mid-epoch checkpoint), then resumed by the same call; returns metrics.json."""
+  dispatches = iter(range(1000))
+  with monkeypatch.context() as patch:
+    patch.setattr(train, '_stop_agreed', lambda stop: next(dispatches) == 16 + 5 - 1)
+    with pytest.raises(errors.Interrupted, match='stopped at epoch 2 step 5/16'):
+      train.train_and_evaluate(config, workdir)
+  return train.train_and_evaluate(config, workdir)
+
+
+def _assert_same_state(a, b):
+  for x, y in zip(jax.tree.leaves((a.params, a.opt_state, a.model_state)),
+                  jax.tree.leaves((b.params, b.opt_state, b.model_state)), strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_batch_norm_trains_resumes_exactly_and_predicts_with_its_statistics(
+    small_config, tmp_path, monkeypatch):
+  small_config.update(batch_norm='both', dropout_placement='after_fc1',
+                      fc_activation='relu')
+  whole = train.train_and_evaluate(small_config, tmp_path / 'whole')
+  resumed = _stopped_then_resumed(small_config, tmp_path / 'stopped', monkeypatch)
+  keys = [k for k in whole['history'][0] if 'loss' in k or 'accuracy' in k]
+  assert [[r[k] for k in keys] for r in resumed['history']] == [
+      [r[k] for k in keys] for r in whole['history']]
+  like = make_state(small_config, 16)
+  final = epoch_state(tmp_path / 'whole', like, 2)
+  _assert_same_state(epoch_state(tmp_path / 'stopped', like, 2), final)
+  stats = final.model_state['batch_stats']
+  assert set(stats) == {'bn1', 'bn2', 'fc1_bn'}
+  # The running statistics moved from their initial 0 and 1: the steps updated them.
+  assert float(jnp.abs(stats['bn1']['mean']).max()) > 1e-3
+  assert float(jnp.abs(stats['fc1_bn']['var'] - 1).max()) > 1e-3
+  assert whole['final']['validation_accuracy'] > 0.5  # Chance is 0.1.
+
+  # Inference: the best epoch's parameters and statistics, the evaluation's accuracy;
+  # one image alone gets the logits it gets in a batch (running statistics, not the batch's).
+  run = inference.load_run(tmp_path / 'whole')
+  assert set(run.variables) == {'params', 'batch_stats'}
+  test = input_pipeline.load_dataset(small_config.to_dict()).test
+  predicted = inference.probabilities(run, test.images).argmax(-1)
+  assert np.mean(predicted == test.labels) == pytest.approx(
+      whole['best_test_accuracy'], abs=1e-6)
+  alone = inference.probabilities(run, test.images[:1])
+  np.testing.assert_allclose(alone[0], inference.probabilities(run, test.images[:50])[0],
+                             rtol=1e-5, atol=1e-6)
+  # The layer outputs the figures draw include the BatchNorms, in the table's order.
+  _, outputs = models.layer_outputs(run.model, run.variables, test.images[:2] / 255.0)
+  assert [k for k in outputs if 'bn' in k] == ['bn1', 'bn2', 'fc1_bn']
+  field = visualize.gradient_field(run.model, run.variables, 'bn2', 3, 3, (28, 28, 1))
+  assert field.sum() == 8 * 8  # conv2's 8×8 receptive field: BatchNorm adds none.
+
+
+class _CountingCNN(models.CNN):
+  """A forker's layer: the article's CNN plus a collection of its own, a count of the
+  training steps it has seen."""
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    seen = self.variable('counters', 'steps', lambda: jnp.zeros((), jnp.int32))
+    if train:
+      seen.value += 1
+    return super().__call__(x, train)
+
+
+def test_a_collection_a_forker_adds_is_checkpointed_and_resumed(small_config, tmp_path,
+                                                                 monkeypatch):
+  one_epoch = small_config.copy_and_resolve_references()
+  one_epoch.num_epochs = 1
+  train.train_and_evaluate(one_epoch, tmp_path / 'plain')  # The CNN without it.
+  plain = make_state(small_config, 16)
+  monkeypatch.setitem(models.MODELS, 'cnn', _CountingCNN)  # No other file changes.
+  counting = make_state(small_config, 16)
+  resumed = _stopped_then_resumed(small_config, tmp_path / 'run', monkeypatch)
+  assert resumed['completed']
+  state = epoch_state(tmp_path / 'run', counting, 2)
+  # 32 steps: the 21 before the stop were restored, not counted again from 0.
+  assert int(state.model_state['counters']['steps']) == 32
+  # A checkpoint that lacks what the model has, or holds what it lacks: one line each.
+  for run, like, words in (
+      ('plain', counting, 'it lacks model_state/counters/steps, which the model has'),
+      ('run', plain, 'it holds model_state/counters/steps, which the model does not')):
+    saved = checkpoints.Checkpoints(tmp_path / run / checkpoints.DIRECTORY, keep=9)
+    try:
+      with pytest.raises(errors.ShapeMismatchError, match=words):
+        saved.restore(16, like)
+    finally:
+      saved.close()
+  with pytest.raises(errors.ConfigError, match='another network .*lacks model_state/co'):
+    train.train_and_evaluate(one_epoch, tmp_path / 'plain')
+
+
+def test_a_field_added_with_a_default_keeps_old_runs_and_the_shipped_results(
+    small_config, tmp_path, monkeypatch):
+  small_config.num_epochs = 1
+  old = tmp_path / 'old'
+  train.train_and_evaluate(small_config, old)  # Written before the field existed.
+  added = options.Field(0, options._int(0), 'a field a forker adds')  # pylint: disable=protected-access
+  monkeypatch.setitem(options.FIELDS, 'added_field', added)
+  config = options.default_config()
+  config.update({k: v for k, v in small_config.items()})
+  config.added_field = 0
+  options.check_workdir(old, config.to_dict())  # Its default: the same run.
+  assert train.train_and_evaluate(config, old)['completed']  # Already complete.
+  config.added_field = 1  # Another value changes what it computes: refused, named.
+  with pytest.raises(errors.WorkdirConflictError, match=r'added_field: 0 there, 1 now'):
+    options.check_workdir(old, config.to_dict())
+  assert inference.load_run(old).config['added_field'] == 0
+  shipped = sorted((pathlib.Path(__file__).resolve().parent.parent / 'results').glob(
+      '*/sweep.json'))
+  assert shipped
+  for path in shipped:
+    meta, runs = results.read_runs(path.parent)
+    assert meta['base_config']['added_field'] == 0 and runs
