@@ -25,7 +25,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
-from cnn_jax import parallel, steps
+from cnn_jax import parallel, run_metrics, steps
 from cnn_jax.errors import CheckpointError, ShapeMismatchError
 
 DIRECTORY = 'checkpoints'  # In a run's workdir.
@@ -59,8 +59,9 @@ def digest(tree: Any) -> str:
 
 
 def _rank(metrics: dict[str, Any]) -> tuple[float, int]:
-  # The best epoch: the highest accuracy, the earliest of equals (as metrics.json's).
-  return metrics['accuracy'], -metrics['epoch']
+  # The checkpoint's Orbax metrics (validation accuracy, epoch) by the one rule.
+  return run_metrics.best_rank({'validation_accuracy': metrics['accuracy'],
+                                'epoch': metrics['epoch']})
 
 
 @dataclasses.dataclass

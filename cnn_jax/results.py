@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cnn_jax import options, stats, sweep
+from cnn_jax import options, run_metrics, stats, sweep
 
 RUNS_FILE = 'runs.csv'
 EPOCH_METRICS = ('train_loss', 'train_accuracy', 'train_eval_loss', 'train_eval_accuracy',
@@ -51,8 +51,8 @@ class Run:
 
   @property
   def best(self) -> dict[str, float]:
-    """The epoch with the best validation accuracy (the earliest of equals)."""
-    return max(self.history, key=lambda r: r['validation_accuracy'])
+    """The best epoch's record (`run_metrics.best_rank`)."""
+    return run_metrics.best_record(self.history)
 
 
 # --- Raw data: run directories -> runs.csv and sweep.json. ---

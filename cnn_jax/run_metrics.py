@@ -30,9 +30,16 @@ def load_history(path: pathlib.Path, up_to_epoch: int) -> list[dict[str, Any]]:
   return [r for r in json.loads(path.read_text())['history'] if r['epoch'] <= up_to_epoch]
 
 
+def best_rank(record: dict[str, Any]) -> tuple[float, int]:
+  """The rule that picks a run's best epoch, wherever one is picked (metrics.json,
+  runs.csv, the checkpoint kept as best): the highest validation accuracy, the earliest
+  of equals."""
+  return record['validation_accuracy'], -record['epoch']
+
+
 def best_record(history: list[dict[str, Any]]) -> dict[str, Any] | None:
-  """The epoch with the highest validation accuracy, the earliest of equals."""
-  return max(history, key=lambda r: r['validation_accuracy']) if history else None
+  """The best epoch's record (`best_rank`)."""
+  return max(history, key=best_rank) if history else None
 
 
 def stopped_early(history: list[dict[str, Any]], patience: int, min_epochs: int = 0

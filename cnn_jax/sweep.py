@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import pathlib
 import shutil
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import filelock
 import ml_collections
 
 from cnn_jax import errors, options, provenance, run_metrics, stats
@@ -116,15 +116,15 @@ def run_lock(run_dir: str | pathlib.Path):
   """Holds an exclusive lock on the run while it trains, so two sweep processes on one
   directory never train the same run twice. The OS drops it when the holder dies, even
   by kill -9, so a stale lock never blocks a rerun."""
-  with open(pathlib.Path(run_dir) / LOCK_FILE, 'a') as f:
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      raise RunLockedError(f'{run_dir} is being trained by another process') from None
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
+  lock = filelock.FileLock(pathlib.Path(run_dir) / LOCK_FILE, timeout=0)
+  try:
+    lock.acquire()
+  except filelock.Timeout:
+    raise RunLockedError(f'{run_dir} is being trained by another process') from None
+  try:
+    yield
+  finally:
+    lock.release()
 
 
 def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping[str, Any]],

@@ -10,7 +10,7 @@ import importlib.util
 import os
 import pathlib
 import sys
-from typing import Any, TextIO
+from typing import Any, Sequence, TextIO
 
 from absl import flags
 from ml_collections import config_flags
@@ -169,8 +169,22 @@ class Progress:
       self._devnull.close()
 
 
-def main(name: str) -> None:
-  """Runs the sweep `name` (configs/<name>.py) and writes its results."""
+def name_from_argv(argv: Sequence[str]) -> str:
+  """The sweep a `python -m experiments.sweep --config=configs/<name>.py` command names:
+  its config file's stem (before absl parses the flags, which need it for defaults)."""
+  for i, arg in enumerate(argv[1:], start=1):
+    value = (arg.split('=', 1)[1] if arg.startswith('--config=')
+             else argv[i + 1] if arg == '--config' and i + 1 < len(argv) else None)
+    if value:
+      return pathlib.Path(value.split(':', 1)[0]).stem
+  print('error: --config is required: the sweep config, e.g. '
+        '--config=configs/dropout_sweep.py', file=sys.stderr)
+  sys.exit(2)
+
+
+def main(name: str, module: str | None = None) -> None:
+  """Runs the sweep `name` (configs/<name>.py) and writes its results; `module`: the
+  entry point the results record (default experiments.<name>)."""
   define_flags(name)
 
   def run(argv):
@@ -181,7 +195,7 @@ def main(name: str) -> None:
     seeds = range(FLAGS.seeds)
     shard = parse_shard(FLAGS.shard)
     vmap_seeds = vmap_seeds_choice(FLAGS.vmap_seeds)
-    command = provenance.command_line(f'experiments.{name}')
+    command = provenance.command_line(module or f'experiments.{name}')
     progress = Progress()
     try:
       outcomes = sweep.run_sweep(name, FLAGS.config, grid, baseline, seeds, FLAGS.workdir,

@@ -117,7 +117,7 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
       "GRID = [{'dropout_placement': 'none'}, {'dropout_placement': 'before_fc1'}]\n"
       "BASELINE = {'dropout_placement': 'before_fc1'}\n"
       'def get_config():\n  return default.get_config()\n')
-  command = [sys.executable, '-m', 'experiments.dropout_sweep', f'--workdir={workdir}',
+  command = [sys.executable, '-m', 'experiments.sweep', f'--workdir={workdir}',
              f'--config={config_file}', '--seeds=2', *overrides]
   done = subprocess.run(command, cwd=repo_root, capture_output=True, text=True,
                         timeout=600)
@@ -313,3 +313,15 @@ def test_the_study_estimates_its_time_from_the_benchmark(repo_root, tmp_path):
   # configs/study.py: 17 distinct configurations × 6 seeds, 1 epoch of 55,000 images.
   assert done.stdout.startswith('102 distinct runs (6 seeds), 102 epochs left to train')
   assert '5,610,000 images at 55,000 ex/s (--examples_per_second) ≈ 0.0 h' in done.stdout
+
+
+def test_the_sweep_entry_point_is_named_by_its_config_file(capsys):
+  from experiments import sweep_cli  # pylint: disable=g-import-not-at-top
+  assert sweep_cli.name_from_argv(['x', '--config=configs/dropout_sweep.py']) == (
+      'dropout_sweep')
+  assert sweep_cli.name_from_argv(['x', '--seeds=2', '--config', 'my/pool_sweep.py:1',
+                                   '--config.num_epochs=3']) == 'pool_sweep'
+  with pytest.raises(SystemExit) as e:
+    sweep_cli.name_from_argv(['x', '--seeds=2'])
+  assert e.value.code == 2
+  assert capsys.readouterr().err.startswith('error: --config is required')
