@@ -192,7 +192,8 @@ class Checkpoints:
     if extra:
       raise ShapeMismatchError(f'it holds {extra[0]}, which the model does not have'
                                + (f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''))
-    for key, shape in wanted.items():
+    # The parameters first: the optimizer's arrays only repeat their shapes.
+    for key, shape in sorted(wanted.items(), key=lambda kv: not kv[0].startswith('params/')):
       if shapes.get(key, shape) != shape:
         raise ShapeMismatchError(f'{key} is {shapes[key]} there, {shape} now')
 

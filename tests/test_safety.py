@@ -308,8 +308,8 @@ def test_records_survive_a_kill_and_damaged_checkpoints_are_retrained(small_conf
   # config.json still describes the run, so the original command still runs.
   capfd.readouterr()
   with pytest.raises(errors.ConfigError,
-                     match=r"holds checkpoints of another network \(\['params'\]\['fc1'\]"
-                           r"\['kernel'\] is \(392, 16\) there, \(200, 16\) now\)"):
+                     match=r"holds checkpoints of another network \(params/fc1/kernel is "
+                           r"\(392, 16\) there, \(200, 16\) now\)"):
     train.train_and_evaluate(other, workdir, allow_config_change=True)
   # Refused from the metadata: Orbax never failed a read (its threads printed dozens of
   # 'Event loop is closed' tracebacks when it did).
