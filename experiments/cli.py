@@ -109,7 +109,7 @@ class _InfoFromCnnJaxOnly(logging.Filter):
     return record.levelno >= logging.WARNING or record.pathname.startswith(_OURS)
 
 
-_HELP_ARGS = ('--help', '-h', '-?', '--helpshort')
+HELP_ARGS = ('--help', '-h', '-?', '--helpshort')
 
 
 def help_text(doc: str | None) -> str:
@@ -162,7 +162,7 @@ def run(main: Callable[[Sequence[str]], None], *, cache_compiled: bool = True) -
       print(f'interrupted: {e}', file=sys.stderr)
       sys.exit(130)
 
-  if any(arg in _HELP_ARGS for arg in sys.argv[1:]):
+  if any(arg in HELP_ARGS for arg in sys.argv[1:]):
     print(help_text(sys.modules['__main__'].__doc__))
     sys.exit(0)
   absl_logging.get_absl_handler().addFilter(_InfoFromCnnJaxOnly())

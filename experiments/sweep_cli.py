@@ -177,6 +177,8 @@ def name_from_argv(argv: Sequence[str]) -> str:
              else argv[i + 1] if arg == '--config' and i + 1 < len(argv) else None)
     if value:
       return pathlib.Path(value.split(':', 1)[0]).stem
+  if any(arg in cli.HELP_ARGS for arg in argv[1:]):
+    return 'dropout_sweep'  # Help lists the flags; this sweep's config is the example.
   print('error: --config is required: the sweep config, e.g. '
         '--config=configs/dropout_sweep.py', file=sys.stderr)
   sys.exit(2)

@@ -321,6 +321,7 @@ def test_the_sweep_entry_point_is_named_by_its_config_file(capsys):
       'dropout_sweep')
   assert sweep_cli.name_from_argv(['x', '--seeds=2', '--config', 'my/pool_sweep.py:1',
                                    '--config.num_epochs=3']) == 'pool_sweep'
+  assert sweep_cli.name_from_argv(['x', '--help']) == 'dropout_sweep'  # Lists the flags.
   with pytest.raises(SystemExit) as e:
     sweep_cli.name_from_argv(['x', '--seeds=2'])
   assert e.value.code == 2
