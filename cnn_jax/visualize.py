@@ -16,11 +16,9 @@ import numpy as np
 
 from cnn_jax import geometry, models
 
-SPATIAL_KINDS = ('Conv2D', 'Activation', 'MaxPool', 'AvgPool')
-
 
 def spatial_layers(table: Sequence[geometry.Layer]) -> list[geometry.Layer]:
-  """The layers with a receptive field (conv, activation, pool), in order."""
+  """The layers with a receptive field (conv, BatchNorm, activation, pool), in order."""
   return [r for r in table if r.receptive_field is not None and r.name != 'input']
 
 
