@@ -14,8 +14,10 @@ ANY_VALUE = st.one_of(
     st.none(), st.booleans(), st.integers(-10**6, 10**6),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
     st.lists(st.integers(-5, 5), max_size=4).map(tuple),
-    st.lists(st.text(max_size=3), max_size=2), st.dictionaries(st.text(max_size=3),
-                                                               st.integers(), max_size=2))
+    st.lists(st.text(max_size=3), max_size=2),
+    # A ConfigDict refuses dotted keys itself, so no config can carry one to the trainer.
+    st.dictionaries(st.text(max_size=3).filter(lambda k: '.' not in k), st.integers(),
+                    max_size=2))
 
 
 @settings(max_examples=400, deadline=None)
