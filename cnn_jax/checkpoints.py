@@ -44,8 +44,7 @@ def _tree(state: steps.TrainState) -> dict:
 def _path_name(path: Sequence[Any]) -> str:
   """'opt_state/0/mu/conv1/kernel': a leaf's path, the same whether a tuple's entry is
   reached by attribute (the state) or by key (Orbax's metadata of it)."""
-  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k))))
-                  for k in path)
+  return jax.tree_util.keystr(path, simple=True, separator='/')
 
 
 def digest(tree: Any) -> str:
@@ -185,13 +184,12 @@ class Checkpoints:
     wanted = {_path_name(path): tuple(np.shape(leaf))
               for path, leaf in jax.tree_util.tree_leaves_with_path(target)}
     state = lambda keys: sorted(k for k in keys if not k.startswith('totals/'))
-    missing, extra = state(wanted.keys() - shapes), state(shapes.keys() - wanted)
-    if missing:  # A model variable added since (a BatchNorm, say): never a silent default.
-      raise ShapeMismatchError(f'it lacks {missing[0]}, which the model has'
-                               + (f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''))
-    if extra:
-      raise ShapeMismatchError(f'it holds {extra[0]}, which the model does not have'
-                               + (f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''))
+    # A model variable added since (a BatchNorm, say) or gone: never a silent default.
+    for names, says in ((state(wanted.keys() - shapes), 'lacks {}, which the model has'),
+                        (state(shapes.keys() - wanted), 'holds {}, which the model does not have')):
+      if names:
+        more = f' (and {len(names) - 1} more)' if len(names) > 1 else ''
+        raise ShapeMismatchError('it ' + says.format(names[0]) + more)
     # The parameters first: the optimizer's arrays only repeat their shapes.
     for key, shape in sorted(wanted.items(), key=lambda kv: not kv[0].startswith('params/')):
       if shapes.get(key, shape) != shape:
