@@ -44,6 +44,20 @@ def auto_steps_per_dispatch(steps_per_epoch: int, backend: str | None = None) ->
   return -(-steps_per_epoch // dispatches)
 
 
+def dispatches(steps_per_epoch: int, steps_per_dispatch: int, first: int, count: int
+               ) -> list[tuple[int, int, int]]:
+  """How the trainer cuts global steps first .. first + count - 1 into dispatches:
+  (epoch, first step in the epoch, count) each, at most `steps_per_dispatch` steps from
+  where the last one ended, none across an epoch's end."""
+  out, step, end = [], first, first + count
+  while step < end:
+    epoch, index = divmod(step, steps_per_epoch)
+    n = min(steps_per_dispatch, steps_per_epoch - index, end - step)
+    out.append((epoch + 1, index, n))
+    step += n
+  return out
+
+
 def _per_seed(fn: Callable, num_seeds: int, batched: tuple[bool, ...]) -> Callable:
   """fn(state, *args) applied to states stacked on a leading seed axis, `args[i]` with
   that axis where batched[i]: vmapped for several seeds; for one, the axis is dropped
@@ -74,14 +88,13 @@ class DeviceLoop:
   unroll: bool  # The K steps unrolled (XLA:CPU runs loops slowly) or a device loop.
   # The jitted programs, traced at their first call and kept with the loop (a sweep
   # keeps the loop for a configuration's next runs); `program` compiles K steps.
-  _zeros: Callable = dataclasses.field(init=False)
+  _zeros: Callable | None = dataclasses.field(init=False, default=None)
   _orders: Callable = dataclasses.field(init=False)
   _eval_batch: Callable = dataclasses.field(init=False)
   _programs: dict[int, Any] = dataclasses.field(default_factory=dict)
   compile_seconds: float = 0.0
 
   def __post_init__(self):
-    self._zeros = _zeros(self.dp, self.num_seeds)
     self._orders = _orders(self.dp, self.num_train)
     self._eval_batch = _eval_batch(self.dp, self.num_seeds, self.eval_batch_size)
 
@@ -110,7 +123,19 @@ class DeviceLoop:
   def steps_per_epoch(self) -> int:
     return self.num_train // self.batch_size
 
-  def zero_totals(self) -> Totals:
+  def zero_totals(self, states: steps.TrainState) -> Totals:
+    """The epoch's running sums at its start: zero for each metric the train step
+    returns on `states` (found by tracing it, once), per seed."""
+    if self._zeros is None:
+      one = lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
+      images, labels = self.data['train_images'], self.data['train_labels']
+      _, metrics = jax.eval_shape(
+          steps.train_step, jax.tree.map(one, states),
+          (jax.ShapeDtypeStruct((self.batch_size, *images.shape[1:]), images.dtype),
+           jax.ShapeDtypeStruct((self.batch_size,), labels.dtype)),
+          steps.step_rng(0, 0, 0))
+      self._zeros = jax.jit(lambda: steps.zero_totals(metrics, (self.num_seeds,)),
+                            out_shardings=self.dp.replicated)
     return self._zeros()
 
   def orders(self, seeds: jax.Array, epoch: int) -> jax.Array:
@@ -138,8 +163,8 @@ class DeviceLoop:
                    orders, seeds, np.int32(epoch), np.int32(first))
 
   def evaluate(self, states: steps.TrainState) -> list[dict[str, dict[str, float]]]:
-    """Every seed's mean loss and accuracy on each evaluated set: [{set: {'loss': …,
-    'accuracy': …}}], in seed order."""
+    """Every seed's mean of each `steps.example_metrics` on each evaluated set:
+    [{set: {'loss': …, 'accuracy': …}}], in seed order."""
     program, d = self._eval_batch, self.data
     sums = None
     for start in range(0, d['eval_labels'].shape[0], self.eval_batch_size):
@@ -181,10 +206,6 @@ def _train_steps(dp: parallel.DataParallel, num_seeds: int, batch: int, unroll: 
   rep = dp.replicated
   return jax.jit(run, donate_argnums=(0, 1), in_shardings=(rep,) * 8,
                  out_shardings=(rep, rep))
-
-
-def _zeros(dp: parallel.DataParallel, num_seeds: int):
-  return jax.jit(lambda: steps.zero_totals((num_seeds,)), out_shardings=dp.replicated)
 
 
 def _orders(dp: parallel.DataParallel, num_examples: int):

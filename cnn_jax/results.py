@@ -25,10 +25,6 @@ import numpy as np
 from cnn_jax import options, run_metrics, stats, sweep
 
 RUNS_FILE = 'runs.csv'
-EPOCH_METRICS = ('train_loss', 'train_accuracy', 'train_eval_loss', 'train_eval_accuracy',
-                 'validation_loss', 'validation_accuracy', 'test_loss', 'test_accuracy',
-                 'test_shifted_loss', 'test_shifted_accuracy', 'generalization_gap',
-                 'learning_rate', 'train_seconds')
 RUN_COLUMNS = ('sweep', 'configuration', 'overrides', 'grid_index', 'seed', 'epoch',
                'num_epochs', 'completed', 'failed', 'num_params', 'multiply_adds',
                'test_examples')
@@ -47,7 +43,7 @@ class Run:
   num_params: int | None
   multiply_adds: int | None
   test_examples: int | None
-  history: list[dict[str, float]]  # EPOCH_METRICS and 'epoch', per epoch.
+  history: list[dict[str, float]]  # Each epoch's record (metrics.json's, as numbers).
 
   @property
   def best(self) -> dict[str, float]:
@@ -85,10 +81,12 @@ def export(workdir: str | pathlib.Path, output_dir: str | pathlib.Path | None = 
               'test_examples': metrics.get('test_examples', '')}
     for record in metrics.get('history') or [{}]:  # A run with no epoch: one row.
       rows.append({**common, 'epoch': record.get('epoch', ''),
-                   **{k: record.get(k, '') for k in EPOCH_METRICS}})
+                   **{k: v for k, v in record.items() if k not in RUN_COLUMNS}})
+  # Every number any epoch recorded is a column, in the order the records hold them.
+  metric_columns = dict.fromkeys(k for row in rows for k in row if k not in RUN_COLUMNS)
   path = output_dir / RUNS_FILE
   with path.open('w', newline='') as f:
-    writer = csv.DictWriter(f, [*RUN_COLUMNS, *EPOCH_METRICS])
+    writer = csv.DictWriter(f, [*RUN_COLUMNS, *metric_columns], restval='')
     writer.writeheader()
     writer.writerows(sorted(rows, key=lambda r: (r['grid_index'], r['seed'],
                                                  r['epoch'] or 0)))
@@ -116,13 +114,13 @@ def read_runs(directory: str | pathlib.Path) -> tuple[dict[str, Any], list[Run]]
         name = (f"{row['configuration']},seed={row['seed']}" if overrides
                 else f"seed={row['seed']}")
         runs[key] = Run(name, row['configuration'], key[0], key[1], overrides,
-                        row['completed'] == 'True', row['failed'],
-                        int(row['num_params']) if row['num_params'] else None,
-                        *(int(row[k]) if row[k] else None
-                          for k in ('multiply_adds', 'test_examples')), [])
-      if row['epoch']:
+                        row['completed'] == 'True', row.get('failed') or '',
+                        *(int(row[k]) if row.get(k) else None
+                          for k in ('num_params', 'multiply_adds', 'test_examples')), [])
+      if row['epoch']:  # Whatever metric columns the file has (older files: fewer).
         runs[key].history.append({'epoch': int(row['epoch']), **{
-            k: float(row[k]) if row[k] != '' else math.nan for k in EPOCH_METRICS}})
+            k: float(v) if v != '' else math.nan for k, v in row.items()
+            if k not in RUN_COLUMNS}})
   return meta, [runs[k] for k in sorted(runs)]
 
 

@@ -119,17 +119,15 @@ class RunDirectory:
     self.checkpoints.wait()
     return self.checkpoints.directory / str(global_step)
 
-  def log_train_scalars(self, global_step: int, loss: float, accuracy: float,
-                        learning_rate: float) -> None:
-    """Training curves for TensorBoard: means over the steps since the last log."""
+  def log_scalars(self, global_step: int, scalars: Mapping[str, float]) -> None:
+    """TensorBoard scalars at `global_step`, by tag (primary only)."""
     if self.writer:
-      self.writer.scalars(global_step, {'train/loss': loss, 'train/accuracy': accuracy,
-                                        'train/learning_rate': learning_rate})
+      self.writer.scalars(global_step, scalars)
 
   def end_epoch(self, record: dict[str, Any], state: steps.TrainState,
-                global_step: int) -> None:
-    """Saves the epoch at `global_step` (its last), logs its test metrics to
-    TensorBoard there and rewrites metrics.json."""
+                global_step: int, scalars: Mapping[str, float]) -> None:
+    """Saves the epoch at `global_step` (its last), logs its TensorBoard `scalars`
+    there and rewrites metrics.json."""
     self.history.append(record)
     self.checkpoints.save(global_step, state, record=record)
     if jax.process_count() > 1:
@@ -137,7 +135,7 @@ class RunDirectory:
       # (another seed's directory) use the same step numbers.
       self.checkpoints.wait()
     if self.writer:
-      self.writer.scalars(global_step, run_metrics.tensorboard_scalars(record))
+      self.writer.scalars(global_step, scalars)
       self.writer.flush()
     self.write_metrics()
 

@@ -7,7 +7,7 @@ import json
 import os
 import pathlib
 import platform
-from typing import Any
+from typing import Any, Sequence
 
 
 def host_description() -> str:
@@ -76,32 +76,59 @@ def write_metrics(path: pathlib.Path | None, history: list[dict[str, Any]], *,
   return metrics
 
 
-def epoch_record(epoch: int, loss_sum: float, accuracy_sum: float, steps: int,
+def epoch_record(epoch: int, step_sums: dict[str, float], steps: int,
                  evaluated: dict[str, dict[str, float]], learning_rate: float,
                  examples: int, train_seconds: float) -> dict[str, Any]:
-  """One epoch's line of metrics.json, from the step sums of its `steps` steps (with
-  dropout on) and each evaluated set's loss and accuracy (`DeviceLoop.evaluate`)."""
-  record = {'epoch': epoch, 'train_loss': float(loss_sum) / steps,
-            'train_accuracy': float(accuracy_sum) / steps}
+  """One epoch's line of metrics.json: each train-step metric's mean over the epoch's
+  `steps` steps (with dropout on) as train_<name>, each evaluated set's metrics
+  (`DeviceLoop.evaluate`) as <set>_<name>, whatever those are."""
+  record = {'epoch': epoch, **{f'train_{k}': float(v) / steps for k, v in step_sums.items()}}
   for name, metrics in evaluated.items():
-    record.update({f'{name}_loss': metrics['loss'], f'{name}_accuracy': metrics['accuracy']})
-  # Overfitting: what the model does on images it trained on against held-out ones.
-  record['generalization_gap'] = (record['train_eval_accuracy']
-                                  - record['validation_accuracy'])
+    record.update({f'{name}_{k}': v for k, v in metrics.items()})
+  if 'train_eval_accuracy' in record and 'validation_accuracy' in record:
+    # Overfitting: what the model does on images it trained on against held-out ones.
+    record['generalization_gap'] = (record['train_eval_accuracy']
+                                    - record['validation_accuracy'])
   record.update(learning_rate=learning_rate, examples_per_second=examples / train_seconds,
                 train_seconds=train_seconds)
   return record
 
 
-EVALUATED = ('train_eval', 'validation', 'test', 'test_shifted')  # TensorBoard's order.
+def split_name(key: str, sets: Sequence[str]) -> tuple[str, str] | None:
+  """(set, metric) of an evaluated set's entry in an epoch record ('test_shifted_loss'
+  → ('test_shifted', 'loss')), None for any other entry."""
+  for name in sorted(sets, key=len, reverse=True):
+    if key.startswith(f'{name}_'):
+      return name, key[len(name) + 1:]
+  return None
 
 
-def tensorboard_scalars(record: dict[str, Any]) -> dict[str, float]:
-  """An epoch record's TensorBoard scalars (the training curves are logged per
-  log_every_steps instead): each evaluated set's loss and accuracy (a section each),
-  the gap, speed, and the epoch, so a global step on the x axis reads as epochs."""
-  scalars = {f'{name}/{m}': record[f'{name}_{m}'] for name in EVALUATED
-             for m in ('accuracy', 'loss') if f'{name}_{m}' in record}
-  return {**scalars, 'train/generalization_gap': record['generalization_gap'],
-          'train/epoch': record['epoch'],
-          'train/examples_per_second': record['examples_per_second']}
+def tensorboard_scalars(record: dict[str, Any], sets: Sequence[str]) -> dict[str, float]:
+  """An epoch record's TensorBoard scalars: each evaluated set's metrics (a section per
+  set), and every other number under train/ (the gap, speed, the epoch, so a global
+  step on the x axis reads as epochs) but the train-step means and learning rate, whose
+  curves are logged every log_every_steps instead."""
+  scalars, other = {}, {}
+  for key, value in record.items():
+    where = split_name(key, sets)
+    if where:
+      scalars['/'.join(where)] = value
+    elif not key.startswith('train_') and key != 'learning_rate':
+      other[f'train/{key}'] = value
+  return {**scalars, **other}
+
+
+def epoch_text(record: dict[str, Any], sets: Sequence[str]) -> str:
+  """An epoch record on one console line: the train-step means, then each set's."""
+  def value(metric: str, x: float) -> str:
+    return f'{100 * x:.2f}%' if metric.endswith('accuracy') else f'{x:.4f}'
+  groups: dict[str, list[str]] = {'train': []}
+  for key, x in record.items():
+    where = split_name(key, ['train', *sets])
+    if where and isinstance(x, float) and key not in ('train_seconds',):
+      groups.setdefault(where[0], []).append(f'{where[1]} {value(where[1], x)}')
+  text = '  '.join(f"{name} {' '.join(parts)}" for name, parts in groups.items())
+  if 'generalization_gap' in record:
+    text += f"  gap {100 * record['generalization_gap']:+.2f} pp"
+  return (f"{text}  lr {record['learning_rate']:.2e}  "
+          f"{record['examples_per_second']:,.0f} ex/s")

@@ -84,19 +84,12 @@ def create_train_state(rng: jax.Array, model: nn.Module, input_shape: tuple[int,
   return jax.jit(init, out_shardings=sharding)(rng)
 
 
-def create_train_states(seeds: Sequence[int], model: nn.Module,
-                        input_shape: tuple[int, ...], tx: optax.GradientTransformation,
-                        sharding: jax.sharding.Sharding | None = None) -> TrainState:
-  """The initial states of `seeds` stacked on a leading seed axis: entry i equals
-  `create_train_state(jax.random.key(seeds[i]), ...)`."""
-  return init_states(model, tuple(input_shape), tx, sharding)(jnp.asarray(seeds, jnp.int32))
-
-
 def init_states(model: nn.Module, input_shape: tuple[int, ...],
                 tx: optax.GradientTransformation, sharding: jax.sharding.Sharding | None
                 ) -> Any:
-  """`create_train_states` as one jitted function of the seeds (int32): a caller that
-  keeps it traces it once for every seed it initialises."""
+  """The initial states of seeds (int32) stacked on a leading seed axis, as one jitted
+  function: entry i equals `create_train_state(jax.random.key(seeds[i]), ...)`, and a
+  caller that keeps it traces it once for every seed it initialises."""
   def init(seeds):
     return jax.vmap(lambda s: create_train_state(jax.random.key(s), model, input_shape,
                                                  tx))(seeds)
@@ -114,14 +107,20 @@ def stack_states(states: Sequence[TrainState]) -> TrainState:
   return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
 
 
-def _loss_and_correct(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+def example_metrics(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+  """Each example's measurements, by name: the train step records their batch means,
+  evaluation their means over each set. 'loss' is what training minimises. A metric
+  added here reaches the console, TensorBoard, metrics.json and runs.csv as
+  train_<name> and <set>_<name>."""
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  return loss, (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+  return {'loss': loss,
+          'accuracy': (jnp.argmax(logits, -1) == labels).astype(jnp.float32)}
 
 
 def train_step(state: TrainState, batch: Batch, rng: jax.Array
                ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimizer step on `batch`; `rng` drives dropout. Pure: jit it."""
+  """One optimizer step on `batch`; `rng` drives dropout. Pure: jit it. Returns the new
+  state and the step's measurements (scalars by name; the loop sums them per epoch)."""
   images, labels = batch
   mutable = list(state.model_state)  # Batch statistics and the like: updated here.
 
@@ -129,24 +128,23 @@ def train_step(state: TrainState, batch: Batch, rng: jax.Array
     out = state.apply_fn({'params': params, **state.model_state}, preprocess(images),
                          train=True, rngs={'dropout': rng}, mutable=mutable or False)
     logits, model_state = out if mutable else (out, {})
-    loss, correct = _loss_and_correct(logits, labels)
-    return loss.mean(), (correct.mean(), model_state)
+    metrics = jax.tree.map(jnp.mean, example_metrics(logits, labels))
+    return metrics['loss'], (metrics, model_state)
 
-  (loss, (accuracy, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+  (_, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
   state = state.apply_gradients(grads=grads).replace(model_state=model_state)
-  return state, {'loss': loss, 'accuracy': accuracy}
+  return state, metrics
 
 
 def eval_step(state: TrainState, batch: Batch, mask: jax.Array) -> dict[str, jax.Array]:
-  """Sums of loss and correct predictions over the examples where `mask` is 1: `mask`
-  (batch,) gives scalars, (batch, sets) one sum per set (column)."""
+  """Sums of each `example_metrics` over the examples where `mask` is 1, and their
+  'count': `mask` (batch,) gives scalars, (batch, sets) one sum per set (column)."""
   images, labels = batch
   logits = state.apply_fn(state.variables, preprocess(images), train=False)
-  loss, correct = _loss_and_correct(logits, labels)
   # HIGHEST: a GPU's default matmul precision (TF32) would round the loss sums.
   total = lambda x: jnp.tensordot(x, mask, 1, precision=jax.lax.Precision.HIGHEST)
-  return {'loss': total(loss), 'correct': total(correct), 'count': mask.sum(0)}
+  return {**jax.tree.map(total, example_metrics(logits, labels)), 'count': mask.sum(0)}
 
 
 def epoch_permutation(seed: int | jax.Array, epoch: int | jax.Array, num_examples: int
@@ -163,25 +161,32 @@ def step_rng(seed: int | jax.Array, epoch: int | jax.Array, step: int | jax.Arra
   return jax.random.fold_in(key, step)
 
 
-def zero_totals(shape: tuple[int, ...] = ()) -> dict[str, jax.Array]:
-  """The epoch's running sums at its start (see add_to_totals), one per seed."""
-  return {'loss': jnp.zeros(shape), 'accuracy': jnp.zeros(shape),
-          'first_nonfinite_step': -jnp.ones(shape, jnp.int32)}
+# The loop's running sums: each train-step metric's, and this one entry of its own.
+FIRST_NONFINITE = 'first_nonfinite_step'
+
+
+def zero_totals(metrics: Mapping[str, Any], shape: tuple[int, ...] = ()
+                ) -> dict[str, jax.Array]:
+  """The epoch's running sums at its start (see add_to_totals), one per seed:
+  `metrics` is what `train_step` returns (arrays or their shapes)."""
+  return {**{k: jnp.zeros(shape + jnp.shape(v)) for k, v in metrics.items()},
+          FIRST_NONFINITE: -jnp.ones(shape, jnp.int32)}
 
 
 def add_to_totals(totals: Any, metrics: Mapping[str, jax.Array], index: jax.Array) -> Any:
-  """The epoch's running sums after step `index`: loss and accuracy added, and the first
+  """The epoch's running sums after step `index`: every metric added, and the first
   step whose loss was NaN/Inf (-1: none), found without a host sync per step; the host
   looks at dispatch boundaries. Elementwise, so per seed too."""
-  first_bad = jnp.where((totals['first_nonfinite_step'] < 0)
-                        & ~jnp.isfinite(metrics['loss']), index,
-                        totals['first_nonfinite_step'])
-  return {'loss': totals['loss'] + metrics['loss'],
-          'accuracy': totals['accuracy'] + metrics['accuracy'],
-          'first_nonfinite_step': first_bad}
+  first_bad = jnp.where((totals[FIRST_NONFINITE] < 0) & ~jnp.isfinite(metrics['loss']),
+                        index, totals[FIRST_NONFINITE])
+  return {**{k: totals[k] + v for k, v in metrics.items()}, FIRST_NONFINITE: first_bad}
+
+
+def step_sums(totals: Mapping[str, Any]) -> dict[str, Any]:
+  """The metrics' sums in `totals`, without the loop's own entry."""
+  return {k: v for k, v in totals.items() if k != FIRST_NONFINITE}
 
 
 def mean_metrics(sums: Mapping[str, Any]) -> dict[str, float]:
-  """Mean loss and accuracy from eval_step's sums (added over batches)."""
-  return {'loss': float(sums['loss'] / sums['count']),
-          'accuracy': float(sums['correct'] / sums['count'])}
+  """Each metric's mean from eval_step's sums (added over batches)."""
+  return {k: float(v / sums['count']) for k, v in sums.items() if k != 'count'}

@@ -76,15 +76,14 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int],
           break
         first = position.index if position.epoch == epoch - 1 else 0
         states = position.state
-        totals = position.totals if first else loop.zero_totals()
+        totals = position.totals if first else loop.zero_totals(states)
         orders = loop.orders(trainer.seeds, epoch)
         log.start_epoch(epoch, first, totals)
-        done = first
-        while done < spe:
-          count = min(trainer.steps_per_dispatch, spe - done)
-          states, totals = loop.run(states, totals, orders, trainer.seeds, epoch, done,
+        for _, before, count in device_loop.dispatches(
+            spe, trainer.steps_per_dispatch, (epoch - 1) * spe + first, spe - first):
+          states, totals = loop.run(states, totals, orders, trainer.seeds, epoch, before,
                                     count)
-          before, done = done, done + count
+          done = before + count
           if _stop_agreed(stop):
             trainer.save_stopped(epoch, done, states, totals, stop.requested)
           if log.due(epoch, before, done):
@@ -225,7 +224,7 @@ class Trainer:
               ) -> Position:
     """Every run's newest readable checkpoint; they must agree on where they stand."""
     loop, spe = self.setup.loop, self.steps_per_epoch
-    one_zero = jax.tree.map(lambda x: x[0], loop.zero_totals())
+    one_zero = jax.tree.map(lambda x: x[0], loop.zero_totals(self.initial))
     found = [run.restore(steps.seed_state(self.initial, i), one_zero, spe)
              for i, run in enumerate(self.runs)]
     where = sorted({(p.epoch, p.index) for p in found})
@@ -281,10 +280,11 @@ class Trainer:
       if not live[i]:
         continue
       record = run_metrics.epoch_record(
-          epoch, totals['loss'][i], totals['accuracy'][i], self.steps_per_epoch, sets,
-          rate, examples, train_seconds)
+          epoch, {k: v[i] for k, v in steps.step_sums(totals).items()},
+          self.steps_per_epoch, sets, rate, examples, train_seconds)
       state = steps.seed_state(states, i)
-      run.end_epoch(record, state, global_step=epoch * self.steps_per_epoch)
+      run.end_epoch(record, state, global_step=epoch * self.steps_per_epoch,
+                    scalars=run_metrics.tensorboard_scalars(record, loop.evaluated))
       self.log.epoch(run, record)
       if on_epoch_end:
         on_epoch_end(i, {**record, 'num_epochs': self.num_epochs}, state)
@@ -328,8 +328,8 @@ class Logger:
   """Progress on the console (a tqdm bar over the run's steps on a terminal at INFO
   verbosity, else absl lines), every `log_every_steps` global steps and at each
   epoch's end, where the host waits for the device anyway; and TensorBoard's training
-  curves there: each run's mean train loss and accuracy over the steps since the last
-  log, and the learning rate. Also times each epoch's training, compiling excluded."""
+  curves there: each run's mean of every train-step metric over the steps since the
+  last log, and the learning rate. Also times each epoch's training, compiling excluded."""
 
   def __init__(self, runs: list[RunDirectory], config: Mapping[str, Any]):
     self.runs, self.config = runs, config
@@ -373,14 +373,16 @@ class Logger:
   def progress(self, epoch: int, done: int, totals: Any, live: Sequence[bool]) -> None:
     """The progress line or bar, and a TensorBoard point for each live run; `totals`:
     the epoch's sums after `done` steps, on the host."""
+    sums = steps.step_sums(totals)
     if done < self.steps_per_epoch:
-      loss = ' '.join(f'{x:.4f}' for x in totals['loss'] / done)
+      means = '  '.join(f"{k} {' '.join(f'{x:.4f}' for x in v / done)}"
+                        for k, v in sums.items())
       speed = f"{(done - self.first) * self.config['batch_size'] / self.train_seconds():,.0f}"
       if not self.bar.disable:
-        self.bar.set_postfix_str(f'loss {loss}, {speed} ex/s', refresh=False)
+        self.bar.set_postfix_str(f'{means}, {speed} ex/s', refresh=False)
       else:
-        self.line('epoch %d/%d step %d/%d  loss %s  %s ex/s', epoch,
-                  self.config['num_epochs'], done, self.steps_per_epoch, loss, speed)
+        self.line('epoch %d/%d step %d/%d  %s  %s ex/s', epoch,
+                  self.config['num_epochs'], done, self.steps_per_epoch, means, speed)
     since, before = self.window
     self.bar.update(done - since)  # Draws the bar with the new figures once.
     step = (epoch - 1) * self.steps_per_epoch + done
@@ -388,20 +390,15 @@ class Logger:
     for i, run in enumerate(self.runs):
       if not live[i]:
         continue
-      mean = {k: (totals[k][i] - (before[k][i] if before else 0)) / (done - since)
-              for k in ('loss', 'accuracy')}
-      run.log_train_scalars(step, mean['loss'], mean['accuracy'], rate)
+      mean = {f'train/{k}': (v[i] - (before[k][i] if before else 0)) / (done - since)
+              for k, v in sums.items()}
+      run.log_scalars(step, {**mean, 'train/learning_rate': rate})
     self.window = (done, totals)
 
   def epoch(self, run: RunDirectory, record: dict[str, Any]) -> None:
-    self.line('%sepoch %d/%d  train loss %.4f acc %.2f%%  validation acc %.2f%%  test '
-              'loss %.4f acc %.2f%%  gap %+.2f pp  lr %.2e  %s ex/s',
-              f'{run.path.name}: ' if len(self.runs) > 1 else '', record['epoch'],
-              self.config['num_epochs'], record['train_loss'],
-              100 * record['train_accuracy'], 100 * record['validation_accuracy'],
-              record['test_loss'], 100 * record['test_accuracy'],
-              100 * record['generalization_gap'], record['learning_rate'],
-              f"{record['examples_per_second']:,.0f}")
+    self.line('%sepoch %d/%d  %s', f'{run.path.name}: ' if len(self.runs) > 1 else '',
+              record['epoch'], self.config['num_epochs'],
+              run_metrics.epoch_text(record, self.loop.evaluated))
 
   def close(self) -> None:
     self.bar.close()

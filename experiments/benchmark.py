@@ -33,7 +33,7 @@ import jax
 import numpy as np
 
 from configs import default
-from cnn_jax import input_pipeline, provenance, run_metrics, steps, train
+from cnn_jax import device_loop, input_pipeline, provenance, run_metrics, steps, train
 from experiments import cli
 
 FLAGS = flags.FLAGS
@@ -63,21 +63,6 @@ def _config(**overrides: Any):
   return config
 
 
-def dispatches(steps_per_epoch: int, steps_per_dispatch: int, first: int, count: int
-               ) -> list[tuple[int, int, int]]:
-  """(epoch, first step in the epoch, count) of each dispatch that runs global steps
-  first .. first + count - 1 (epochs from 1), as the trainer cuts them: at most
-  `steps_per_dispatch` steps from the epoch's start, none across its end."""
-  out, step, end = [], first, first + count
-  while step < end:
-    epoch, index = divmod(step, steps_per_epoch)
-    n = min(steps_per_dispatch - index % steps_per_dispatch, steps_per_epoch - index,
-            end - step)
-    out.append((epoch + 1, index, n))
-    step += n
-  return out
-
-
 class CnnJax:
   """The trainer's own set-up and device loop, driven step range by step range."""
   name = 'cnn_jax'
@@ -87,7 +72,8 @@ class CnnJax:
                                  [f'{workdir}/seed{i}' for i in range(num_seeds)], None,
                                  False)
     self.loop = self.trainer.setup.loop
-    self.states, self.totals = self.trainer.initial, self.loop.zero_totals()
+    self.states = self.trainer.initial
+    self.totals = self.loop.zero_totals(self.states)
     self.orders = {}
     self.steps_per_epoch = self.trainer.steps_per_epoch
     self.steps_per_dispatch = self.trainer.steps_per_dispatch
@@ -192,7 +178,7 @@ def throughput(trainer, examples_per_step: int, warmup: int, timed: int,
   """Examples/s: `warmup` steps untimed, then the median of `repeats` timings of
   `timed` steps (global steps run on, epoch after epoch)."""
   def run(first: int, count: int) -> None:
-    for epoch, index, n in dispatches(trainer.steps_per_epoch, trainer.steps_per_dispatch,
+    for epoch, index, n in device_loop.dispatches(trainer.steps_per_epoch, trainer.steps_per_dispatch,
                                       first, count):
       trainer.run_steps(epoch, index, n)
     trainer.wait()
@@ -236,7 +222,8 @@ def time_to_accuracy(config, num_examples: int, run_steps: RunSteps,
     return {'seconds': clock.seconds, 'steps': step, 'epochs': step / steps_per_epoch,
             'accuracy': accuracy, 'reached': accuracy >= target}
 
-  for epoch, index, count in dispatches(steps_per_epoch, steps_per_dispatch, 0, total):
+  for epoch, index, count in device_loop.dispatches(steps_per_epoch, steps_per_dispatch, 0,
+                                                         total):
     run_steps(epoch, index, count)
     before, step = step, step + count
     if step // eval_every_steps > before // eval_every_steps or (

@@ -1,9 +1,10 @@
-"""The benchmark's dispatch plan and time-to-accuracy loop, with fake training (no timing
+"""The trainer's dispatch plan, which the benchmark times, and its time-to-accuracy loop, with fake training (no timing
 asserted)."""
 
 import ml_collections
 import numpy as np
 
+from cnn_jax import device_loop
 from experiments import benchmark
 
 
@@ -13,10 +14,10 @@ def _config(**kw):
 
 def test_dispatches_are_cut_as_the_trainer_cuts_them():
   # 10 steps per epoch, 4 per dispatch: 4 + 4 + 2 in every epoch.
-  assert benchmark.dispatches(10, 4, 0, 10) == [(1, 0, 4), (1, 4, 4), (1, 8, 2)]
-  # From global step 6 for 9 steps: the rest of epoch 1's dispatch, then epoch 2's.
-  assert benchmark.dispatches(10, 4, 6, 9) == [(1, 6, 2), (1, 8, 2), (2, 0, 4), (2, 4, 1)]
-  assert benchmark.dispatches(5, 1, 3, 3) == [(1, 3, 1), (1, 4, 1), (2, 0, 1)]
+  assert device_loop.dispatches(10, 4, 0, 10) == [(1, 0, 4), (1, 4, 4), (1, 8, 2)]
+  # From global step 6 (a resumed run) for 9: what is left of epoch 1, then epoch 2's.
+  assert device_loop.dispatches(10, 4, 6, 9) == [(1, 6, 4), (2, 0, 4), (2, 4, 1)]
+  assert device_loop.dispatches(5, 1, 3, 3) == [(1, 3, 1), (1, 4, 1), (2, 0, 1)]
 
 
 def test_stops_at_the_first_evaluation_that_reaches_the_target():

@@ -1,8 +1,11 @@
 """Model state beyond the parameters, end to end: BatchNorm (an option of the article's
 network) and a collection a forker's layer adds are trained, checkpointed, resumed
 exactly, and used by evaluation and inference; a state a checkpoint lacks is named.
+A metric a forker adds in one place reaches every record.
 And a config field added with a default keeps old runs and the shipped results."""
 
+import json
+import re
 import pathlib
 
 import flax.linen as nn
@@ -10,9 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
 
 from cnn_jax import checkpoints, errors, inference, input_pipeline, models, options, results
-from cnn_jax import train, visualize
+from cnn_jax import run_metrics, steps, sweep, train, visualize
 from train_states import epoch_state, make_state
 
 
@@ -82,24 +86,61 @@ class _CountingCNN(models.CNN):
     return super().__call__(x, train)
 
 
-def test_a_collection_a_forker_adds_is_checkpointed_and_resumed(small_config, tmp_path,
-                                                                 monkeypatch):
+def _with_confidence(example_metrics):
+  """A forker's metric: example_metrics plus each example's top softmax probability."""
+  def metrics(logits, labels):
+    return {**example_metrics(logits, labels),
+            'confidence': jax.nn.softmax(logits).max(-1)}
+  return metrics
+
+
+def test_a_collection_and_a_metric_a_forker_adds_are_checkpointed_resumed_and_exported(
+    small_config, tmp_path, monkeypatch):
   one_epoch = small_config.copy_and_resolve_references()
   one_epoch.num_epochs = 1
-  train.train_and_evaluate(one_epoch, tmp_path / 'plain')  # The CNN without it.
+  train.train_and_evaluate(one_epoch, tmp_path / 'plain')  # The CNN without them.
   plain = make_state(small_config, 16)
-  monkeypatch.setitem(models.MODELS, 'cnn', _CountingCNN)  # No other file changes.
+  # The only changes: the model (a collection) and the per-example metrics.
+  monkeypatch.setitem(models.MODELS, 'cnn', _CountingCNN)
+  monkeypatch.setattr(steps, 'example_metrics', _with_confidence(steps.example_metrics))
   counting = make_state(small_config, 16)
-  resumed = _stopped_then_resumed(small_config, tmp_path / 'run', monkeypatch)
-  assert resumed['completed']
-  state = epoch_state(tmp_path / 'run', counting, 2)
+  whole = train.train_and_evaluate(small_config, tmp_path / 'whole')
+  # Through a sweep (one run), stopped mid-epoch and resumed, then exported.
+  sweep_dir = tmp_path / 'sweep'
+  dispatches = iter(range(1000))
+  with monkeypatch.context() as patch:
+    patch.setattr(train, '_stop_agreed', lambda stop: next(dispatches) == 16 + 5 - 1)
+    with pytest.raises(errors.Interrupted, match='stopped at epoch 2 step 5/16'):
+      sweep.run_sweep('t', small_config, [{}], {}, [small_config.seed], sweep_dir)
+  outcome, = sweep.run_sweep('t', small_config, [{}], {}, [small_config.seed], sweep_dir)
+  assert outcome.status == 'trained', outcome.error
+  run_dir = sweep_dir / outcome.run.name
+  state = epoch_state(run_dir, counting, 2)
   # 32 steps: the 21 before the stop were restored, not counted again from 0.
   assert int(state.model_state['counters']['steps']) == 32
+  _assert_same_state(state, epoch_state(tmp_path / 'whole', counting, 2))
+  # The metric: a train-step mean (its mid-epoch sum checkpointed and resumed) and one
+  # per evaluated set, in metrics.json, TensorBoard, the console and runs.csv.
+  resumed = json.loads((run_dir / 'metrics.json').read_text())
+  names = [f'{s}_confidence' for s in ('train', 'train_eval', 'validation', 'test')]
+  for record, alone in zip(resumed['history'], whole['history'], strict=True):
+    assert [record[k] for k in names] == [alone[k] for k in names]
+    assert 0.1 < record['test_confidence'] <= 1
+  events = event_accumulator.EventAccumulator(str(run_dir))
+  events.Reload()
+  assert {'train/confidence', 'validation/confidence', 'test/confidence'} <= set(
+      events.Tags()['scalars'])
+  line = run_metrics.epoch_text(resumed['history'][-1], ['train_eval', 'validation'])
+  assert re.search(r'validation accuracy \S+ confidence 0\.\d{4} loss', line), line
+  results.export(sweep_dir)
+  _, (run,) = results.read_runs(sweep_dir)
+  assert [r['validation_confidence'] for r in run.history] == [
+      r['validation_confidence'] for r in whole['history']]
   # A checkpoint that lacks what the model has, or holds what it lacks: one line each.
-  for run, like, words in (
-      ('plain', counting, 'it lacks model_state/counters/steps, which the model has'),
-      ('run', plain, 'it holds model_state/counters/steps, which the model does not')):
-    saved = checkpoints.Checkpoints(tmp_path / run / checkpoints.DIRECTORY, keep=9)
+  for where, like, words in (
+      (tmp_path / 'plain', counting, 'it lacks model_state/counters/steps, which the model has'),
+      (run_dir, plain, 'it holds model_state/counters/steps, which the model does not')):
+    saved = checkpoints.Checkpoints(where / checkpoints.DIRECTORY, keep=9)
     try:
       with pytest.raises(errors.ShapeMismatchError, match=words):
         saved.restore(16, like)

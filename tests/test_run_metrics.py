@@ -9,7 +9,8 @@ def test_epoch_record_turns_step_sums_into_means_and_rates():
   sets = {'train_eval': {'loss': 0.01, 'accuracy': 0.997},
           'validation': {'loss': 0.02, 'accuracy': 0.991},
           'test': {'loss': 0.03, 'accuracy': 0.99}}
-  record = run_metrics.epoch_record(3, 46.8, 421.2, 468, sets, 1e-3, 59904, 32.0)
+  record = run_metrics.epoch_record(3, {'loss': 46.8, 'accuracy': 421.2}, 468, sets, 1e-3,
+                                    59904, 32.0)
   assert record == {'epoch': 3, 'train_loss': pytest.approx(0.1),
                     'train_accuracy': pytest.approx(0.9), 'train_eval_loss': 0.01,
                     'train_eval_accuracy': 0.997, 'validation_loss': 0.02,
@@ -18,7 +19,7 @@ def test_epoch_record_turns_step_sums_into_means_and_rates():
                     'generalization_gap': pytest.approx(0.006),  # 99.7% − 99.1%.
                     'learning_rate': 1e-3,
                     'examples_per_second': pytest.approx(1872.0), 'train_seconds': 32.0}
-  assert run_metrics.tensorboard_scalars(record) == {
+  assert run_metrics.tensorboard_scalars(record, list(sets)) == {
       'train_eval/accuracy': 0.997, 'train_eval/loss': 0.01,
       'validation/accuracy': 0.991, 'validation/loss': 0.02,
       'test/accuracy': 0.99, 'test/loss': 0.03,

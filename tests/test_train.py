@@ -6,6 +6,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
@@ -55,7 +56,7 @@ def test_the_largest_seed_a_config_allows_makes_its_own_state():
   config = default.get_config()
   tx, _ = steps.create_optimizer(config, 10)
   model = models.create_model(config, 10)
-  stacked = steps.create_train_states([0, largest], model, (28, 28, 1), tx)
+  stacked = steps.init_states(model, (28, 28, 1), tx, None)(np.asarray([0, largest], np.int32))
   alone = steps.create_train_state(jax.random.key(largest), model, (28, 28, 1), tx)
   for leaf_stacked, leaf_alone in zip(jax.tree.leaves(stacked.params),
                                       jax.tree.leaves(alone.params)):
@@ -89,8 +90,9 @@ def test_evaluate_ignores_padding():
   assert list(result) == ['all', 'half']
   @jax.jit
   def expected(params, images, labels):
-    logits = state.apply_fn({'params': params}, steps.preprocess(images))
-    return steps._loss_and_correct(logits, labels)  # pylint: disable=protected-access
+    logits = state.apply_fn({'params': params}, images.astype(np.float32) / 255)
+    return (optax.softmax_cross_entropy_with_integer_labels(logits, labels),
+            logits.argmax(-1) == labels)
   loss, correct = expected(state.params, split.images, split.labels)
   assert result['all']['loss'] == pytest.approx(float(loss.mean()), rel=1e-5)
   assert result['all']['accuracy'] == pytest.approx(float(correct.mean()))
@@ -124,8 +126,9 @@ def test_the_device_loop_runs_the_steps_of_a_plain_python_loop(small_config, unr
   assert loop.unroll is unroll
   state = make_state()
   ids = dp.replicate(np.asarray(seeds, np.int32))
-  states, totals = loop.run(steps.stack_states([state] * len(seeds)), loop.zero_totals(),
-                            loop.orders(ids, 2), ids, 2, first, count)
+  stacked = steps.stack_states([state] * len(seeds))
+  states, totals = loop.run(stacked, loop.zero_totals(stacked), loop.orders(ids, 2), ids,
+                            2, first, count)
   step = jax.jit(steps.train_step)
   for i, seed in enumerate(seeds):
     order = np.asarray(steps.epoch_permutation(seed, 2, 384))
