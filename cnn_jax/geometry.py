@@ -76,15 +76,6 @@ class ReceptiveField:
     return max(0, int(round(lo))), min(input_size, int(round(lo)) + self.size)
 
 
-def receptive_fields(layers: Sequence[tuple[int, int, int]]) -> list[ReceptiveField]:
-  """Receptive field after each of `layers`, given as (kernel, stride, padding)."""
-  fields, field = [], ReceptiveField()
-  for kernel, stride, padding in layers:
-    field = field.then(kernel, stride, padding)
-    fields.append(field)
-  return fields
-
-
 def conv_params(in_channels: int, out_channels: int, kernel: int,
                 bias: bool = True) -> int:
   """k·k·C_in·C_out weights (+ C_out biases)."""
@@ -123,6 +114,46 @@ def dropout_name(model: str, placement: str, dense_index: int) -> str | None:
   return f'dropout{dense_index}' if dense_index > 1 and placement != 'none' else None
 
 
+def conv_block_order(index: int, config: Mapping[str, Any]) -> list[tuple[str, str]]:
+  """Conv block `index` (1-based) as (kind, name) in the order it computes: conv,
+  BatchNorm (batch_norm conv/both), activation, pool, dropout (conv_dropout_rate > 0);
+  that dropout in front of the BatchNorm instead where dropout_before_batch_norm. The
+  one order the Flax module builds and the layer table lists."""
+  norm = config.get('batch_norm', 'none') in ('conv', 'both')
+  drop = config.get('conv_dropout_rate', 0.0) > 0
+  early = drop and norm and config.get('dropout_before_batch_norm', False)
+  return [('conv', f'conv{index}'),
+          *([('dropout', f'conv_dropout{index}')] if early else []),
+          *([('batch_norm', f'bn{index}')] if norm else []),
+          ('activation', f'act{index}'), ('pool', f'pool{index}'),
+          *([('dropout', f'conv_dropout{index}')] if drop and not early else [])]
+
+
+def head_order(config: Mapping[str, Any], num_dense: int, activation: bool
+               ) -> list[tuple[str, str]]:
+  """The dense head (after flatten) as (kind, name) in the order it computes: fc1..fcN
+  with dropout where `dropout_name` puts it, FC1's BatchNorm (CNN, batch_norm fc1/both)
+  before its activation, and the dropout after FC1 in front of that BatchNorm where
+  dropout_before_batch_norm; `activation`: one after each hidden layer. The one order
+  the Flax modules build and the layer table lists."""
+  model, placement = config['model'], config['dropout_placement']
+  norm_fc1 = model == 'cnn' and config.get('batch_norm', 'none') in ('fc1', 'both')
+  early = (dropout_name(model, placement, 2) if norm_fc1 and num_dense > 1
+           and config.get('dropout_before_batch_norm', False) else None)
+  order = []
+  for i in range(1, num_dense + 1):
+    name = dropout_name(model, placement, i)
+    if name and name != early:
+      order.append(('dropout', name))
+    order.append(('dense', f'fc{i}'))
+    if i == 1 and norm_fc1:
+      order += [('dropout', early)] if early else []
+      order.append(('batch_norm', 'fc1_bn'))
+    if i < num_dense and activation:
+      order.append(('activation', f'fc{i}_act'))
+  return order
+
+
 def batch_norm_row(name: str, shape: tuple[int, ...],
                    field: ReceptiveField | None = None) -> Layer:
   """A BatchNorm over the last axis: a scale and a shift per channel (its running mean
@@ -152,17 +183,23 @@ def _add_conv_rows(config: Mapping[str, Any], rows: list[Layer]) -> tuple[int, i
         conv_params(channels, features, kernel), field,
         height * width * features * kernel * kernel * channels))
     channels = features
-    if config.get('batch_norm', 'none') in ('conv', 'both'):
-      rows.append(batch_norm_row(f'bn{i}', (height, width, channels), field))
-    rows.append(Layer(f'act{i}', 'Activation', config['activation'],
-                      (height, width, channels), receptive_field=field))
-    height = pool_output_size(height, window, pool_stride, layer=f'pool{i}')
-    width = pool_output_size(width, window, pool_stride, layer=f'pool{i}')
-    field = field.then(window, pool_stride, 0)
-    rows.append(Layer(
-        f'pool{i}', f'{config["pooling"].capitalize()}Pool',
-        f'{window}×{window}, s{pool_stride}', (height, width, channels),
-        receptive_field=field))
+    for kind, name in conv_block_order(i, config)[1:]:
+      if kind == 'batch_norm':
+        rows.append(batch_norm_row(name, (height, width, channels), field))
+      elif kind == 'activation':
+        rows.append(Layer(name, 'Activation', config['activation'],
+                          (height, width, channels), receptive_field=field))
+      elif kind == 'dropout':
+        rows.append(Layer(name, 'Dropout', f"p={config['conv_dropout_rate']:g}",
+                          (height, width, channels), receptive_field=field))
+      elif kind == 'pool':
+        height = pool_output_size(height, window, pool_stride, layer=name)
+        width = pool_output_size(width, window, pool_stride, layer=name)
+        field = field.then(window, pool_stride, 0)
+        rows.append(Layer(
+            name, f'{config["pooling"].capitalize()}Pool',
+            f'{window}×{window}, s{pool_stride}', (height, width, channels),
+            receptive_field=field))
   return height, width, channels
 
 
@@ -196,23 +233,18 @@ def layer_table(config: Mapping[str, Any], input_shape: Sequence[int],
   rows.append(Layer('flatten', 'Flatten', shape_text(rows[-1].output_shape) + ' → '
                     + str(features), (features,)))
   widths = hidden + [num_classes]
-  norm_fc1 = model == 'cnn' and config.get('batch_norm', 'none') in ('fc1', 'both')
-  early = None  # The dropout in front of FC1's BatchNorm (dropout_before_batch_norm).
-  for i, out in enumerate(widths, start=1):
-    dropout = dropout_name(model, placement, i)
-    if dropout and dropout != early:
-      rows.append(Layer(dropout, 'Dropout', f'p={dropout_rate:g}', (features,)))
-    rows.append(Layer(f'fc{i}', 'Linear', f'{features}→{out}', (out,),
-                      dense_params(features, out), multiply_adds=features * out))
-    features = out
-    if i == 1 and norm_fc1:
-      if config.get('dropout_before_batch_norm') and len(widths) > 1:
-        early = dropout_name(model, placement, 2)
-        if early:
-          rows.append(Layer(early, 'Dropout', f'p={dropout_rate:g}', (features,)))
-      rows.append(batch_norm_row('fc1_bn', (features,)))
-    if i < len(widths) and hidden_activation != 'none':
-      rows.append(Layer(f'fc{i}_act', 'Activation', hidden_activation, (out,)))
+  for kind, name in head_order(config, len(widths), hidden_activation != 'none'):
+    if kind == 'dropout':
+      rows.append(Layer(name, 'Dropout', f'p={dropout_rate:g}', (features,)))
+    elif kind == 'dense':
+      out = widths[int(name[2:]) - 1]
+      rows.append(Layer(name, 'Linear', f'{features}→{out}', (out,),
+                        dense_params(features, out), multiply_adds=features * out))
+      features = out
+    elif kind == 'batch_norm':
+      rows.append(batch_norm_row(name, (features,)))
+    else:
+      rows.append(Layer(name, 'Activation', hidden_activation, (features,)))
   return rows
 
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax import geometry, layers
-from cnn_jax.options import Activation, BatchNormPlacement, ModelKind, Pooling
+from cnn_jax.options import Activation, ModelKind, Pooling
 
 
 def activation_fn(name: str, leaky_relu_slope: float = 0.01) -> Callable[[jax.Array],
@@ -88,25 +88,29 @@ class CNN(nn.Module):
   dropout_rate: float = 0.25
   batch_norm: str = 'none'
   dropout_before_batch_norm: bool = False
+  conv_dropout_rate: float = 0.0
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     act = activation_fn(self.activation, self.leaky_relu_slope)
+    config = _fields(self)
     for i, features in enumerate(self.conv_features, start=1):
-      x = layers.Conv2D(features, self.kernel_size, self.conv_stride, self.padding,
-                        name=f'conv{i}')(x)
-      _record(self, f'conv{i}', x)
-      if self.batch_norm in (BatchNormPlacement.CONV, BatchNormPlacement.BOTH):
-        x = _batch_norm(self, f'bn{i}', x, train)
-      x = act(x)
-      _record(self, f'act{i}', x)
-      x = pool(x, self.pooling, self.pool_window, self.pool_stride)
-      _record(self, f'pool{i}', x)
+      for kind, name in geometry.conv_block_order(i, config):
+        if kind == 'conv':
+          x = layers.Conv2D(features, self.kernel_size, self.conv_stride, self.padding,
+                            name=name)(x)
+        elif kind == 'batch_norm':
+          x = _batch_norm(x, name, train)
+        elif kind == 'activation':
+          x = act(x)
+        elif kind == 'pool':
+          x = pool(x, self.pooling, self.pool_window, self.pool_stride)
+        else:
+          x = nn.Dropout(self.conv_dropout_rate, name=name)(x, deterministic=not train)
+        _record(self, name, x)
     fc_act = (None if self.fc_activation == 'none' else
               activation_fn(self.fc_activation, self.leaky_relu_slope))
-    return _dense_head(self, x, (self.fc_features,), fc_act, ModelKind.CNN, train,
-                       self.batch_norm in (BatchNormPlacement.FC1, BatchNormPlacement.BOTH),
-                       self.dropout_before_batch_norm)
+    return _dense_head(self, x, (self.fc_features,), fc_act, train)
 
 
 class MLP(nn.Module):
@@ -125,50 +129,38 @@ class MLP(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     act = activation_fn(self.activation, self.leaky_relu_slope)
-    return _dense_head(self, x, tuple(self.mlp_hidden_features), act, ModelKind.MLP,
-                       train)
+    return _dense_head(self, x, tuple(self.mlp_hidden_features), act, train)
 
 
-def _batch_norm(module: nn.Module, name: str, x: jax.Array, train: bool) -> jax.Array:
+def _fields(module: nn.Module) -> dict[str, Any]:
+  """The module's attributes as the config fields of the same name, with its kind."""
+  return {'model': ModelKind.CNN if isinstance(module, CNN) else ModelKind.MLP,
+          **{f.name: getattr(module, f.name) for f in dataclasses.fields(module)
+             if f.name not in ('parent', 'name')}}
+
+
+def _batch_norm(x: jax.Array, name: str, train: bool) -> jax.Array:
   """Normalised by the batch's statistics (over the batch and space) in training, by
   their running averages (the 'batch_stats' collection) in evaluation."""
-  x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name)(x)
-  _record(module, name, x)
-  return x
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name)(x)
 
 
 def _dense_head(module: nn.Module, x: jax.Array, hidden: Sequence[int],
-                act: Callable[[jax.Array], jax.Array] | None, kind: str,
-                train: bool, norm_fc1: bool = False,
-                dropout_before_norm: bool = False) -> jax.Array:
-  """Flatten, then fc1..fcN with dropout where `geometry.dropout_name` puts it, and
-  FC1's BatchNorm (`norm_fc1`) before its activation, the dropout after FC1 in front
-  of the BatchNorm where `dropout_before_norm`."""
+                act: Callable[[jax.Array], jax.Array] | None, train: bool) -> jax.Array:
+  """Flatten, then the dense layers, dropouts and BatchNorm in `geometry.head_order`."""
   x = x.reshape((x.shape[0], -1))
   _record(module, 'flatten', x)
   widths = list(hidden) + [module.num_classes]
-
-  def dropout(x, name):
-    x = nn.Dropout(module.dropout_rate, name=name)(x, deterministic=not train)
-    _record(module, name, x)
-    return x
-
-  early = None  # The dropout moved in front of FC1's BatchNorm.
-  for i, out in enumerate(widths, start=1):
-    name = geometry.dropout_name(kind, module.dropout_placement, i)
-    if name and name != early:
-      x = dropout(x, name)
-    x = nn.Dense(out, name=f'fc{i}')(x)
-    _record(module, f'fc{i}', x)
-    if i == 1 and norm_fc1:
-      early = (geometry.dropout_name(kind, module.dropout_placement, 2)
-               if dropout_before_norm and len(widths) > 1 else None)
-      if early:
-        x = dropout(x, early)
-      x = _batch_norm(module, 'fc1_bn', x, train)
-    if i < len(widths) and act is not None:
+  for kind, name in geometry.head_order(_fields(module), len(widths), act is not None):
+    if kind == 'dropout':
+      x = nn.Dropout(module.dropout_rate, name=name)(x, deterministic=not train)
+    elif kind == 'dense':
+      x = nn.Dense(widths[int(name[2:]) - 1], name=name)(x)
+    elif kind == 'batch_norm':
+      x = _batch_norm(x, name, train)
+    else:
       x = act(x)
-      _record(module, f'fc{i}_act', x)
+    _record(module, name, x)
   return x
 
 

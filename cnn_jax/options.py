@@ -188,10 +188,15 @@ FIELDS: dict[str, Field] = {
                         'BatchNorm after each conv, after FC1, or both, before the '
                         'activation; its running statistics in evaluation',
                         recipe=True),
-    'dropout_before_batch_norm': Field(False, _bool(), 'with batch_norm fc1 and dropout '
-                                       "after_fc1: dropout in front of FC1's BatchNorm "
-                                       'instead of after it and its activation (the '
-                                       'order the article advises against)'),
+    'dropout_before_batch_norm': Field(False, _bool(), 'with batch_norm: the dropout '
+                                       'after FC1 (dropout_placement after_fc1/both) and '
+                                       "the conv blocks' in front of the BatchNorm instead "
+                                       'of after it and its activation (the order the '
+                                       'article advises against)', recipe=True),
+    'conv_dropout_rate': Field(0.0, _real(0.0, 1.0), 'model=cnn only: dropout at the '
+                               'end of each conv block, after pooling (0: none; the '
+                               'article: "dropout there can disrupt that structure")',
+                               recipe=True),
     'mlp_hidden_features': Field((3136, 128), _sizes(0), "model=mlp only: one dense "
                                  "layer as wide as the CNN's flatten, then the CNN's "
                                  'head'),

@@ -51,8 +51,16 @@ def test_output_size_errors_name_the_layer(args, match):
     geometry.conv_output_size(*args, layer='conv7')
 
 
+def _fields(layers):
+  """The receptive field after each (kernel, stride, padding), by the article's rule."""
+  fields = [geometry.ReceptiveField()]
+  for layer in layers:
+    fields.append(fields[-1].then(*layer))
+  return fields[1:]
+
+
 def test_article_receptive_fields():
-  fields = geometry.receptive_fields([(3, 1, 1), (2, 2, 0), (3, 1, 1), (2, 2, 0)])
+  fields = _fields([(3, 1, 1), (2, 2, 0), (3, 1, 1), (2, 2, 0)])
   assert [f.size for f in fields] == [3, 4, 8, 10]
   assert [f.jump for f in fields] == [1, 2, 2, 4]
   # With padding 1 the first conv unit is centred on pixel 0.
@@ -64,7 +72,7 @@ def test_receptive_field_region():
   conv1 = geometry.ReceptiveField().then(3, 1, 1)
   assert conv1.region(5, 28) == (4, 7)
   assert conv1.region(0, 28) == (0, 2)  # Clipped: one column is padding.
-  pool2 = geometry.receptive_fields([(3, 1, 1), (2, 2, 0), (3, 1, 1), (2, 2, 0)])[-1]
+  pool2 = _fields([(3, 1, 1), (2, 2, 0), (3, 1, 1), (2, 2, 0)])[-1]
   assert pool2.region(3, 28) == (9, 19)
   assert pool2.region(3, 28)[1] - pool2.region(3, 28)[0] == pool2.size
 
@@ -159,6 +167,29 @@ def test_layer_table_variants():
   assert by_name['fc2'].output_shape == (100,)
   assert [r.name for r in rows][-5:] == [
       'dropout_before_fc1', 'fc1', 'fc1_act', 'dropout_after_fc1', 'fc2']
+
+
+@pytest.mark.parametrize('before, names', [
+    # The article's advice: dropout after BatchNorm and its activation.
+    (False, ['conv1', 'bn1', 'act1', 'pool1', 'conv_dropout1', 'conv2', 'bn2', 'act2',
+             'pool2', 'conv_dropout2', 'flatten', 'fc1', 'fc1_bn', 'fc1_act',
+             'dropout_after_fc1', 'fc2']),
+    # What it advises against: dropout in front of the BatchNorm.
+    (True, ['conv1', 'conv_dropout1', 'bn1', 'act1', 'pool1', 'conv2', 'conv_dropout2',
+            'bn2', 'act2', 'pool2', 'flatten', 'fc1', 'dropout_after_fc1', 'fc1_bn',
+            'fc1_act', 'fc2']),
+])
+def test_batch_norm_and_dropout_order(before, names):
+  config = default.get_config()
+  config.update(batch_norm='both', dropout_placement='after_fc1', fc_activation='relu',
+                conv_dropout_rate=0.1, dropout_before_batch_norm=before)
+  rows = geometry.layer_table(config, MNIST, 10)
+  assert [r.name for r in rows[1:]] == names
+  by_name = {r.name: r for r in rows}
+  assert by_name['bn2'].params == 2 * 64 and by_name['fc1_bn'].params == 2 * 128
+  # After the pool, or in front of the BatchNorm before it.
+  assert by_name['conv_dropout2'].output_shape == ((14, 14, 64) if before else (7, 7, 64))
+  assert geometry.count_params(rows) == 421_642 + 2 * (32 + 64 + 128)
 
 
 def test_mlp_table():
