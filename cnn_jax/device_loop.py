@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 from jax import lax
@@ -85,6 +85,7 @@ class DeviceLoop:
   # another, with a mask (examples, sets) saying which set each is in (padding: none).
   data: dict[str, jax.Array]  # Replicated.
   evaluated: tuple[str, ...]  # The sets' names, in the mask's order.
+  set_rows: np.ndarray  # The mask on the host: (examples, sets) bool.
   unroll: bool  # The K steps unrolled (XLA:CPU runs loops slowly) or a device loop.
   # The jitted programs, traced at their first call and kept with the loop (a sweep
   # keeps the loop for a configuration's next runs); `program` compiles K steps.
@@ -116,8 +117,8 @@ class DeviceLoop:
             'eval_images': images, 'eval_labels': labels, 'eval_mask': mask}
     data = {k: dp.replicate(v) for k, v in host.items()}
     return cls(dp, num_seeds, batch_size, eval_batch_size, len(train.labels), data,
-               tuple(evaluated), jax.default_backend() == 'cpu' if unroll is None
-               else unroll)
+               tuple(evaluated), mask > 0, jax.default_backend() == 'cpu'
+               if unroll is None else unroll)
 
   @property
   def steps_per_epoch(self) -> int:
@@ -162,18 +163,24 @@ class DeviceLoop:
     return program(states, totals, self.data['train_images'], self.data['train_labels'],
                    orders, seeds, np.int32(epoch), np.int32(first))
 
-  def evaluate(self, states: steps.TrainState) -> list[dict[str, dict[str, float]]]:
-    """Every seed's mean of each `steps.example_metrics` on each evaluated set:
-    [{set: {'loss': …, 'accuracy': …}}], in seed order."""
+  def evaluate(self, states: steps.TrainState, names: Sequence[str] | None = None
+               ) -> list[dict[str, dict[str, float]]]:
+    """Every seed's mean of each `steps.example_metrics` on each evaluated set of
+    `names` (None: all): [{set: {'loss': …, 'accuracy': …}}], in seed order. Only the
+    batches that hold those sets run."""
     program, d = self._eval_batch, self.data
+    names = list(self.evaluated if names is None else names)
+    columns = [self.evaluated.index(n) for n in names]
+    rows = np.flatnonzero(self.set_rows[:, columns].any(1))
     sums = None
-    for start in range(0, d['eval_labels'].shape[0], self.eval_batch_size):
+    first = rows[0] // self.eval_batch_size * self.eval_batch_size if len(rows) else 0
+    for start in range(first, rows[-1] + 1 if len(rows) else 0, self.eval_batch_size):
       out = program(states, d['eval_images'], d['eval_labels'], d['eval_mask'],
                     np.int32(start))
       sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
     sums = parallel.to_host(sums)
     return [{name: steps.mean_metrics({k: v[i][j] for k, v in sums.items()})
-             for j, name in enumerate(self.evaluated)} for i in range(self.num_seeds)]
+             for name, j in zip(names, columns)} for i in range(self.num_seeds)]
 
 
 def _train_steps(dp: parallel.DataParallel, num_seeds: int, batch: int, unroll: bool,

@@ -46,34 +46,67 @@ class Data:
   def evaluated(self, config: Mapping[str, Any]) -> dict[str, Split]:
     """What every evaluation measures, in this order: the first
     `train_eval_examples` training images (in eval mode: the overfitting gap), the
-    validation and test images, and the test images shifted by `test_shift_pixels`
-    (where a digit appears), if any."""
+    validation and test images, the test images shifted by `test_shift_pixels` (where
+    a digit appears), if any, and the shift curve's: the test images moved 1 ..
+    `shift_curve_pixels` pixels in each of `DIRECTIONS` (test_right1, test_left1, …)."""
     sets = {'train_eval': _first(self.train, config['train_eval_examples']),
             'validation': self.validation, 'test': self.test}
     if config['test_shift_pixels']:
       sets['test_shifted'] = Split(shift(self.test.images, config['test_shift_pixels']),
                                    self.test.labels)
+    for pixels in range(1, config['shift_curve_pixels'] + 1):
+      for name, down, right in DIRECTIONS:
+        sets[f'test_{name}{pixels}'] = Split(
+            shift(self.test.images, down * pixels, right * pixels), self.test.labels)
     return sets
+
+
+def is_test_set(name: str) -> bool:
+  """Whether an evaluated set is the test set or made from it ('test_shifted'): only
+  reported, measured where validation chose (`test_every_epoch`: every epoch too)."""
+  return name == 'test' or name.startswith('test_')
 
 
 def _first(split: Split, count: int) -> Split:
   return Split(split.images[:count], split.labels[:count])
 
 
-def shift(images: np.ndarray, pixels: int) -> np.ndarray:
-  """NHWC `images` moved `pixels` right and down, the vacated rows and columns zero."""
+def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
+  """A seeded permutation of the examples whose every prefix holds each class in its
+  share of the whole (to within one example for balanced classes; 1/2 + share ·
+  classes / 2 in general): each class shuffled, then the classes interleaved by their
+  examples' rank / class size (ties in random order)."""
+  rng = np.random.default_rng(seed)
+  position = np.empty(len(labels))
+  for c in np.unique(labels):
+    members = np.flatnonzero(labels == c)
+    position[rng.permutation(members)] = (np.arange(len(members)) + 0.5) / len(members)
+  return np.lexsort((rng.random(len(labels)), position))
+
+
+def shift(images: np.ndarray, down: int, right: int | None = None) -> np.ndarray:
+  """NHWC `images` moved `down` pixels down and `right` right (default: as far as
+  down; negative: up, left), the vacated rows and columns zero."""
+  right = down if right is None else right
   out = np.zeros_like(images)
-  if pixels < min(images.shape[1:3]):
-    out[:, pixels:, pixels:] = images[:, :images.shape[1] - pixels,
-                                      :images.shape[2] - pixels]
+  height, width = images.shape[1:3]
+  if abs(down) < height and abs(right) < width:
+    rows = lambda d, n: (slice(max(d, 0), n + min(d, 0)), slice(max(-d, 0), n - max(d, 0)))
+    (to_y, from_y), (to_x, from_x) = rows(down, height), rows(right, width)
+    out[:, to_y, to_x] = images[:, from_y, from_x]
   return out
 
 
+# The shift curve's directions: (name, rows down, columns right) per pixel.
+DIRECTIONS = (('right', 0, 1), ('left', 0, -1), ('down', 1, 0), ('up', -1, 0))
+
+
 def load_dataset(config: Mapping[str, Any]) -> Data:
-  """The config's dataset: the validation images are the last `validation_examples`
-  of the training split (the same for every seed and configuration), the training
-  images the first `max_train_examples` (0: all) of the rest; the test split's first
-  `max_test_examples` (0: all).
+  """The config's dataset. The training split in `stratified_order(split_seed)`: its
+  first `validation_examples` held out for validation, the next `max_train_examples`
+  (0: all the rest) trained on, so every split is class-stratified and random, the same
+  for every configuration and run seed, and a smaller training set is part of a larger
+  one. The test split's first `max_test_examples` (0: all).
 
   Kept per process, read-only (a sweep's runs share them), and on disk (see the module
   docstring).
@@ -91,9 +124,10 @@ def load_dataset(config: Mapping[str, Any]) -> Data:
     raise ConfigError(f'config.max_train_examples={limit} is invalid: the train split of '
                       f'{spec.name} has {rest} examples besides the {held_out} held out '
                       'for validation (0: all of them)')
-  train = Split(full.images[:limit or rest], full.labels[:limit or rest])
-  validation = Split(full.images[rest:], full.labels[rest:])
-  return Data(spec, train, validation, test)
+  order = stratified_order(full.labels, config['split_seed'])
+  take = lambda rows: _read_only(Split(full.images[rows], full.labels[rows]))
+  return Data(spec, take(order[held_out:held_out + (limit or rest)]),
+              take(order[:held_out]), test)
 
 
 # Below <data dir>/cnn_jax_arrays/<dataset>-tfds<version>/: info.json (the spec, and

@@ -149,17 +149,31 @@ FIELDS: dict[str, Field] = {
                       "$TFDS_DATA_DIR or ~/tensorflow_datasets)", resumable=True),
     'manual_dir': Field(None, _optional_path(), 'where TFDS finds manual downloads '
                         '(None: the repo\'s data/DATASET)', resumable=True),
-    'max_train_examples': Field(0, _int(0), 'the first N training images (0: all), '
-                                'for quick checks', recipe=True, scale=True),
+    'max_train_examples': Field(0, _int(0), 'train on N images (0: all), a class-'
+                                'stratified random subset (split_seed) of those not '
+                                'held out; smaller sizes are subsets of larger ones: '
+                                'the training-set size a sweep varies', recipe=True,
+                                scale=True),
     'max_test_examples': Field(0, _int(0), 'the first N test images (0: all)'),
-    'validation_examples': Field(5000, _int(1), 'the last N images of the training split, '
-                                 'held out of training: the best epoch, early stopping '
-                                 'and the recipe are decided on them'),
-    'train_eval_examples': Field(10000, _int(1), 'the first N training images, evaluated '
-                                 'in eval mode each epoch beside validation and test (the '
-                                 'generalisation gap)'),
-    'test_shift_pixels': Field(3, _int(0), 'each epoch also evaluates the test images '
-                               'moved N pixels right and down (0: not)'),
+    'validation_examples': Field(5000, _int(1), 'N training-split images held out of '
+                                 'training, a class-stratified random subset (split_seed):'
+                                 ' the best epoch, early stopping and tuning are decided '
+                                 'on them'),
+    'split_seed': Field(0, _int(0, 2**31 - 1), 'which images are held out and which '
+                        'subset trains: one split for every configuration and run seed'),
+    'train_eval_examples': Field(10000, _int(1), 'N of the images a run trains on '
+                                 '(class-stratified), evaluated in eval mode beside '
+                                 'validation: the generalisation gap'),
+    'shift_curve_pixels': Field(0, _int(0, 27), 'also test the checkpoint validation '
+                                'chose on the test images moved 1..N pixels right, left, '
+                                'down and up (test_right1, …): accuracy against where a '
+                                'digit appears'),
+    'test_every_epoch': Field(False, _bool(), 'also evaluate the test sets (test, '
+                              'test_shifted) after every epoch, for their curves; '
+                              'otherwise only the checkpoint validation chose is tested, '
+                              'once, when the run ends', resumable=True),
+    'test_shift_pixels': Field(3, _int(0), 'also test on the test images moved N pixels '
+                               'right and down, as test_shifted (0: not)'),
     # The network (README, The network).
     'model': Field('cnn', _choice(*ModelKind), 'the article\'s CNN, or the MLP baseline '
                    'of the CNN-vs-ANN comparison', recipe=True),

@@ -104,6 +104,8 @@ def read_runs(directory: str | pathlib.Path) -> tuple[dict[str, Any], list[Run]]
   """(sweep.json, the runs of runs.csv) in `directory`."""
   directory = pathlib.Path(directory)
   meta = json.loads((directory / sweep.SWEEP_FILE).read_text())
+  # Runs from before split_seed existed held out the training split's last images.
+  meta['split'] = 'stratified' if 'split_seed' in meta['base_config'] else 'last'
   meta['base_config'] = options.with_defaults(meta['base_config'])
   runs: dict[tuple[int, int], Run] = {}
   with (directory / RUNS_FILE).open(newline='') as f:
@@ -227,13 +229,24 @@ def provenance_text(meta: dict[str, Any]) -> str:
           + '.')
 
 
-def setup_text(base_config: dict[str, Any], seeds: Sequence[int]) -> str:
-  """What every run of a sweep shared: data, epochs, seeds, recipe."""
-  def examples(field: str) -> str:
-    return f'first {base_config[field]:,}' if base_config.get(field) else 'all'
-  return (f"Data: {base_config['dataset']}, {examples('max_train_examples')} training "
-          f"images (the training split's last {base_config['validation_examples']:,} held "
-          f"out for validation) and {examples('max_test_examples')} test images; "
+def setup_text(base_config: dict[str, Any], seeds: Sequence[int],
+               split: str = 'stratified') -> str:
+  """What every run of a sweep shared: data, epochs, seeds, recipe. `split`: how the
+  runs held out validation images ('last': the training split's last, as before
+  split_seed existed)."""
+  train = base_config.get('max_train_examples')
+  test = base_config.get('max_test_examples')
+  if split == 'last':
+    data = (f"{f'first {train:,}' if train else 'all'} training images (the training "
+            f"split's last {base_config['validation_examples']:,} held out for "
+            f"validation) and {f'first {test:,}' if test else 'all'} test images")
+  else:
+    data = (f"{f'{train:,}' if train else 'all other'} training images and "
+            f"{base_config['validation_examples']:,} held out for validation "
+            f"(class-stratified random splits of the training split, seed "
+            f"{base_config.get('split_seed', 0)}), {f'the first {test:,}' if test else 'all'}"
+            f" test images")
+  return (f"Data: {base_config['dataset']}, {data}; "
           f"{base_config['num_epochs']} epoch(s); seeds {', '.join(map(str, seeds))}; "
           f"batch {base_config['batch_size']}, {base_config['optimizer']} lr "
           f"{base_config['learning_rate']:g} ({base_config['lr_schedule']}).")
@@ -241,8 +254,8 @@ def setup_text(base_config: dict[str, Any], seeds: Sequence[int]) -> str:
 
 METHOD = ('Each run is reported at its epoch with the best validation accuracy; the test '
           'set decides nothing. Accuracy over seeds: mean ± sample std [95% Student-t CI, '
-          '† where cut at 0% or 100%]. "gap": train-eval accuracy (eval mode, on the '
-          'first training images) minus validation accuracy. Each configuration is '
+          '† where cut at 0% or 100%]. "gap": train-eval accuracy (eval mode, on '
+          'images the run trained on) minus validation accuracy. Each configuration is '
           'compared with the article\'s default on test accuracy, paired by seed: paired '
           't-test (p), exact sign-flip permutation test (p_perm), Cohen\'s d_z, and two '
           'one-sided tests (TOST) against the equivalence margin; Holm\'s correction over '
@@ -257,7 +270,8 @@ def to_markdown(title: str, rows: Sequence[ConfigResult], meta: dict[str, Any],
   the Holm correction counted (default: this sweep's comparisons)."""
   k = max((r.family for r in rows), default=0)
   lines = [f'# {title}', '', provenance_text(meta), '',
-           setup_text(meta['base_config'], meta['seeds']), '',
+           setup_text(meta['base_config'], meta['seeds'], meta.get('split', 'stratified')),
+           '',
            METHOD.format(k=k or 1, alpha=stats.ALPHA,
                          family=family or f"this sweep's {k} comparisons"), '',
            '| configuration | seeds | test accuracy | validation | train (eval mode) | gap '
@@ -280,6 +294,7 @@ def to_markdown(title: str, rows: Sequence[ConfigResult], meta: dict[str, Any],
         f"{f'{r.multiply_adds:,}' if r.multiply_adds else 'n/a'} | {r.verdict} | "
         f"{'' if not c or math.isnan(c.p_permutation) else f'{c.p_permutation:.3f}'} | "
         f"{'' if math.isnan(mde) else f'{100 * mde:.2f} pp'} |")
+  lines += tuning_text(meta, [r.key for r in rows])
   incomplete = sum(r.incomplete for r in rows) - len(failed)
   if incomplete > 0:
     lines += ['', f'{incomplete} run(s) not finished yet are left out.']
@@ -296,6 +311,32 @@ def to_markdown(title: str, rows: Sequence[ConfigResult], meta: dict[str, Any],
                'Nothing was tested: a comparison needs ≥ 2 finished seeds of a '
                'configuration and of the default (rerun with --seeds=2 or more).')
   return '\n'.join(lines) + '\n'
+
+
+def tuning_text(meta: dict[str, Any], keys: Sequence[str]) -> list[str]:
+  """The sweep's nuisance search (sweep.json 'search', 'tuned'): each configuration's
+  chosen value and its tuning curve, as lines of a page ([] where nothing was tuned)."""
+  search, tuned = meta.get('search'), meta.get('tuned') or {}
+  if not search:
+    return []
+  field = search['field']
+  budget = ', '.join(f'{k}={v}' for k, v in search.get('overrides', {}).items())
+  lines = ['', f"{field} tuned on validation for each configuration before its seeds "
+           f"trained: {search['seeds']} seed(s) per value"
+           + (f', {budget}' if budget else '') + f"; start grid "
+           f"{', '.join(f'{v:g}' for v in search['values'])}, grown past an edge while "
+           'the best sat there (up to ' + str(search.get('extend', 0)) + ' times). '
+           'Mean best validation accuracy per value; the chosen one in bold.', '',
+           f'| configuration | {field} | tuning curve |', '|---|---:|---|']
+  for key in keys:
+    if key not in tuned:
+      continue
+    t = tuned[key]
+    curve = ', '.join(f"**{v:g}: {100 * a:.2f}%**" if v == t['value'] else
+                      f'{v:g}: {100 * a:.2f}%' for v, a in t['curve'])
+    lines.append(f"| {key} | {t['value']:g}{' (at the edge)' if t.get('at_edge') else ''}"
+                 f' | {curve} |')
+  return lines
 
 
 def plot(rows: Sequence[ConfigResult], title: str, path: pathlib.Path) -> None:
@@ -335,8 +376,10 @@ def plot(rows: Sequence[ConfigResult], title: str, path: pathlib.Path) -> None:
     if length == 1:  # Side by side: one point each.
       epochs += (i - (len(rows) - 1) / 2) * 0.08
     for metric, style, marker, _ in styles:
-      curves = 100 * np.array([[e[metric] for e in run.history[:length]]
+      curves = 100 * np.array([[e.get(metric, math.nan) for e in run.history[:length]]
                                for run in r.runs])
+      if np.isnan(curves).any():  # The test set, measured only where validation chose.
+        continue
       right.plot(epochs, curves.mean(0), linestyle=style, marker=marker, color=f'C{i}',
                  linewidth=2.0 if r.is_baseline else 1.2,
                  label=r.key if metric == 'validation_accuracy' else None)

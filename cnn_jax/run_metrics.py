@@ -65,7 +65,7 @@ def write_metrics(path: pathlib.Path | None, history: list[dict[str, Any]], *,
       'final': history[-1] if history else None,
       'best_epoch': best and best['epoch'],
       'best_validation_accuracy': best and best['validation_accuracy'],
-      'best_test_accuracy': best and best['test_accuracy'],
+      'best_test_accuracy': best and best.get('test_accuracy'),
       **facts,
       'host': host_description(),
       'train_seconds': sum(r['train_seconds'] for r in history),
@@ -118,11 +118,12 @@ def tensorboard_scalars(record: dict[str, Any], sets: Sequence[str]) -> dict[str
   return {**scalars, **other}
 
 
-def epoch_text(record: dict[str, Any], sets: Sequence[str]) -> str:
-  """An epoch record on one console line: the train-step means, then each set's."""
+def epoch_text(record: dict[str, Any], sets: Sequence[str], rates: bool = True) -> str:
+  """An epoch record on one console line: the train-step means, each set's, the gap,
+  and (`rates`) the learning rate and speed."""
   def value(metric: str, x: float) -> str:
     return f'{100 * x:.2f}%' if metric.endswith('accuracy') else f'{x:.4f}'
-  groups: dict[str, list[str]] = {'train': []}
+  groups: dict[str, list[str]] = {}
   for key, x in record.items():
     where = split_name(key, ['train', *sets])
     if where and isinstance(x, float) and key not in ('train_seconds',):
@@ -130,5 +131,7 @@ def epoch_text(record: dict[str, Any], sets: Sequence[str]) -> str:
   text = '  '.join(f"{name} {' '.join(parts)}" for name, parts in groups.items())
   if 'generalization_gap' in record:
     text += f"  gap {100 * record['generalization_gap']:+.2f} pp"
+  if not rates:
+    return text
   return (f"{text}  lr {record['learning_rate']:.2e}  "
           f"{record['examples_per_second']:,.0f} ex/s")

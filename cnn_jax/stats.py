@@ -64,7 +64,7 @@ def holm_adjust(p_values: Sequence[float]) -> list[float]:
   return adjusted
 
 
-def _holm_text(p: float, alpha: float) -> str:
+def holm_text(p: float, alpha: float) -> str:
   """'Holm p = 0.004 < 0.05'; a 4th digit where 3 would round onto α."""
   if p < 0.001:
     return 'Holm p < 0.001'
@@ -189,15 +189,15 @@ def paired_verdict(c: Paired, holm_p: float, holm_p_equivalence: float, k: int,
             f'[{pp(c.ci_low)}, {pp(c.ci_high)}], d_z {c.d_z:.1f}'.replace('-', '−'))
   if holm_p < alpha:
     kind = 'better' if c.difference > 0 else 'worse'
-    return kind, f'{kind}: {effect} (paired t, {_holm_text(holm_p, alpha)})'
+    return kind, f'{kind}: {effect} (paired t, {holm_text(holm_p, alpha)})'
   margin = f'±{pp(c.margin)}{unit}'
   if holm_p_equivalence < alpha:
     return 'equivalent', (f'equivalent within {margin}: {effect} (TOST, '
-                          f'{_holm_text(holm_p_equivalence, alpha)})')
+                          f'{holm_text(holm_p_equivalence, alpha)})')
   needed = seeds_needed(c.difference, c.sd, alpha / k,
                         None if abs(c.difference) >= c.margin else c.margin)
   decide = (f'~{needed} seeds would decide it' if needed else
             'more than 1000 seeds would be needed to decide it')
-  return 'inconclusive', (f'inconclusive: {effect} (paired t {_holm_text(holm_p, alpha)}; '
-                          f'TOST {margin} {_holm_text(holm_p_equivalence, alpha)}); '
+  return 'inconclusive', (f'inconclusive: {effect} (paired t {holm_text(holm_p, alpha)}; '
+                          f'TOST {margin} {holm_text(holm_p_equivalence, alpha)}); '
                           f'{decide}')

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import pathlib
 import shutil
@@ -24,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import filelock
 import ml_collections
 
-from cnn_jax import errors, options, provenance, run_metrics, stats
+from cnn_jax import errors, options, provenance, run_metrics, stats, tuning
 from cnn_jax.errors import Interrupted, RunLockedError, WorkdirConflictError
 
 SWEEP_FILE = 'sweep.json'  # At the sweep root: grid, baseline, seeds.
@@ -45,10 +46,12 @@ def config_key(overrides: Mapping[str, Any]) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """One configuration of the grid trained with one seed."""
+  """One configuration of the grid trained with one seed (and the nuisance values
+  tuned for that configuration, which its name leaves out)."""
   index: int  # The configuration's position in the grid.
   overrides: Mapping[str, Any]
   seed: int
+  tuned: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
   def key(self) -> str:
@@ -60,7 +63,7 @@ class Run:
 
   def config(self, base: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict(base.to_dict())
-    for field, value in {**self.overrides, 'seed': self.seed}.items():
+    for field, value in {**self.overrides, **self.tuned, 'seed': self.seed}.items():
       config[field] = value
     return config
 
@@ -132,8 +135,9 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
               workdir: str | pathlib.Path, *, vmap_seeds: bool = False,
               shard: tuple[int, int] = (0, 1), restart_changed: bool = False,
               command: str = '', equivalence_margin: float = stats.EQUIVALENCE_MARGIN,
-              progress: Callable[[str, dict[str, Any]], None] | None = None
-              ) -> list[Outcome]:
+              progress: Callable[[str, dict[str, Any]], None] | None = None,
+              search: tuning.Search | None = None,
+              tuning_dir: str | pathlib.Path | None = None) -> list[Outcome]:
   """Trains every run of this shard not finished yet; returns what happened to each.
 
   `progress(kind, info)` hears 'start' (runs, pending, num_epochs, epochs_done),
@@ -146,27 +150,46 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
   or override): WorkdirConflictError naming the fields, before anything is written;
   with `restart_changed`, those runs are deleted and trained again. `command`: the
   command line that started the sweep, kept in sweep.json for its results page.
+  `search`: a nuisance field tuned for each configuration first (`cnn_jax.tuning`),
+  its runs under `tuning_dir` (default <workdir>/tuning; a study shares one, so a
+  configuration several sweeps hold is tuned once); the seeds then train at each
+  configuration's chosen value, which sweep.json records with its tuning curve.
   """
   runs = [r for r in plan(base, grid, seeds) if r.index % shard[1] == shard[0]]
   workdir = pathlib.Path(workdir)
+  notify = progress or (lambda kind, info: None)
+  tuned = {}
+  if search:
+    check_changed(base, runs, workdir, restart_changed, ignore=(search.field,))
+    where = pathlib.Path(tuning_dir or workdir / tuning.TUNING_DIR)
+    for run in runs:
+      if run.key not in tuned:
+        tuned[run.key] = _tune(name, base, run.overrides, search, where, vmap_seeds,
+                               restart_changed, notify)
+    runs = [dataclasses.replace(r, tuned={search.field: tuned[r.key]['value']})
+            for r in runs]
   check_changed(base, runs, workdir, restart_changed)
   workdir.mkdir(parents=True, exist_ok=True)
+  try:  # Another shard's configurations' tuning, kept.
+    tuned = {**json.loads((workdir / SWEEP_FILE).read_text()).get('tuned', {}), **tuned}
+  except (OSError, ValueError):
+    pass
   (workdir / SWEEP_FILE).write_text(json.dumps({
       'name': name, 'grid': [dict(g) for g in grid],
       'baseline': config_key(baseline) if baseline else config_key(grid[0]),
       'seeds': sorted(set(seeds)), 'base_config': base.to_dict(), 'command': command,
       'code_version': provenance.code_version(), 'packages': provenance.package_versions(),
-      'host': run_metrics.host_description(), 'equivalence_margin': equivalence_margin},
+      'host': run_metrics.host_description(), 'equivalence_margin': equivalence_margin,
+      **({'search': search.describe(), 'tuned': tuned} if search else {})},
       indent=2, default=list) + '\n')
   _write_hparams_columns(workdir, grid)
-  notify = progress or (lambda kind, info: None)
   outcomes, pending = [], []
   for run in runs:
     run_dir = workdir / run.name
     run_dir.mkdir(exist_ok=True)
     (run_dir / RUN_FILE).write_text(json.dumps({
         'key': run.key, 'index': run.index, 'overrides': dict(run.overrides),
-        'seed': run.seed}, indent=2, default=list) + '\n')
+        'seed': run.seed, 'tuned': dict(run.tuned)}, indent=2, default=list) + '\n')
     if run_state(run_dir)[0] == 'done':
       outcomes.append(Outcome(run, 'skipped'))
     else:
@@ -187,6 +210,36 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
   return outcomes
 
 
+def _tune(name: str, base: ml_collections.ConfigDict, overrides: Mapping[str, Any],
+          search: tuning.Search, tuning_dir: pathlib.Path, vmap_seeds: bool,
+          restart_changed: bool, notify: Callable[[str, Any], None]) -> dict[str, Any]:
+  """One configuration's nuisance value: its tuning runs trained (a sweep of their
+  own), the grid grown while the best sits at an edge; {'value', 'curve': [[value,
+  mean best validation accuracy], ...], 'at_edge'}."""
+  tuning_base = ml_collections.ConfigDict(base.to_dict())
+  tuning_base.update({**overrides, **search.overrides})
+  # Named by what its runs train, whichever sweep asks: a configuration two sweeps
+  # share (another name, the same network and data) is tuned once.
+  shared = {k: v for k, v in tuning_base.to_dict().items() if k not in ('seed', search.field)}
+  folder = tuning_dir / hashlib.sha256(json.dumps(
+      shared, sort_keys=True, default=list).encode()).hexdigest()[:12]
+  values, curve = list(search.values), {}
+  for extension in range(search.extend + 1):
+    grid = [{search.field: v} for v in values]
+    run_sweep(f'{name} tuning {config_key(overrides)}', tuning_base, grid, {},
+              range(search.seeds), folder, vmap_seeds=vmap_seeds,
+              restart_changed=restart_changed, progress=notify)
+    curve = {v: tuning.score([folder / Run(i, g, s).name for s in range(search.seeds)])[0]
+             for i, (v, g) in enumerate(zip(values, grid))}
+    winner = tuning.choose(curve)
+    more = tuning.grown(values, winner)
+    if more == values or extension == search.extend:
+      break
+    values = more
+  return {'value': winner, 'curve': [[v, curve[v]] for v in values],
+          'at_edge': winner in (values[0], values[-1]) and len(values) > 1}
+
+
 def _write_hparams_columns(workdir: pathlib.Path, grid: Sequence[Mapping[str, Any]]
                            ) -> None:
   """The HParams dashboard's columns for the whole sweep: the swept fields first."""
@@ -200,10 +253,12 @@ def _write_hparams_columns(workdir: pathlib.Path, grid: Sequence[Mapping[str, An
 
 
 def check_changed(base: ml_collections.ConfigDict, runs: Sequence[Run],
-                  workdir: pathlib.Path, restart: bool) -> None:
+                  workdir: pathlib.Path, restart: bool, ignore: Sequence[str] = ()) -> None:
   """WorkdirConflictError naming the fields if runs in `workdir` were trained with
-  another effective config; with `restart`, those runs are deleted instead."""
-  changed = {run.name: options.config_changes(workdir / run.name, run.config(base).to_dict())
+  another effective config (`ignore`: fields not known yet, a tuned one); with
+  `restart`, those runs are deleted instead."""
+  changed = {run.name: [c for c in options.config_changes(
+      workdir / run.name, run.config(base).to_dict()) if c.split(':')[0] not in ignore]
              for run in runs}
   changed = {name: changes for name, changes in changed.items() if changes}
   if not changed:

@@ -93,6 +93,7 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int],
         trainer.end_epoch(epoch, states, parallel.to_host(totals), first, live,
                           on_epoch_end)
         position = Position(epoch, 0, states)
+    trainer.test_chosen(position.state)
   finally:
     trainer.close()
   return [run.write_metrics() for run in trainer.runs]
@@ -118,6 +119,7 @@ class Setup:
   init: Callable[[jax.Array], steps.TrainState]  # Seeds (int32) → stacked states.
   schedule: Callable[[int], jax.Array]  # Read on the host at each log: one program.
   test_examples: int
+  stack: Callable[..., Any]  # Single-seed states → stacked, replicated.
 
   @classmethod
   def create(cls, config: Mapping[str, Any], num_seeds: int,
@@ -135,7 +137,8 @@ class Setup:
     tx, schedule = steps.create_optimizer(config, loop.steps_per_epoch)
     init = steps.init_states(model, spec.input_shape, tx, dp.replicated)
     return cls(setup_key(config, num_seeds), spec, loop, model, init, jax.jit(schedule),
-               len(data.test.labels))
+               len(data.test.labels), jax.jit(lambda *trees: steps.stack_states(trees),
+                                              out_shardings=dp.replicated))
 
 
 def steps_per_dispatch(config: Mapping[str, Any], steps_per_epoch: int) -> int:
@@ -199,6 +202,9 @@ class Trainer:
     self.steps_per_epoch = loop.steps_per_epoch
     self.steps_per_dispatch = steps_per_dispatch(cfg, self.steps_per_epoch)
     self.seeds = loop.dp.replicate(np.asarray(seeds, np.int32))
+    # What each epoch evaluates; the rest (the test sets) at the end (`test_chosen`).
+    self.epoch_sets = [n for n in loop.evaluated if cfg['test_every_epoch']
+                       or not input_pipeline.is_test_set(n)]
     self.initial = setup.init(np.asarray(seeds, np.int32))
     num_params = sum(x.size // len(seeds) for x in jax.tree.leaves(self.initial.params))
     self.log.line('%s on %s: %s parameters (layer table: %s), %d seed(s), %d steps/epoch,'
@@ -249,8 +255,7 @@ class Trainer:
     return position
 
   def _stack(self, trees: list[Any]) -> Any:
-    return jax.jit(lambda *t: steps.stack_states(t),
-                   out_shardings=self.setup.loop.dp.replicated)(*trees)
+    return self.setup.stack(*trees)
 
   def save_stopped(self, epoch: int, done: int, states: steps.TrainState, totals: Any,
                    requested: str | None) -> None:
@@ -273,7 +278,7 @@ class Trainer:
     for run in self.runs:
       run.facts['compile_seconds'] = loop.compile_seconds - self._compiled_before
     train_seconds = self.log.train_seconds()
-    evaluated = loop.evaluate(states)
+    evaluated = loop.evaluate(states, self.epoch_sets)
     rate = float(self.setup.schedule(int(parallel.to_host(states.step)[0]) - 1))
     examples = (self.steps_per_epoch - first) * self.config['batch_size']
     for i, (run, sets) in enumerate(zip(self.runs, evaluated)):
@@ -284,10 +289,33 @@ class Trainer:
           self.steps_per_epoch, sets, rate, examples, train_seconds)
       state = steps.seed_state(states, i)
       run.end_epoch(record, state, global_step=epoch * self.steps_per_epoch,
-                    scalars=run_metrics.tensorboard_scalars(record, loop.evaluated))
+                    scalars=run_metrics.tensorboard_scalars(record, self.epoch_sets))
       self.log.epoch(run, record)
       if on_epoch_end:
         on_epoch_end(i, {**record, 'num_epochs': self.num_epochs}, state)
+
+  def test_chosen(self, states: steps.TrainState) -> None:
+    """Evaluates the test sets on each finished run's best epoch (the checkpoint
+    validation chose) and adds them to that epoch's record, unless they were measured
+    every epoch (config.test_every_epoch) or before (a rerun). `states`: the runs'
+    current states (what a checkpoint restores into; the initial ones were donated)."""
+    loop, spe = self.setup.loop, self.steps_per_epoch
+    tested = [n for n in loop.evaluated if n not in self.epoch_sets]
+    best = [run_metrics.best_record(run.history) for run in self.runs]
+    if not tested or not all(best) or all(
+        all(f'{n}_accuracy' in b for n in tested) for b in best):
+      return
+    states = self._stack([
+        run.checkpoints.restore(b['epoch'] * spe, steps.seed_state(states, i)).state
+        for i, (run, b) in enumerate(zip(self.runs, best))])
+    for run, b, sets in zip(self.runs, best, loop.evaluate(states, tested)):
+      found = {f'{name}_{k}': v for name, metrics in sets.items() for k, v in metrics.items()}
+      b.update(found)
+      run.log_scalars(b['epoch'] * spe, run_metrics.tensorboard_scalars(found, tested))
+      run.write_metrics()
+      self.log.line('%sepoch %d (chosen on validation): %s',
+                    f'{run.path.name}: ' if len(self.runs) > 1 else '', b['epoch'],
+                    run_metrics.epoch_text(found, tested, rates=False))
 
   def stopped(self) -> list[bool]:
     """Which runs early stopping has ended (config.early_stopping_patience)."""

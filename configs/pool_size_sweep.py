@@ -1,14 +1,16 @@
-"""Do pool windows larger than 3 hurt? Max pooling with stride 2 and windows 2 (the
-article's), 4 and 5 (which also shrink pool2 and FC1's input).
+"""Pool windows 2 (the article's), 4 and 5, max, stride 2: larger windows also shrink
+pool2 and FC1's input, and with it the parameters (the results page counts them).
+Full data (configs/regimes.py).
 
-python -m experiments.pool_size_sweep --workdir=runs/pool_size_sweep --seeds=5
+python -m experiments.sweep --config=configs/pool_size_sweep.py --workdir=runs/pool_size_sweep --seeds=5
 """
 
-from configs import default
+from configs import regimes
 
 GRID = [{'pool_window': window} for window in (2, 4, 5)]
 BASELINE = {'pool_window': 2}  # The article's table (stride 2).
+SEARCH = regimes.FULL_DATA_SEARCH
 
 
 def get_config():
-  return default.get_config()
+  return regimes.config(regimes.FULL_DATA)

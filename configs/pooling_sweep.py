@@ -1,14 +1,15 @@
-"""Max vs mean pooling, non-overlapping 2/2 windows (the article's) vs overlapping 3/2.
+"""Max (the article's) vs average pooling, 2×2 windows, stride 2. Full data
+(configs/regimes.py).
 
-python -m experiments.pooling_sweep --workdir=runs/pooling_sweep --seeds=5
+python -m experiments.sweep --config=configs/pooling_sweep.py --workdir=runs/pooling_sweep --seeds=5
 """
 
-from configs import default
+from configs import regimes
 
-GRID = [{'pooling': kind, 'pool_window': window, 'pool_stride': 2}
-        for kind in ('max', 'avg') for window in (2, 3)]
-BASELINE = {'pooling': 'max', 'pool_window': 2, 'pool_stride': 2}
+GRID = [{'pooling': kind} for kind in ('max', 'avg')]
+BASELINE = {'pooling': 'max'}
+SEARCH = regimes.FULL_DATA_SEARCH
 
 
 def get_config():
-  return default.get_config()
+  return regimes.config(regimes.FULL_DATA)

@@ -11,9 +11,10 @@ import json
 import pathlib
 
 from absl import flags
+from ml_collections import config_flags
 
 from cnn_jax import options, report, results, sweep
-from experiments import cli
+from experiments import cli, sweep_cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('output_dir', 'results', 'Where each sweep\'s raw data is read, and '
@@ -22,8 +23,8 @@ flags.DEFINE_string('workdir', '', 'Sweeps\' workdirs to export the raw data fro
                     'first (e.g. runs/study); empty: the raw data already in --output_dir.')
 flags.DEFINE_string('readme', '', 'A README whose study section (between its '
                     '<!-- study --> markers) gets the report\'s claims table.')
-cli.define_config('configs/study.py', 'The study config, whose network the formulas '
-                  'describe.')
+cli.define_config('configs/study.py', 'The study config: its SWEEPS and CLAIMS, and the '
+                  'network the formulas describe where no sweep ran.')
 
 
 def main(argv):
@@ -37,7 +38,9 @@ def main(argv):
   trained = sorted(output.glob(f'*/{sweep.SWEEP_FILE}'))
   base = options.with_defaults(json.loads(trained[0].read_text())['base_config']
                                if trained else FLAGS.config.to_dict())
-  print(report.write_report(output, output, report.rebuild_command(output), base))
+  declared = sweep_cli.load_study(config_flags.get_config_filename(FLAGS['config']))
+  print(report.write_report(output, output, report.rebuild_command(output), base,
+                            [s.name for s in declared.sweeps], declared.claims))
   if FLAGS.readme:
     report.update_readme(FLAGS.readme, output)
 

@@ -59,21 +59,20 @@ def benchmarked_speed(path: pathlib.Path = pathlib.Path('results/benchmark.md')
   return speed, f'{path}, batch 128'
 
 
-def estimate(base, plans, seeds) -> str:
-  epochs = study.epochs_left(base, plans)
-  per_epoch = 60_000 - base.validation_examples if not base.max_train_examples else (
-      base.max_train_examples)
+def estimate(plans, seeds) -> str:
+  epochs, images = study.work_left(plans)
   if FLAGS.examples_per_second:
     speed, source = FLAGS.examples_per_second, '--examples_per_second'
   else:
     speed, source = benchmarked_speed()
-  hours = epochs * per_epoch / speed / 3600
-  distinct = len(study.first_homes(base, plans))
+  hours = images / speed / 3600
+  distinct = len(study.first_homes(plans))
+  tuned = sum(1 for p in plans if p.spec.search)
   return (f'{distinct} distinct runs ({len(list(seeds))} seeds), {epochs} epochs left to '
-          f'train, at most {base.num_epochs} each, {per_epoch:,} images an epoch: '
-          f'{epochs * per_epoch:,} images at {speed:,.0f} ex/s ({source}) ≈ {hours:.1f} h '
-          f'of training (evaluation, compiling and data loading not included; early '
-          f'stopping can end runs sooner)')
+          f'train: {images:,} images at {speed:,.0f} ex/s ({source}) ≈ {hours:.1f} h '
+          f'of training (evaluation, compiling and data loading not included'
+          + (f'; nor the tuning runs of the {tuned} sweeps that tune' if tuned else '')
+          + '; early stopping can end runs sooner)')
 
 
 def main(argv):
@@ -81,19 +80,19 @@ def main(argv):
     raise ConfigError(f'unexpected arguments {argv[1:]}')
   start = time.perf_counter()
   config_file = config_flags.get_config_filename(FLAGS['config'])
-  sweeps, default_seeds, margin = sweep_cli.load_study(config_file)
-  seeds = range(FLAGS.seeds if FLAGS.seeds is not None else default_seeds)
-  base = FLAGS.config
-  plans = study.plan(base, sweeps, seeds, FLAGS.workdir)
+  declared = sweep_cli.load_study(config_file, FLAGS.config)
+  seeds = range(FLAGS.seeds if FLAGS.seeds is not None else declared.seeds)
+  margin = declared.margin
+  plans = study.plan(declared.sweeps, seeds, FLAGS.workdir)
   if FLAGS.estimate:
-    print(estimate(base, plans, seeds))
+    print(estimate(plans, seeds))
     return
   vmap_seeds = sweep_cli.vmap_seeds_choice(FLAGS.vmap_seeds)
   command = provenance.command_line('experiments.study')
-  progress = sweep_cli.Progress(total_epochs=study.epochs_left(base, plans),
+  progress = sweep_cli.Progress(total_epochs=study.work_left(plans)[0],
                                 total_runs=sum(len(p.runs) for p in plans))
   try:
-    outcomes = study.run_study(base, plans, seeds, vmap_seeds=vmap_seeds,
+    outcomes = study.run_study(plans, seeds, vmap_seeds=vmap_seeds,
                                restart_changed=FLAGS.restart_changed, command=command,
                                equivalence_margin=margin, progress=progress)
   finally:
@@ -102,7 +101,8 @@ def main(argv):
   for p in plans:
     results.export(p.workdir, output / p.name)
   text = report.write_report(output, output, report.rebuild_command(output),
-                             json.loads(json.dumps(base.to_dict(), default=list)))
+                             json.loads(json.dumps(FLAGS.config.to_dict(), default=list)),
+                             [p.name for p in plans], declared.claims)
   if FLAGS.readme:
     report.update_readme(FLAGS.readme, output)
   print(text)

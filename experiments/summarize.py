@@ -34,7 +34,8 @@ def results_table(workdir: str) -> str:
       ('train accuracy there, eval mode (generalisation gap)',
        f"{100 * best['train_eval_accuracy']:.2f}% "
        f"({100 * best['generalization_gap']:+.2f} pp)"),
-      ('test accuracy (final epoch)', f"{100 * final['test_accuracy']:.2f}%"),
+      *([('test accuracy (final epoch)', f"{100 * final['test_accuracy']:.2f}%")]
+        if 'test_accuracy' in final else []),  # Measured every epoch: test_every_epoch.
       ('epochs', str(final['epoch'])),
       ('parameters', f"{metrics['num_params']:,}"),
       ('training time (all epochs, compile excluded)', f"{metrics['train_seconds']:.0f} s"),

@@ -13,10 +13,11 @@ import sys
 from typing import Any, Sequence, TextIO
 
 from absl import flags
+import ml_collections
 from ml_collections import config_flags
 import tqdm
 
-from cnn_jax import provenance, results, stats, sweep
+from cnn_jax import options, provenance, results, stats, study, sweep, tuning
 from cnn_jax.errors import ConfigError
 from experiments import cli
 
@@ -33,19 +34,28 @@ def load_config_module(config_file: str) -> tuple[str, Any]:
   return path, module
 
 
-def load_grid(config_file: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-  """(GRID, BASELINE) declared in a sweep config file next to its get_config()."""
+def load_grid(config_file: str
+              ) -> tuple[list[dict[str, Any]], dict[str, Any], tuning.Search | None]:
+  """(GRID, BASELINE, SEARCH) declared in a sweep config file next to its get_config():
+  SEARCH the nuisance field each configuration is tuned on (`cnn_jax.tuning`)."""
   path, module = load_config_module(config_file)
   grid = [dict(g) for g in getattr(module, 'GRID', ())]
   baseline = dict(getattr(module, 'BASELINE', {}))
   if baseline and sweep.config_key(baseline) not in {sweep.config_key(g) for g in grid}:
     raise ConfigError(f'{path}: BASELINE {baseline} is not in GRID')
-  return grid, baseline
+  return grid, baseline, tuning.Search.parse(getattr(module, 'SEARCH', None),
+                                             f'{path}: SEARCH')
 
 
-def load_study(config_file: str) -> tuple[list[tuple[str, list, dict]], int, float]:
-  """The sweeps a study config file names in SWEEPS, each (name, GRID, BASELINE) from
-  configs/<name>.py beside it, its SEEDS and its EQUIVALENCE_MARGIN."""
+def load_study(config_file: str, config: ml_collections.ConfigDict | None = None
+               ) -> study.Study:
+  """The study a config file declares: the sweeps it names in SWEEPS (configs/<name>.py
+  beside it: GRID, BASELINE, SEARCH, and get_config(), the sweep's own regime), its
+  SEEDS, EQUIVALENCE_MARGIN and CLAIMS. Each sweep trains on its own get_config()
+  (the study file's where it has none), passed through the study file's adapt(config)
+  if it has one (a profile: more epochs, early stopping), then changed as `config`
+  (the study's config as the command line left it) changes the study file's
+  get_config(): --config.num_epochs=2 applies to every sweep."""
   path, module = load_config_module(config_file)
   seeds = getattr(module, 'SEEDS', 5)
   if not isinstance(seeds, int) or seeds < 1:
@@ -54,13 +64,22 @@ def load_study(config_file: str) -> tuple[list[tuple[str, list, dict]], int, flo
   if not isinstance(margin, float) or not 0 < margin < 1:
     raise ConfigError(f'{path}: EQUIVALENCE_MARGIN={margin!r} is invalid: expected a '
                       'fraction of accuracy, e.g. 0.001 for ±0.10 pp')
+  own = module.get_config()
+  changed = {k: v for k, v in (config or own).items() if own.get(k) != v}
   sweeps = []
   for name in getattr(module, 'SWEEPS', ()):
     sweep_file = pathlib.Path(path).resolve().parent / f'{name}.py'
     if not sweep_file.exists():
       raise ConfigError(f'the study names sweep {name!r}, but {sweep_file} does not exist')
-    sweeps.append((name, *load_grid(str(sweep_file))))
-  return sweeps, seeds, margin
+    grid, baseline, search = load_grid(str(sweep_file))
+    _, sweep_module = load_config_module(str(sweep_file))
+    base = (sweep_module.get_config() if hasattr(sweep_module, 'get_config')
+            else module.get_config())
+    base = getattr(module, 'adapt', lambda c: c)(base)
+    base.update(changed)
+    options.validate_config(base.to_dict())
+    sweeps.append(study.SweepSpec(name, grid, baseline, search, base))
+  return study.Study(sweeps, seeds, margin, getattr(module, 'CLAIMS', ()))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -143,8 +162,8 @@ class Progress:
                  f'training {len(pending)}')
     elif kind == 'epoch':
       self._bar.update(1)
-      text = (f"{info['run']}: epoch {info['epoch']}/{info['num_epochs']} test accuracy "
-              f"{100 * info['test_accuracy']:.2f}%")
+      text = (f"{info['run']}: epoch {info['epoch']}/{info['num_epochs']} validation "
+              f"accuracy {100 * info['validation_accuracy']:.2f}%")
       if self._tty:
         self._bar.set_postfix_str(f'{self._runs_done}/{self._runs_total} runs; {text}')
       else:
@@ -193,7 +212,7 @@ def main(name: str, module: str | None = None) -> None:
     if len(argv) > 1:
       raise ConfigError(f'unexpected arguments {argv[1:]}')
     config_file = config_flags.get_config_filename(FLAGS['config'])
-    grid, baseline = load_grid(config_file)
+    grid, baseline, search = load_grid(config_file)
     seeds = range(FLAGS.seeds)
     shard = parse_shard(FLAGS.shard)
     vmap_seeds = vmap_seeds_choice(FLAGS.vmap_seeds)
@@ -203,7 +222,7 @@ def main(name: str, module: str | None = None) -> None:
       outcomes = sweep.run_sweep(name, FLAGS.config, grid, baseline, seeds, FLAGS.workdir,
                                  shard=shard, vmap_seeds=vmap_seeds,
                                  restart_changed=FLAGS.restart_changed, command=command,
-                                 progress=progress)
+                                 progress=progress, search=search)
     finally:
       progress.close()
     markdown, _ = results.write_results(FLAGS.workdir)

@@ -8,8 +8,9 @@ from configs import default
 from cnn_jax import sweep
 
 
-def epoch(number, test, validation=None, train_eval=None, shifted=None):
-  """One epoch's record of metrics.json (losses made up from the accuracies)."""
+def epoch(number, test, validation=None, train_eval=None, shifted=None, **extra):
+  """One epoch's record of metrics.json (losses made up from the accuracies); `extra`:
+  more entries (e.g. the shift curve's accuracies)."""
   validation = test if validation is None else validation
   train_eval = validation if train_eval is None else train_eval
   record = {'epoch': number, 'train_loss': 0.1, 'train_accuracy': train_eval - 0.01,
@@ -19,23 +20,26 @@ def epoch(number, test, validation=None, train_eval=None, shifted=None):
     if accuracy is not None:
       record.update({f'{name}_accuracy': accuracy, f'{name}_loss': 1 - accuracy})
   record['generalization_gap'] = train_eval - validation
-  return record
+  return {**record, **extra}
 
 
 def make_sweep(workdir: pathlib.Path, name: str, field: str, values, baseline,
-               histories, params=421_642, num_epochs=2, margin=0.001):
+               histories, params=421_642, num_epochs=2, margin=0.001, base=None,
+               tuned=None):
   """`histories[value]`: one list of epoch records per seed (or a list of final test
   accuracies: two epochs each, the last the best). Returns the sweep's directory."""
   root = workdir / name
   root.mkdir(parents=True)
   grid = [{field: v} for v in values]
-  base = dict(default.get_config().to_dict(), num_epochs=num_epochs)
+  base = dict(default.get_config().to_dict(), num_epochs=num_epochs, **(base or {}))
   seeds = sorted({s for v in values for s in range(len(histories[v]))})
   (root / sweep.SWEEP_FILE).write_text(json.dumps({
       'name': name, 'grid': grid, 'baseline': f'{field}={baseline}', 'seeds': seeds,
       'base_config': base, 'command': f'python -m experiments.{name}',
       'code_version': 'abc123', 'packages': 'python 3.12', 'host': 'test host',
-      'equivalence_margin': margin}, default=list))
+      'equivalence_margin': margin, **({'search': {
+          'field': 'learning_rate', 'values': [1e-3, 1e-2], 'seeds': 1, 'overrides': {},
+          'extend': 0}, 'tuned': tuned} if tuned else {})}, default=list))
   for index, value in enumerate(values):
     for seed, history in enumerate(histories[value]):
       if not isinstance(history, list):

@@ -25,8 +25,13 @@ def test_mnist_slice_loads_from_shipped_files(small_config):
   assert test.images.shape == (small_config.max_test_examples, 28, 28, 1)
   assert train.labels.dtype == np.int32 and set(np.unique(train.labels)) == set(range(10))
   assert train.images.max() == 255 and train.images.min() == 0
-  # The official files' first training labels.
-  assert train.labels[:10].tolist() == [4, 1, 0, 7, 8, 1, 2, 7, 1, 6]
+  # The split's images in its stratified order, after the held-out ones.
+  _, raw, _ = input_pipeline._load_dataset(  # pylint: disable=protected-access
+      'mnist', small_config.data_dir, None, 0, 0)
+  held = small_config.validation_examples
+  rows = input_pipeline.stratified_order(raw.labels, small_config.split_seed)[
+      held:held + len(train.labels)]
+  np.testing.assert_array_equal(train.images, raw.images[rows])
 
 
 def _refuse_tensorflow(monkeypatch):
@@ -156,29 +161,79 @@ def test_saved_arrays_load_again_without_tfds(own_data_config, monkeypatch):
     _fresh_load(own_data_config)
 
 
-def test_validation_is_the_training_splits_last_images_whatever_the_slice(small_config):
-  """The same held-out images for every slice and seed, none of them trained on."""
+def test_splits_are_stratified_random_disjoint_and_nested_whatever_the_slice(
+    small_config):
+  """The same held-out images for every slice and seed, none of them trained on; each
+  split class-stratified; a smaller training set part of a larger one; another
+  split_seed another split."""
   config = dict(small_config.to_dict(), validation_examples=700, max_train_examples=0)
   full = input_pipeline.load_dataset(config)
+  _, raw, _ = input_pipeline._load_dataset(  # pylint: disable=protected-access
+      'mnist', config['data_dir'], None, 0, 0)
   assert len(full.train.labels) + len(full.validation.labels) == 60_000
   assert len(full.validation.labels) == 700
+  # Together exactly the split's images (as multisets of bytes), none in both.
+  key = lambda images: sorted(x.tobytes() for x in images)
+  assert key(np.concatenate([full.train.images, full.validation.images])) == key(
+      raw.images)
   sliced = input_pipeline.load_dataset(dict(config, max_train_examples=900, seed=3))
   np.testing.assert_array_equal(sliced.validation.images, full.validation.images)
   np.testing.assert_array_equal(sliced.train.images, full.train.images[:900])
-  # TFDS's whole train split, read as it is: validation is its end, training its start.
-  _, raw, _ = input_pipeline._load_dataset(  # pylint: disable=protected-access
-      'mnist', config['data_dir'], None, 0, 0)
-  np.testing.assert_array_equal(full.validation.labels, raw.labels[-700:])
-  np.testing.assert_array_equal(full.train.labels, raw.labels[:-700])
+  share = np.bincount(raw.labels, minlength=10) / len(raw.labels)
+  for split in (full.validation, sliced.train):
+    counts = np.bincount(split.labels, minlength=10)
+    assert np.all(np.abs(counts - share * len(split.labels)) <= 1.5), counts
+  # Random, not the file's first or last images.
+  assert not np.array_equal(full.validation.labels, raw.labels[-700:])
+  other = input_pipeline.load_dataset(dict(config, split_seed=1))
+  assert not np.array_equal(other.validation.images, full.validation.images)
   with pytest.raises(ConfigError, match=r'^config.max_train_examples=59301 is invalid: .* '
                      r'has 59300 examples besides the 700 held out'):
     input_pipeline.load_dataset(dict(config, max_train_examples=59_301))
   with pytest.raises(ConfigError, match=r'^config.validation_examples=60000 is invalid'):
     input_pipeline.load_dataset(dict(config, validation_examples=60_000))
-  sets = full.evaluated(dict(config, train_eval_examples=100, test_shift_pixels=2))
+  sets = sliced.evaluated(dict(config, train_eval_examples=100, test_shift_pixels=2))
   assert list(sets) == ['train_eval', 'validation', 'test', 'test_shifted']
-  np.testing.assert_array_equal(sets['train_eval'].images, full.train.images[:100])
+  # Train-eval: images the run trains on.
+  np.testing.assert_array_equal(sets['train_eval'].images, sliced.train.images[:100])
   assert 'test_shifted' not in full.evaluated(dict(config, test_shift_pixels=0))
+
+
+@pytest.mark.parametrize('seed', [0, 7])
+def test_every_prefix_of_the_stratified_order_holds_each_class_in_its_share(seed):
+  labels = np.random.default_rng(seed).choice(5, 997, p=[0.5, 0.2, 0.15, 0.1, 0.05])
+  order = input_pipeline.stratified_order(labels, seed)
+  assert sorted(order) == list(range(len(labels)))
+  np.testing.assert_array_equal(order, input_pipeline.stratified_order(labels, seed))
+  share = np.bincount(labels) / len(labels)
+  for k in range(1, len(labels) + 1):
+    counts = np.bincount(labels[order[:k]], minlength=5)
+    # Off by under 1/2 + share · classes / 2: one example for balanced classes.
+    assert np.all(np.abs(counts - share * k) < 0.5 + share * 5 / 2), (k, counts)
+
+
+@pytest.mark.parametrize('down, right', [(1, 0), (0, -2), (-3, 0), (0, 1), (2, -1)])
+def test_every_shift_is_numpys_roll_with_the_wrapped_pixels_zeroed(down, right):
+  images = np.arange(1, 2 * 5 * 6 + 1, dtype=np.uint8).reshape(2, 5, 6, 1)
+  expected = np.roll(images, (down, right), axis=(1, 2))
+  expected[:, :down] = 0 if down > 0 else expected[:, :down]
+  if down < 0:
+    expected[:, down:] = 0
+  if right > 0:
+    expected[:, :, :right] = 0
+  if right < 0:
+    expected[:, :, right:] = 0
+  np.testing.assert_array_equal(input_pipeline.shift(images, down, right), expected)
+
+
+def test_the_shift_curve_is_four_directions_per_pixel(small_config):
+  data = input_pipeline.load_dataset(small_config)
+  sets = data.evaluated(dict(small_config.to_dict(), shift_curve_pixels=2))
+  assert [n for n in sets if n.startswith('test_') and n != 'test_shifted'] == [
+      'test_right1', 'test_left1', 'test_down1', 'test_up1', 'test_right2', 'test_left2',
+      'test_down2', 'test_up2']
+  np.testing.assert_array_equal(sets['test_up2'].images[:, :-2], data.test.images[:, 2:])
+  assert all(input_pipeline.is_test_set(n) for n in sets if n.startswith('test'))
 
 
 def test_shift_moves_the_digit_and_fills_with_zeros():
@@ -231,9 +286,12 @@ def test_damaged_saved_arrays_are_read_again_from_the_records(own_data_config, d
   _, again, _ = _fresh_load(own_data_config)
   np.testing.assert_array_equal(again.images, train.images)
   assert again.images.dtype == np.uint8
-  with np.load(path) as saved:  # Written again, whole: the split trained on is its start.
+  with np.load(path) as saved:  # Written again, whole: the split trained on is in it.
     assert len(saved['images']) == 60_000
-    np.testing.assert_array_equal(saved['images'][:len(train.images)], train.images)
+    order = input_pipeline.stratified_order(saved['labels'], own_data_config.split_seed)
+    held = own_data_config.validation_examples
+    np.testing.assert_array_equal(saved['images'][order[held:held + len(train.images)]],
+                                  train.images)
 
 
 def test_arrays_are_kept_only_for_a_local_data_dir(tmp_path, monkeypatch):

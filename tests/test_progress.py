@@ -17,10 +17,10 @@ def _feed(progress):
   progress('start', {'runs': runs, 'pending': runs[1:], 'num_epochs': 2,
                      'epochs_done': {runs[1].name: 1, runs[2].name: 0, runs[3].name: 0}})
   progress('epoch', {'run': runs[1].name, 'epoch': 2, 'num_epochs': 2,
-                     'test_accuracy': 0.9876})
+                     'validation_accuracy': 0.9876})
   progress('run', sweep.Outcome(runs[1], 'trained'))
   progress('epoch', {'run': runs[2].name, 'epoch': 1, 'num_epochs': 2,
-                     'test_accuracy': 0.5})
+                     'validation_accuracy': 0.5})
   progress.close()
 
 
@@ -30,7 +30,7 @@ def test_a_log_file_gets_one_line_per_epoch_and_run_with_the_epochs_left():
   lines = stream.getvalue().splitlines()
   assert len(lines) == 4 and '\r' not in stream.getvalue() and '\x1b' not in lines[0]
   assert lines[0].startswith('[1/4 runs] 0/5 epochs')  # 1 + 2 + 2 epochs left.
-  assert 'padding=0,seed=1: epoch 2/2 test accuracy 98.76%' in lines[1]
+  assert 'padding=0,seed=1: epoch 2/2 validation accuracy 98.76%' in lines[1]
   assert lines[2].startswith('[2/4 runs] 1/5 epochs') and 'eta' in lines[2]
   assert lines[2].endswith('padding=0,seed=1: trained')
 
@@ -42,7 +42,7 @@ def test_a_terminal_gets_one_bar_in_epochs_with_the_latest_accuracy():
   assert '4 runs, 1 already finished; training 3\n' in text
   assert 'padding=0,seed=1: trained\n' in text
   assert '2/5 [' in text and ('epoch/s' in text or 's/epoch' in text)
-  assert '2/4 runs; padding=1,seed=0: epoch 1/2 test accuracy 50.00%' in text
+  assert '2/4 runs; padding=1,seed=0: epoch 1/2 validation accuracy 50.00%' in text
 
 
 def test_a_study_names_its_total_once_for_several_sweeps():

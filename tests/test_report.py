@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from configs import default
-from cnn_jax import options, report, results, stats
+from scipy import stats as scipy_stats
+
+from cnn_jax import claims, errors, options, report, results, stats
 import fake_sweeps
 
 
@@ -20,86 +22,147 @@ def _row(rows, start):
   return next(v for k, v in rows.items() if k.startswith(start))
 
 
-def test_report_checks_each_claim_from_the_raw_data_alone(tmp_path):
+SHIFTS = [f'test_{d}{p}_accuracy' for p in (1, 2) for d in ('right', 'left', 'down', 'up')]
+
+
+def _shifted(accuracy, lost_per_pixel):
+  return {f'test_{d}{p}_accuracy': accuracy - p * lost_per_pixel
+          for p in (1, 2) for d in ('right', 'left', 'down', 'up')}
+
+
+def _declared():
+  vs = lambda a, b: [(1, a), (-1, b)]
+  return [
+      dict(claim='Dropout reduces overfitting', sweep='dropout_sweep',
+           contrast=vs({'dropout_placement': 'before_fc1'}, {'dropout_placement': 'none'}),
+           metric='generalization_gap', expect='lower', effect=0.005, family='dropout'),
+      dict(claim='Dropout improves accuracy', sweep='dropout_sweep',
+           contrast=vs({'dropout_placement': 'before_fc1'}, {'dropout_placement': 'none'}),
+           metric='test_accuracy', expect='higher', effect=0.005, family='dropout'),
+      dict(claim='Padding 1 beats 0', sweep='padding_sweep',
+           contrast=vs({'padding': 1}, {'padding': 0}), metric='test_accuracy',
+           expect='higher', effect=0.002, family='architecture'),
+      dict(claim='Max pooling beats average', sweep='pooling_sweep',
+           contrast=vs({'pooling': 'max'}, {'pooling': 'avg'}), metric='test_accuracy',
+           expect='higher', effect=0.002, family='architecture'),
+      dict(claim='Less sensitive to shifts', sweep='mlp_vs_cnn',
+           contrast=vs({'model': 'cnn'}, {'model': 'mlp'}), metric=SHIFTS,
+           expect='higher', effect=0.05, family='cnn vs mlp'),
+  ]
+
+
+def _study(tmp_path):
   runs = tmp_path / 'runs'
   base = [0.9910, 0.9912, 0.9908]
+  small = {'max_train_examples': 2000}
+  gap = lambda test, gap: [fake_sweeps.epoch(1, test - 0.01),
+                           fake_sweeps.epoch(2, test, validation=test,
+                                             train_eval=test + gap)]
   sweeps = [
       fake_sweeps.make_sweep(runs, 'dropout_sweep', 'dropout_placement',
-                             ['none', 'before_fc1', 'after_fc1'], 'before_fc1',
-                             {'none': [0.9900, 0.9905, 0.9895], 'before_fc1': base,
-                              'after_fc1': [0.9950, 0.9951, 0.9949]}),
+                             ['none', 'before_fc1'], 'before_fc1', {
+                                 'none': [gap(0.960, 0.040), gap(0.962, 0.043),
+                                          gap(0.958, 0.041)],
+                                 'before_fc1': [gap(0.966, 0.030), gap(0.961, 0.031),
+                                                gap(0.967, 0.029)]}, base=small,
+                             tuned={'dropout_placement=none': {
+                                 'value': 0.01, 'curve': [[1e-3, 0.9], [1e-2, 0.95]],
+                                 'at_edge': True}, 'dropout_placement=before_fc1': {
+                                     'value': 0.001, 'curve': [[1e-3, 0.96], [1e-2, 0.95]],
+                                     'at_edge': True}}),
       fake_sweeps.make_sweep(runs, 'padding_sweep', 'padding', [0, 1], 1,
                              {0: [0.9800, 0.9802, 0.9801], 1: base}),
       fake_sweeps.make_sweep(runs, 'mlp_vs_cnn', 'model', ['cnn', 'mlp'], 'cnn', {
-          'cnn': [[fake_sweeps.epoch(1, a, shifted=a - 0.01)] for a in base],
-          'mlp': [[fake_sweeps.epoch(1, a, shifted=a - 0.20)]
-                  for a in (0.9810, 0.9830, 0.9820)]}, num_epochs=1)]
+          'cnn': [[fake_sweeps.epoch(1, a, **_shifted(a, 0.01))] for a in base],
+          'mlp': [[fake_sweeps.epoch(1, a, **_shifted(a, 0.20 + i / 100))]
+                  for i, a in enumerate((0.9810, 0.9830, 0.9820))]}, num_epochs=1)]
   out = tmp_path / 'results'
   for root in sweeps:
     results.export(root, out / root.name)
+  names = ['dropout_sweep', 'padding_sweep', 'pooling_sweep', 'mlp_vs_cnn']
+  return out, names
+
+
+def test_report_tests_each_declared_claim_from_the_raw_data_alone(tmp_path):
+  out, names = _study(tmp_path)
   text = report.write_report(out, out, 'python -m experiments.report',
-                             default.get_config().to_dict())
+                             default.get_config().to_dict(), names, _declared())
   rows = _claims(text)
+  # Each claim's declaration, then its verdict.
+  gap = rows['Dropout reduces overfitting']
+  assert ('| dropout_sweep: +1·(dropout_placement=before_fc1) −1·(dropout_placement=none)'
+          ' | generalization_gap | lower | 0.5 pp | dropout (2) | holds: ' in gap)
+  # The same test by hand: scipy's paired t on the per-seed gaps, Holm over the family.
+  before, none = [0.030, 0.031, 0.029], [0.040, 0.043, 0.041]
+  p_gap = scipy_stats.ttest_rel(before, none).pvalue
+  p_acc = scipy_stats.ttest_rel([0.966, 0.961, 0.967], [0.960, 0.962, 0.958]).pvalue
+  holm = min(1.0, 2 * min(p_gap, p_acc))
+  assert p_gap < p_acc and f'Holm p = {holm:.3f} < 0.05' in gap
+  assert '−1.13 pp [' in gap and 'n = 3' in gap
+  assert rows['Dropout improves accuracy'].endswith('seeds would decide it |')
+  assert '| inconclusive: +0.47 pp [' in rows['Dropout improves accuracy']
+  assert '| architecture (1) | holds: +1.09 pp [' in rows['Padding 1 beats 0']
+  assert rows['Max pooling beats average'].endswith('| not run |')
+  shift = rows['Less sensitive to shifts']
+  assert 'mean of 8: test_right1_accuracy … test_up2_accuracy' in shift
+  assert '| holds: +' in shift
+  # The formulas, and ~99% read on the full data (padding's baseline), not the
+  # dropout sweep's 2,000 images.
   assert rows['The CNN has 421,642 parameters'].endswith('| holds |')
   accuracy = _row(rows, 'It reaches ~99%')
   assert '99.10% ± 0.02 [' in accuracy and 'n = 3 seeds' in accuracy
-  assert '99% is outside the seeds\' 95% CI' in accuracy
-  assert 'one run\'s accuracy on 10,000 images has a 95% Clopper–Pearson' in accuracy
   assert accuracy.endswith('| holds within ±0.5 pp |')
   assert ('conv1 3×3 → pool1 4×4 → conv2 8×8 → pool2 10×10'
           in rows['Each conv and pool layer widens the receptive field'])
-  padding = _row(rows, 'Padding 1 keeps')
-  assert 'flatten 1600 (225,034 parameters)' in padding and padding.endswith('| holds |')
-  accuracy = _row(rows, 'Padding 1 (the')
-  assert 'padding=0: 98.01% ± 0.01 [' in accuracy
-  assert '| padding=0: worse: −1.09 pp [' in accuracy
+  assert 'flatten 1600 (225,034 parameters)' in _row(rows, 'Padding 1 keeps')
   mlp = _row(rows, 'The CNN needs ~7%')
   assert '(784→3136→128→10) has 2,864,586 parameters: the CNN has 14.7% of them' in mlp
-  assert 'an MLP of 6,023,457 (784→6,596→128→10)' in mlp  # 7% of it: 913·H + 1,418.
-  assert 'one of 453,378 (784→495→128→10)' in mlp  # 7% fewer.
-  # MLP: 784·3136 + 3136·128 + 128·10.
   assert 'multiply-adds per image: CNN 4,241,152, MLP 2,861,312' in _row(rows, 'Fewer')
-  assert 'model=mlp: worse: −0.90 pp' in rows['The CNN is more accurate than the MLP']
-  shift = _row(rows, 'The CNN is less sensitive')
-  assert 'CNN (article): 1.00 pp lost' in shift and 'MLP: 20.00 pp lost' in shift
-  assert shift.endswith('|') and '| holds (the MLP loses more): +19.00 pp' in shift
-  dropout = _row(rows, 'Dropout before FC1')
-  assert 'dropout_placement=after_fc1: better: +0.40 pp' in dropout
-  # Holm over every comparison the REPORT makes: 2 dropout, padding, MLP, the shift.
-  assert 'Holm-corrected over all 5 comparisons' in text
-  for claim in ('Max pooling', 'ReLU (the', 'Dropout "sparingly"'):
-    row = _row(rows, claim)
-    assert row.endswith('| not run |') and 'python -m experiments.study' in row
-  for root in sweeps:
+  # The shift curve: a figure, and the absolute loss at each distance.
+  assert (out / 'shift_curve.png').stat().st_size > 0
+  curve = rows['model=cnn']
+  assert '| 99.1% | 98.1% (−1.00 pp; ' in curve and '97.1% (−2.00 pp; ' in curve
+  assert '| 56.2% (−42.00 pp; 52% of its margin over chance kept) |' in rows['model=mlp']
+  # Every configuration's learning rate.
+  assert ('dropout_placement=none: 0.01 (at the edge); dropout_placement=before_fc1: '
+          '0.001 (at the edge)' in text)
+  assert '- padding_sweep: nothing tuned (every configuration at learning_rate 0.01)' in text
+  page = (out / 'dropout_sweep' / 'results.md').read_text()
+  assert 'learning_rate tuned on validation' in page and '**0.01: 95.00%**' in page
+  for name in ('dropout_sweep', 'padding_sweep', 'mlp_vs_cnn'):
     for file in ('results.md', 'runs.csv', 'sweep.json', 'results.png'):
-      assert (out / root.name / file).exists()
-    assert "Holm's correction over the REPORT's 5 comparisons" in (
-        out / root.name / 'results.md').read_text()
+      assert (out / name / file).exists()
   assert (out / 'REPORT.md').read_text() == text
   assert 'Machine: test host.' in text
-  assert 'Runs trained by `python -m experiments.dropout_sweep` at code version `abc123`' \
-      in text
   # Rebuilt elsewhere from the raw data alone: the same page.
-  again = tmp_path / 'again'
-  assert report.write_report(out, again, 'python -m experiments.report',
-                             default.get_config().to_dict()) == text
+  assert report.write_report(out, tmp_path / 'again', 'python -m experiments.report',
+                             default.get_config().to_dict(), names, _declared()) == text
+
+
+def test_a_bad_claim_is_one_line_naming_it():
+  bad = dict(_declared()[0], expect='smaller')
+  with pytest.raises(errors.ConfigError, match="'Dropout reduces overfitting': expect="):
+    claims.Claim.parse(bad)
+  with pytest.raises(errors.ConfigError, match='weights sum to 0'):
+    claims.Claim.parse(dict(_declared()[0], contrast=[(1, {'padding': 1})]))
 
 
 def test_report_without_sweeps_says_what_to_run(tmp_path):
-  text = report.write_report(tmp_path, tmp_path / 'out', 'cmd', default.get_config().to_dict())
-  assert ('not run: `python -m experiments.study` (all sweeps) or '
-          '`python -m experiments.dropout_sweep`' in text)
-  assert text.count('| not run |') == 10
+  text = report.write_report(tmp_path, tmp_path / 'out', 'cmd',
+                             default.get_config().to_dict(), ['dropout_sweep'], _declared())
+  assert text.count('| not run |') == len(_declared()) + 1  # And ~99%.
+  assert 'not run: `python -m experiments.study` trains' in text
   assert '421,642 from the formulas |' in text
 
 
 def test_the_readme_gets_the_reports_claims_table(tmp_path):
-  text = report.write_report(tmp_path, tmp_path / 'out', 'cmd', default.get_config().to_dict())
+  text = report.write_report(tmp_path, tmp_path / 'out', 'cmd',
+                             default.get_config().to_dict(), [], _declared())
   readme = tmp_path / 'README.md'
   readme.write_text(f'# x\n\n{report.README_BEGIN}\nOLD TABLE\n{report.README_END}\n\nafter\n')
   report.update_readme(readme, tmp_path / 'out')
   updated = readme.read_text()
-  assert updated.startswith('# x\n\n<!-- study:begin -->\n| claim | measured | verdict |')
+  assert updated.startswith('# x\n\n<!-- study:begin -->\n| claim | sweep | metric')
   assert updated.endswith('<!-- study:end -->\n\nafter\n') and 'OLD TABLE' not in updated
   assert report.claims_table(updated) == report.claims_table(text)
 
@@ -167,7 +230,7 @@ def test_the_accuracy_verdict_says_the_tolerance_it_applies_at_both_edges(monkey
   assert report.accuracy_verdict(0.986, 0.99, 0.988) == 'holds within ±0.4 pp'
   assert report.accuracy_verdict(0.9855, 0.99, 0.988).startswith(
       'inconclusive: the interval straddles 99% ± 0.4 pp')
-  claim = report._accuracy_claim(type('S', (), {'baseline': lambda self: None})())[0]
+  claim = report._accuracy_claim(type('S', (), {'full_data_baseline': lambda self: None})())[0]
   assert claim == 'It reaches ~99% test accuracy on MNIST (read: within ±0.4 pp of 99%)'
 
 

@@ -15,7 +15,7 @@ from train_states import epoch_state, make_state
 # Fields the README promises a rerun may change: where data lives, how often it logs,
 # how many checkpoints it keeps, the evaluation's batch, steps per dispatch.
 MAY_CHANGE = {'data_dir', 'manual_dir', 'log_every_steps', 'checkpoints_to_keep',
-              'eval_batch_size', 'steps_per_dispatch'}
+              'eval_batch_size', 'steps_per_dispatch', 'test_every_epoch'}
 
 # Another valid value of each field that changes the train state's arrays (with the
 # other fields it needs to matter: an MLP's widths, a stride that still fits).
@@ -52,7 +52,8 @@ OTHER = {'dataset': 'fashion_mnist', 'data_dir': '/elsewhere', 'manual_dir': '/m
          'weight_decay': 1e-4, 'batch_size': 64, 'eval_batch_size': 500, 'num_epochs': 3,
          'early_stopping_patience': 2, 'early_stopping_min_epochs': 1, 'seed': 1,
          'steps_per_dispatch': 4, 'log_every_steps': 7, 'checkpoints_to_keep': 1,
-         'dropout_before_batch_norm': True, 'conv_dropout_rate': 0.1,
+         'dropout_before_batch_norm': True, 'conv_dropout_rate': 0.1, 'split_seed': 1,
+         'test_every_epoch': True, 'shift_curve_pixels': 2,
          **{k: v for k, (v, _) in SHAPES.items()}}
 
 
@@ -100,7 +101,7 @@ def test_a_resume_that_changes_the_fields_it_may_ends_on_the_same_parameters(
   shutil.copytree(pathlib_of(small_config.data_dir) / 'mnist', data_copy / 'mnist')
   changes = {'data_dir': str(data_copy), 'manual_dir': str(tmp_path / 'nowhere'),
              'log_every_steps': 7, 'checkpoints_to_keep': 1, 'eval_batch_size': 250,
-             'steps_per_dispatch': '3'}
+             'steps_per_dispatch': '3', 'test_every_epoch': True}
   assert set(changes) == MAY_CHANGE
   workdir = tmp_path / 'resumed'
   shutil.copytree(tmp_path / 'reference', workdir)
@@ -112,11 +113,15 @@ def test_a_resume_that_changes_the_fields_it_may_ends_on_the_same_parameters(
   config.update(changes)
   resumed = train.train_and_evaluate(config, workdir)  # Not refused.
   assert resumed['steps_per_dispatch'] == 3  # The changes took effect.
-  for key in ('train_loss', 'validation_accuracy', 'test_accuracy'):
+  for key in ('train_loss', 'validation_accuracy'):
     assert resumed['history'][1][key] == reference['history'][1][key], key
+  assert 'test_accuracy' in resumed['history'][1]  # Now tested every epoch.
+  assert (resumed['best_epoch'], resumed['best_test_accuracy']) == (
+      reference['best_epoch'], reference['best_test_accuracy'])
   # Another evaluation batch adds the test losses in another order.
-  assert resumed['history'][1]['test_loss'] == pytest.approx(
-      reference['history'][1]['test_loss'], rel=1e-6)
+  best = resumed['best_epoch'] - 1
+  assert resumed['history'][best]['test_loss'] == pytest.approx(
+      reference['history'][best]['test_loss'], rel=1e-6)
   for a, b in zip(jax.tree.leaves(epoch_state(workdir, like, 2).params), final):
     np.testing.assert_array_equal(a, b)
 

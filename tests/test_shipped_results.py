@@ -11,11 +11,14 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from cnn_jax import report
+from cnn_jax import claims, report
+from experiments import sweep_cli
 
-RESULTS = pathlib.Path(__file__).resolve().parent.parent / 'results'
-SWEEP_DIRS = sorted(p.parent for p in RESULTS.glob('*/runs.csv')
-                    if p.parent.name in report.SWEEPS)
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = ROOT / 'results'
+STUDY = sweep_cli.load_study(str(ROOT / 'configs' / 'study.py'))
+NAMES = [s.name for s in STUDY.sweeps]
+SWEEP_DIRS = [RESULTS / n for n in NAMES if (RESULTS / n / 'runs.csv').exists()]
 
 
 def test_the_shipped_report_is_what_the_shipped_raw_data_gives(tmp_path):
@@ -25,7 +28,8 @@ def test_the_shipped_report_is_what_the_shipped_raw_data_gives(tmp_path):
     for file in ('runs.csv', 'sweep.json'):
       (tmp_path / directory.name / file).write_bytes((directory / file).read_bytes())
   base = json.loads((SWEEP_DIRS[0] / 'sweep.json').read_text())['base_config']
-  text = report.write_report(tmp_path, tmp_path, 'python -m experiments.report', base)
+  text = report.write_report(tmp_path, tmp_path, 'python -m experiments.report', base,
+                             NAMES, STUDY.claims)
   assert text == (RESULTS / 'REPORT.md').read_text(), (
       'rebuild it: python -m experiments.report')
   for directory in SWEEP_DIRS:
@@ -33,20 +37,18 @@ def test_the_shipped_report_is_what_the_shipped_raw_data_gives(tmp_path):
             == (directory / 'results.md').read_text()), directory.name
 
 
-def _best_test_accuracy(directory):
-  """{configuration: {seed: test accuracy at its first epoch of best validation
-  accuracy}} of the finished runs in a sweep's runs.csv."""
+def _best(directory):
+  """{(overrides as JSON, seed): the row of its first epoch of best validation accuracy}
+  of the finished runs in a sweep's runs.csv."""
   runs = {}
   with (directory / 'runs.csv').open() as f:
     for row in csv.DictReader(f):
       if row['completed'] == 'True' and row['epoch']:
-        runs.setdefault((row['configuration'], int(row['seed'])), []).append(row)
-  out = {}
-  for (configuration, seed), rows in runs.items():
-    rows.sort(key=lambda r: int(r['epoch']))
-    best = max(rows, key=lambda r: float(r['validation_accuracy']))  # First of equals.
-    out.setdefault(configuration, {})[seed] = float(best['test_accuracy'])
-  return out
+        key = (json.dumps(json.loads(row['overrides']), sort_keys=True), int(row['seed']))
+        runs.setdefault(key, []).append(row)
+  return {key: max(sorted(rows, key=lambda r: int(r['epoch'])),
+                   key=lambda r: float(r['validation_accuracy']))  # First of equals.
+          for key, rows in runs.items()}
 
 
 def _paired(a, b, margin):
@@ -75,66 +77,44 @@ def _p_text(p):
       f'Holm p = {p:.3f} {"<" if p < 0.05 else "≥"} 0.05')
 
 
-def test_three_verdicts_recomputed_from_the_raw_data():
-  comparisons = {}  # (sweep, configuration) -> (difference, p, TOST p)
-  shift = None
-  for directory in SWEEP_DIRS:
-    meta = json.loads((directory / 'sweep.json').read_text())
-    margin = meta['equivalence_margin']
-    accuracy = _best_test_accuracy(directory)
-    base = accuracy[meta['baseline']]
-    for configuration, by_seed in accuracy.items():
-      if configuration != meta['baseline']:
-        seeds = sorted(set(by_seed) & set(base))
-        comparisons[(meta['name'], configuration)] = _paired(
-            [by_seed[s] for s in seeds], [base[s] for s in seeds], margin)
-    if meta['name'] == 'mlp_vs_cnn':  # Accuracy lost on shifted digits, MLP − CNN.
-      shift = _shift_losses(directory, meta['baseline'], margin)
-  keys = list(comparisons) + (['shift'] if shift else [])
-  values = list(comparisons.values()) + ([shift] if shift else [])
-  holm = dict(zip(keys, _holm(np.array([v[1] for v in values]))))
-  holm_tost = dict(zip(keys, _holm(np.array([v[2] for v in values]))))
-  text = (RESULTS / 'REPORT.md').read_text()
-  assert f'Holm-corrected over all {len(keys)} comparisons' in text
-  rows = report.claims_table(text).splitlines()
-  checked = 0
-  for (sweep_name, configuration) in (('mlp_vs_cnn', 'model=mlp'),
-                                      ('activation_sweep', 'activation=sigmoid'),
-                                      ('dropout_sweep', 'dropout_placement=after_fc1')):
-    if (sweep_name, configuration) not in comparisons:
+def test_every_declared_claims_p_value_recomputed_from_the_raw_data():
+  """Each tested claim's per-seed contrast, paired t p and Holm p within its family, by
+  the textbook formulas on runs.csv; the REPORT's verdict states that Holm p."""
+  tested = {}
+  for spec in STUDY.claims:
+    claim = claims.Claim.parse(spec)
+    directory = RESULTS / claim.sweep
+    if not (directory / 'runs.csv').exists():
       continue
-    difference, _, _ = comparisons[(sweep_name, configuration)]
-    p, q = holm[(sweep_name, configuration)], holm_tost[(sweep_name, configuration)]
-    if p < 0.05:
-      expected = f"{'better' if difference > 0 else 'worse'}: "
-      detail = f'(paired t, {_p_text(p)})'
-    elif q < 0.05:
-      expected, detail = 'equivalent within ±0.10 pp: ', f'(TOST, {_p_text(q)})'
-    else:
-      expected = 'inconclusive: '
-      detail = f'(paired t {_p_text(p)}; TOST ±0.10 pp {_p_text(q)})'
-    row = next(r for r in rows if f'{configuration}: {expected}' in r)
-    verdict = row.split(f'{configuration}: {expected}', 1)[1]
-    assert f'{100 * difference:+.2f} pp'.replace('-', '−') in verdict.split(',')[0]
-    assert detail in verdict, (configuration, verdict[:300])
-    checked += 1
-  assert checked == 3
-
-
-def _shift_losses(directory, baseline, margin):
-  losses = {}
-  with (directory / 'runs.csv').open() as f:
-    rows = [r for r in csv.DictReader(f) if r['completed'] == 'True' and r['epoch']]
-  for configuration in {r['configuration'] for r in rows}:
-    by_seed = {}
-    for r in sorted(rows, key=lambda r: int(r['epoch'])):
-      if r['configuration'] == configuration:
-        by_seed.setdefault(int(r['seed']), []).append(r)
-    losses[configuration] = {
-        s: float(b['test_accuracy']) - float(b['test_shifted_accuracy'])
-        for s, b in ((s, max(v, key=lambda r: float(r['validation_accuracy'])))
-                     for s, v in by_seed.items())}
-  other = next(c for c in losses if c != baseline)
-  seeds = sorted(set(losses[other]) & set(losses[baseline]))
-  return _paired([losses[other][s] for s in seeds], [losses[baseline][s] for s in seeds],
-                 margin)
+    best = _best(directory)
+    terms = [(w, {seed: row for (key, seed), row in best.items()
+                  if key == json.dumps(json.loads(json.dumps(o, default=list)),
+                                       sort_keys=True)}) for w, o in claim.contrast]
+    if not all(rows for _, rows in terms) or any(
+        m not in row for _, rows in terms for row in rows.values() for m in claim.metric):
+      continue  # Not run, or a metric these runs did not record: "not tested".
+    seeds = sorted(set.intersection(*(set(rows) for _, rows in terms)))
+    values = [sum(w * np.mean([float(rows[s][m]) for m in claim.metric])
+                  for w, rows in terms) for s in seeds]
+    if len(values) >= 2 and np.std(values) > 0:
+      _, p, q = _paired(values, [0.0] * len(values), claim.effect)
+      tested[claim.text] = (claim.family, p, q)
+  assert tested, 'no declared claim could be recomputed from results/'
+  text = (RESULTS / 'REPORT.md').read_text()
+  rows = {line.split(' | ')[0].lstrip('| '): line for line in text.splitlines()
+          if line.startswith('| ')}
+  checked = 0
+  for family in {f for f, _, _ in tested.values()}:
+    names = [n for n, (f, _, _) in tested.items() if f == family]
+    ps = _holm(np.array([tested[n][1] for n in names]))
+    qs = _holm(np.array([tested[n][2] for n in names]))
+    for name, p, q in zip(names, ps, qs):
+      row = rows[name]
+      assert 'paired t Holm' in row or 'TOST ±' in row, row
+      if 'paired t Holm' in row:  # The verdict names the p it rests on: check it.
+        assert f'paired t {_p_text(p)}' in row, (name, p, row[-300:])
+        checked += 1
+      if 'TOST ±' in row:
+        assert f' pp {_p_text(q)}' in row.split('TOST ±', 1)[1], (name, q, row[-300:])
+        checked += 1
+  assert checked >= len(tested)

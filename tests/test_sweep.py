@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from configs import default
-from cnn_jax import errors, options, report, results, sweep
+from cnn_jax import claims, errors, options, report, results, sweep
 import fake_sweeps
 from experiments import sweep_cli
 
@@ -53,7 +53,7 @@ def test_plan_rejects_bad_grids_naming_the_field(grid, seeds, message):
 
 @pytest.mark.parametrize('name', SWEEPS)
 def test_every_sweep_config_is_a_valid_grid_with_its_baseline(name, repo_root):
-  grid, baseline = sweep_cli.load_grid(str(repo_root / 'configs' / f'{name}.py'))
+  grid, baseline, _ = sweep_cli.load_grid(str(repo_root / 'configs' / f'{name}.py'))
   assert len(grid) >= 2 and baseline in grid
   runs = sweep.plan(default.get_config(), grid, range(3))
   assert len(runs) == 3 * len(grid)
@@ -135,7 +135,8 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
                                        'num_epochs']
     assert data['hparams']['num_epochs'].number_value == 2
     assert data['hparams']['dropout_placement'].string_value == name.split('=')[1].split(',')[0]
-    assert len(data['scalars']['test/accuracy']) == 2  # One per epoch.
+    assert len(data['scalars']['validation/accuracy']) == 2  # One per epoch.
+    assert len(data['scalars']['test/accuracy']) == 1  # Where validation chose.
     assert len(data['scalars']['train/loss']) == 2  # log_every_steps (100) > the epoch.
   # The dashboard's columns, set once at the sweep's root: the swept field, the recipe,
   # then the metrics, accuracy first.
@@ -159,7 +160,7 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
                        page)
   assert recorded, page[:600]
   assert shlex.split(recorded[1]) == ['python', *command[1:]]
-  assert f"first {small_config['max_train_examples']:,} training images" in page
+  assert f"{small_config['max_train_examples']:,} training images" in page
   assert f"{small_config['num_epochs']} epoch(s); seeds 0, 1" in page
   again = subprocess.run([sys.executable, *shlex.split(recorded[1])[1:]], cwd=repo_root,
                          capture_output=True, text=True, timeout=600)
@@ -170,7 +171,7 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   base = default.get_config()
   for k in fields:
     base[k] = small_config[k]
-  grid, baseline = sweep_cli.load_grid(str(config_file))
+  grid, baseline, _ = sweep_cli.load_grid(str(config_file))
   outcomes = sweep.run_sweep('t', base, grid, baseline, range(2), workdir)
   assert [o.status for o in outcomes] == ['skipped'] * 4  # A rerun trains nothing.
 
@@ -185,8 +186,10 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   assert sorted(o.status for o in outcomes) == ['skipped'] * 3 + ['trained']
   after = json.loads((run_dir / 'metrics.json').read_text())
   assert after['completed']
-  for key in ('train_loss', 'test_loss', 'test_accuracy'):
+  for key in ('train_loss', 'validation_loss', 'validation_accuracy'):
     assert after['final'][key] == pytest.approx(before['final'][key], rel=1e-4)
+  assert after['best_test_accuracy'] == pytest.approx(before['best_test_accuracy'],
+                                                      abs=0.002)
 
 
 def test_vmap_seeds_sweep_trains_each_configuration_once_and_falls_back_alone(
@@ -295,14 +298,27 @@ def test_a_sweep_refuses_runs_trained_with_another_config_or_restarts_them(
 def test_the_study_configs_name_real_sweeps_and_the_long_one_is_long(name, repo_root,
                                                                       monkeypatch):
   monkeypatch.chdir(repo_root)
-  sweeps, seeds, margin = sweep_cli.load_study(f'configs/{name}.py')
-  assert [s[0] for s in sweeps] == list(report.SWEEPS) and margin == 0.001
-  _, module = sweep_cli.load_config_module(f'configs/{name}.py')
-  config = module.get_config()
-  options.validate_config(config.to_dict())
-  if name == 'study_long':  # ≥ 10 seeds, until validation stops improving, ≥ 15 epochs.
-    assert seeds >= 10 and config.early_stopping_patience > 0
-    assert config.early_stopping_min_epochs >= 15 and config.num_epochs >= 15
+  declared = sweep_cli.load_study(f'configs/{name}.py')
+  _, module = sweep_cli.load_config_module('configs/study.py')
+  assert [s.name for s in declared.sweeps] == list(module.SWEEPS)
+  assert list(declared.claims) == list(module.CLAIMS)
+  for claim in declared.claims:  # Each names a sweep of the study and its configurations.
+    parsed = claims.Claim.parse(claim)
+    spec = next(s for s in declared.sweeps if s.name == parsed.sweep)
+    for _, overrides in parsed.contrast:
+      assert any(claims.same_overrides(g, overrides) for g in spec.grid), (claim['claim'], overrides)
+  short = {s.name: s.base for s in sweep_cli.load_study('configs/study.py').sweeps}
+  for s in declared.sweeps:
+    options.validate_config(s.base.to_dict())
+    assert s.search and s.search.field == 'learning_rate'
+    if name == 'study_long':  # ≥ 10 seeds, 3× the epochs, stopped on validation.
+      assert declared.seeds >= 10 and s.base.early_stopping_patience > 0
+      assert s.base.num_epochs == 3 * short[s.name].num_epochs
+      assert s.base.early_stopping_min_epochs >= 2 * short[s.name].num_epochs
+  # The regimes: small data where dropout claims can show, all data for accuracy.
+  assert short['dropout_sweep'].max_train_examples == 2000
+  assert short['mlp_vs_cnn'].max_train_examples == 0
+  assert short['mlp_vs_cnn'].shift_curve_pixels == 4
 
 
 def test_the_study_estimates_its_time_from_the_benchmark(repo_root, tmp_path):
@@ -310,9 +326,11 @@ def test_the_study_estimates_its_time_from_the_benchmark(repo_root, tmp_path):
                          f'--workdir={tmp_path}', '--examples_per_second=55000'],
                         cwd=repo_root, capture_output=True, text=True, timeout=120)
   assert done.returncode == 0, done.stderr[-2000:]
-  # configs/study.py: 17 distinct configurations × 6 seeds, 1 epoch of 55,000 images.
-  assert done.stdout.startswith('102 distinct runs (6 seeds), 102 epochs left to train')
-  assert '5,610,000 images at 55,000 ex/s (--examples_per_second) ≈ 0.0 h' in done.stdout
+  # configs/study.py: 25 distinct configurations × 5 seeds: 15 on 2,000 images for 15
+  # epochs, 10 on 55,000 for 2 (the CNN twice: once with the shift curve).
+  assert done.stdout.startswith('125 distinct runs (5 seeds), 1225 epochs left to train')
+  assert ('7,750,000 images at 55,000 ex/s (--examples_per_second) ≈ 0.0 h'
+          in done.stdout)
 
 
 def test_the_sweep_entry_point_is_named_by_its_config_file(capsys):

@@ -189,7 +189,8 @@ def read_scalars(workdir):
 def test_short_run_learns_logs_checkpoints_and_resumes(small_config, tmp_path):
   # The article's network on 3,000 training images, 23 steps of 128 per epoch.
   small_config.update(conv_features=(32, 64), fc_features=128, max_train_examples=3000,
-                      max_test_examples=1000, batch_size=128)
+                      max_test_examples=1000, batch_size=128,
+                      test_every_epoch=True)  # The test curves too.
   workdir = tmp_path / 'run'
   metrics = train.train_and_evaluate(small_config, workdir)
   # 3,000 training images, 2 epochs: far above chance (10%), measured ~94%; so is every
@@ -385,14 +386,17 @@ def test_seeds_together_train_what_each_seed_trains_alone_and_resume_exactly(
       five = train.train_and_evaluate(config, tmp_path / 'alone0_5')
       assert five['steps_per_dispatch'] == 5
       for a, b in zip(five['history'], alone['history'], strict=True):
-        for key in ('train_loss', 'train_accuracy', 'test_loss', 'test_accuracy'):
+        for key in ('train_loss', 'train_accuracy', 'validation_loss',
+                    'validation_accuracy'):
           assert a[key] == b[key], (key, a, b)
       assert_same_arrays(final_arrays(tmp_path / 'alone0', config),
                          final_arrays(tmp_path / 'alone0_5', config))
     for a, b in zip(metrics['history'], alone['history'], strict=True):
       assert a['train_loss'] == pytest.approx(b['train_loss'], rel=1e-3)
-      assert a['test_loss'] == pytest.approx(b['test_loss'], rel=1e-3)
-      assert abs(a['test_accuracy'] - b['test_accuracy']) <= 0.004  # ≤ 2 of 500 flip.
+      assert a['validation_loss'] == pytest.approx(b['validation_loss'], rel=1e-3)
+    # Tested where validation chose: the same epoch, nearly the same accuracy.
+    assert metrics['best_epoch'] == alone['best_epoch']
+    assert abs(metrics['best_test_accuracy'] - alone['best_test_accuracy']) <= 0.004  # ≤ 2 of 500 flip.
     assert metrics['completed'] and metrics['seeds_trained_together'] == 2
     saved = json.loads((tmp_path / f's{seed}' / 'config.json').read_text())
     assert saved['seed'] == seed
@@ -411,8 +415,9 @@ def test_seeds_together_train_what_each_seed_trains_alone_and_resume_exactly(
   resumed = train.train_seeds(small_config, [0, 1], stopped)
   for a, b, ra, rb in zip(dirs, stopped, together, resumed):
     assert_same_arrays(final_arrays(a, small_config), final_arrays(b, small_config))
+    assert ra['history'] and ra['best_test_accuracy'] == rb['best_test_accuracy']
     for x, y in zip(ra['history'], rb['history'], strict=True):
-      for key in ('train_loss', 'train_accuracy', 'test_loss', 'test_accuracy'):
+      for key in ('train_loss', 'train_accuracy', 'validation_loss', 'validation_accuracy'):
         assert x[key] == y[key], (key, x, y)
     # The mid-epoch checkpoint went once epoch 2's end was saved.
     assert sorted(int(p.name) for p in (b / 'checkpoints').iterdir()) == [16, 32]
