@@ -125,8 +125,9 @@ def evaluate(claims: Sequence[Claim], runs_by_sweep: Mapping[str, Sequence[Any]]
     members = [r for r in out if r.claim.family == family and r.test is not None]
     ps = stats.holm_adjust([r.test.p_value for r in members])
     qs = stats.holm_adjust([r.test.p_equivalence for r in members])
+    counted = sum(1 for r in members if not math.isnan(r.test.p_value))
     for r, p, q in zip(members, ps, qs):
-      r.holm_p, r.holm_p_equivalence, r.family_size = p, q, len(members)
+      r.holm_p, r.holm_p_equivalence, r.family_size = p, q, counted
   for r in out:
     if r.test is None:
       r.kind = r.kind or 'not run'

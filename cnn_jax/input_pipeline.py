@@ -124,7 +124,10 @@ def load_dataset(config: Mapping[str, Any]) -> Data:
     raise ConfigError(f'config.max_train_examples={limit} is invalid: the train split of '
                       f'{spec.name} has {rest} examples besides the {held_out} held out '
                       'for validation (0: all of them)')
-  order = stratified_order(full.labels, config['split_seed'])
+  if config['split_seed'] == 'last':  # As runs from before split_seed did.
+    order = np.r_[np.arange(rest, len(full.labels)), np.arange(rest)]
+  else:
+    order = stratified_order(full.labels, config['split_seed'])
   take = lambda rows: _read_only(Split(full.images[rows], full.labels[rows]))
   return Data(spec, take(order[held_out:held_out + (limit or rest)]),
               take(order[:held_out]), test)

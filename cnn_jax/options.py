@@ -109,6 +109,11 @@ def _auto_or_int(low: int) -> tuple[Callable[[Any], bool], str]:
   return ok, f"'auto' or an integer >= {low}"
 
 
+def _seed_or(word: str) -> tuple[Callable[[Any], bool], str]:
+  ok_int, allowed = _int(0, 2**31 - 1)
+  return (lambda v: v == word or ok_int(v)), f"{allowed}, or '{word}'"
+
+
 def _name() -> tuple[Callable[[Any], bool], str]:
   return (lambda v: isinstance(v, str) and v.strip() != ''), 'a non-empty name'
 
@@ -131,6 +136,9 @@ class Field:
   resumable: bool = False
   recipe: bool = False
   scale: bool = False
+  # What a config written before the field existed ran as, where that is not the
+  # default (a field that changed behaviour); None: the default.
+  absent: Any = None
 
   @property
   def allowed(self) -> str:
@@ -159,8 +167,10 @@ FIELDS: dict[str, Field] = {
                                  'training, a class-stratified random subset (split_seed):'
                                  ' the best epoch, early stopping and tuning are decided '
                                  'on them'),
-    'split_seed': Field(0, _int(0, 2**31 - 1), 'which images are held out and which '
-                        'subset trains: one split for every configuration and run seed'),
+    'split_seed': Field(0, _seed_or('last'), 'which images are held out and which '
+                        'subset trains: one split for every configuration and run seed '
+                        "('last': the training split's last images held out, its first "
+                        'trained on, as runs from before this field did)', absent='last'),
     'train_eval_examples': Field(10000, _int(1), 'N of the images a run trains on '
                                  '(class-stratified), evaluated in eval mode beside '
                                  'validation: the generalisation gap'),
@@ -259,10 +269,12 @@ def default_config():
 
 
 def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
-  """`config` with each field it lacks at that field's default: a workdir, sweep.json or
-  run written before a field existed reads as what it ran (a new field's default keeps
-  the old behaviour). Unknown fields stay, for `validate_config` to name."""
-  return {**{k: f.default for k, f in FIELDS.items() if k not in config}, **config}
+  """`config` with each field it lacks at that field's default (or, for a field that
+  changed what runs compute, at what runs before it ran as: `Field.absent`): a workdir,
+  sweep.json or run written before a field existed reads as what it ran. Unknown fields
+  stay, for `validate_config` to name."""
+  return {**{k: f.default if f.absent is None else f.absent
+             for k, f in FIELDS.items() if k not in config}, **config}
 
 
 def markdown_table() -> str:
@@ -332,6 +344,12 @@ def config_changes(workdir: pathlib.Path, config: Mapping[str, Any]) -> list[str
   except ValueError:
     raise WorkdirConflictError(f'{path} is not valid JSON: fix or delete it, or use '
                                'another --workdir') from None
+  return config_changes_between(previous, config)
+
+
+def config_changes_between(previous: Mapping[str, Any], config: Mapping[str, Any]
+                           ) -> list[str]:
+  """`config_changes` of two configs: what `config` changes in a run of `previous`."""
   previous = json.loads(json.dumps(with_defaults(previous), default=list))
   current = json.loads(json.dumps(with_defaults(config), default=list))
   changed = sorted(k for k in set(previous) | set(current)

@@ -322,11 +322,12 @@ def write_report(source_dir: str | pathlib.Path, output_dir: str | pathlib.Path,
            f'Holm\'s correction runs over (α = {stats.ALPHA:g}). A claim holds where the '
            'paired t-test shows its direction; does not hold where it shows the opposite '
            'or the TOST shows no effect as large as the smallest of interest; else it is '
-           'inconclusive, with the seeds that would decide it. Every configuration trained '
-           'at its own learning rate, tuned on validation (below). Nothing here is typed '
-           'by hand.', '']
-  setups = sorted({f"{name}: " + results.setup_text(m['base_config'], m['seeds'],
-                                                     m.get('split', 'stratified'))
+           'inconclusive, with the seeds that would decide it. '
+           + ('Configurations trained at their own learning rate, tuned on validation '
+              '(below). ' if any(m.get('search') for m, _, _ in sweeps.found.values())
+              else '') + 'Nothing here is typed by hand.', '']
+  setups = sorted({f"{name}: " + results.setup_text(
+      m['base_config'], m['seeds'], (m.get('search') or {}).get('field'))
                    for name, (m, _, _) in sweeps.found.items()})
   lines += claims_rows(tested)
   lines += ['', '## What the formulas say, and ~99%', '', '| claim | measured | verdict |',

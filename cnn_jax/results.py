@@ -104,8 +104,6 @@ def read_runs(directory: str | pathlib.Path) -> tuple[dict[str, Any], list[Run]]
   """(sweep.json, the runs of runs.csv) in `directory`."""
   directory = pathlib.Path(directory)
   meta = json.loads((directory / sweep.SWEEP_FILE).read_text())
-  # Runs from before split_seed existed held out the training split's last images.
-  meta['split'] = 'stratified' if 'split_seed' in meta['base_config'] else 'last'
   meta['base_config'] = options.with_defaults(meta['base_config'])
   runs: dict[tuple[int, int], Run] = {}
   with (directory / RUNS_FILE).open(newline='') as f:
@@ -230,13 +228,12 @@ def provenance_text(meta: dict[str, Any]) -> str:
 
 
 def setup_text(base_config: dict[str, Any], seeds: Sequence[int],
-               split: str = 'stratified') -> str:
-  """What every run of a sweep shared: data, epochs, seeds, recipe. `split`: how the
-  runs held out validation images ('last': the training split's last, as before
-  split_seed existed)."""
+               tuned: str | None = None) -> str:
+  """What every run of a sweep shared: data, epochs, seeds, recipe (`tuned`: the field
+  tuned per configuration instead)."""
   train = base_config.get('max_train_examples')
   test = base_config.get('max_test_examples')
-  if split == 'last':
+  if base_config.get('split_seed') == 'last':
     data = (f"{f'first {train:,}' if train else 'all'} training images (the training "
             f"split's last {base_config['validation_examples']:,} held out for "
             f"validation) and {f'first {test:,}' if test else 'all'} test images")
@@ -248,8 +245,10 @@ def setup_text(base_config: dict[str, Any], seeds: Sequence[int],
             f" test images")
   return (f"Data: {base_config['dataset']}, {data}; "
           f"{base_config['num_epochs']} epoch(s); seeds {', '.join(map(str, seeds))}; "
-          f"batch {base_config['batch_size']}, {base_config['optimizer']} lr "
-          f"{base_config['learning_rate']:g} ({base_config['lr_schedule']}).")
+          f"batch {base_config['batch_size']}, {base_config['optimizer']} "
+          + (f'{tuned} tuned per configuration' if tuned else
+             f"lr {base_config['learning_rate']:g}")
+          + f" ({base_config['lr_schedule']}).")
 
 
 METHOD = ('Each run is reported at its epoch with the best validation accuracy; the test '
@@ -270,7 +269,8 @@ def to_markdown(title: str, rows: Sequence[ConfigResult], meta: dict[str, Any],
   the Holm correction counted (default: this sweep's comparisons)."""
   k = max((r.family for r in rows), default=0)
   lines = [f'# {title}', '', provenance_text(meta), '',
-           setup_text(meta['base_config'], meta['seeds'], meta.get('split', 'stratified')),
+           setup_text(meta['base_config'], meta['seeds'],
+                      (meta.get('search') or {}).get('field')),
            '',
            METHOD.format(k=k or 1, alpha=stats.ALPHA,
                          family=family or f"this sweep's {k} comparisons"), '',

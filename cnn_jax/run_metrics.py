@@ -60,7 +60,9 @@ def write_metrics(path: pathlib.Path | None, history: list[dict[str, Any]], *,
   best = best_record(history)
   early = stopped_early(history, patience, min_epochs)
   metrics = {
-      'completed': bool(history) and (history[-1]['epoch'] == num_epochs or early),
+      # Complete once the epochs are done and the epoch validation chose is tested.
+      'completed': bool(history) and (history[-1]['epoch'] == num_epochs or early)
+                   and 'test_accuracy' in best,
       'stopped_early': early,
       'final': history[-1] if history else None,
       'best_epoch': best and best['epoch'],

@@ -132,7 +132,8 @@ def run_study(plans: Sequence[SweepPlan], seeds: Sequence[int], *,
     _copy_trained(p, homes)
     outcomes[p.name] = sweep.run_sweep(
         p.name, p.base, p.spec.grid, p.spec.baseline, seeds, p.workdir,
-        vmap_seeds=vmap_seeds, command=command, equivalence_margin=equivalence_margin,
+        vmap_seeds=vmap_seeds, restart_changed=restart_changed, command=command,
+        equivalence_margin=equivalence_margin,
         progress=progress, search=p.spec.search,
         tuning_dir=p.workdir.parent / tuning.TUNING_DIR)
   return outcomes

@@ -160,6 +160,9 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
   notify = progress or (lambda kind, info: None)
   tuned = {}
   if search:
+    if any(search.field in g for g in grid):
+      raise errors.ConfigError(f'the sweep grid sets {search.field}, which its SEARCH tunes: '
+                               'a field is either compared or tuned')
     check_changed(base, runs, workdir, restart_changed, ignore=(search.field,))
     where = pathlib.Path(tuning_dir or workdir / tuning.TUNING_DIR)
     for run in runs:
@@ -220,15 +223,20 @@ def _tune(name: str, base: ml_collections.ConfigDict, overrides: Mapping[str, An
   tuning_base.update({**overrides, **search.overrides})
   # Named by what its runs train, whichever sweep asks: a configuration two sweeps
   # share (another name, the same network and data) is tuned once.
-  shared = {k: v for k, v in tuning_base.to_dict().items() if k not in ('seed', search.field)}
+  shared = {k: v for k, v in tuning_base.to_dict().items() if k not in ('seed', search.field)
+            and not (k in options.FIELDS and options.FIELDS[k].resumable)}
   folder = tuning_dir / hashlib.sha256(json.dumps(
       shared, sort_keys=True, default=list).encode()).hexdigest()[:12]
   values, curve = list(search.values), {}
   for extension in range(search.extend + 1):
     grid = [{search.field: v} for v in values]
-    run_sweep(f'{name} tuning {config_key(overrides)}', tuning_base, grid, {},
-              range(search.seeds), folder, vmap_seeds=vmap_seeds,
-              restart_changed=restart_changed, progress=notify)
+    outcomes = run_sweep(f'{name} tuning {config_key(overrides)}', tuning_base, grid, {},
+                         range(search.seeds), folder, vmap_seeds=vmap_seeds,
+                         restart_changed=restart_changed, progress=notify)
+    busy = [o.run.name for o in outcomes if o.status == 'skipped' and o.error]
+    if busy:  # Scored half-trained, they could choose another value than their owner.
+      raise RunLockedError(f"{folder}: tuning runs {', '.join(busy)} are being trained by "
+                           'another process; rerun once they finish')
     curve = {v: tuning.score([folder / Run(i, g, s).name for s in range(search.seeds)])[0]
              for i, (v, g) in enumerate(zip(values, grid))}
     winner = tuning.choose(curve)

@@ -300,11 +300,16 @@ class Trainer:
     every epoch (config.test_every_epoch) or before (a rerun). `states`: the runs'
     current states (what a checkpoint restores into; the initial ones were donated)."""
     loop, spe = self.setup.loop, self.steps_per_epoch
-    tested = [n for n in loop.evaluated if n not in self.epoch_sets]
     best = [run_metrics.best_record(run.history) for run in self.runs]
-    if not tested or not all(best) or all(
-        all(f'{n}_accuracy' in b for n in tested) for b in best):
+    if not all(best):
       return
+    # The sets some best epoch lacks (all test sets, unless measured every epoch then).
+    tested = [n for n in loop.evaluated if input_pipeline.is_test_set(n)
+              and any(f'{n}_accuracy' not in b for b in best)]
+    if not tested:
+      return
+    for run in self.runs:
+      run.checkpoints.wait()  # The last epoch's save may still be in flight.
     states = self._stack([
         run.checkpoints.restore(b['epoch'] * spe, steps.seed_state(states, i)).state
         for i, (run, b) in enumerate(zip(self.runs, best))])

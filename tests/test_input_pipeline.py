@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from cnn_jax import errors, input_pipeline, prepare
+from cnn_jax import errors, input_pipeline, options, prepare
 from cnn_jax.errors import ConfigError
 
 
@@ -197,6 +197,22 @@ def test_splits_are_stratified_random_disjoint_and_nested_whatever_the_slice(
   # Train-eval: images the run trains on.
   np.testing.assert_array_equal(sets['train_eval'].images, sliced.train.images[:100])
   assert 'test_shifted' not in full.evaluated(dict(config, test_shift_pixels=0))
+
+
+def test_a_run_from_before_split_seed_keeps_its_split(small_config):
+  """A config written before split_seed existed reads as 'last' (options.with_defaults):
+  the training split's last images held out, its first trained on, as those runs did;
+  a rerun of such a workdir with today's default is a change, named."""
+  legacy = {k: v for k, v in small_config.to_dict().items() if k != 'split_seed'}
+  config = options.with_defaults(legacy)
+  assert config['split_seed'] == 'last'
+  data = input_pipeline.load_dataset(config)
+  _, raw, _ = input_pipeline._load_dataset(  # pylint: disable=protected-access
+      'mnist', small_config.data_dir, None, 0, 0)
+  np.testing.assert_array_equal(data.validation.labels, raw.labels[-500:])
+  np.testing.assert_array_equal(data.train.images, raw.images[:1024])
+  assert options.config_changes_between(legacy, small_config.to_dict()) == [
+      "split_seed: 'last' there, 0 now"]
 
 
 @pytest.mark.parametrize('seed', [0, 7])

@@ -52,7 +52,7 @@ OTHER = {'dataset': 'fashion_mnist', 'data_dir': '/elsewhere', 'manual_dir': '/m
          'weight_decay': 1e-4, 'batch_size': 64, 'eval_batch_size': 500, 'num_epochs': 3,
          'early_stopping_patience': 2, 'early_stopping_min_epochs': 1, 'seed': 1,
          'steps_per_dispatch': 4, 'log_every_steps': 7, 'checkpoints_to_keep': 1,
-         'dropout_before_batch_norm': True, 'conv_dropout_rate': 0.1, 'split_seed': 1,
+         'dropout_before_batch_norm': True, 'conv_dropout_rate': 0.1, 'split_seed': 'last',
          'test_every_epoch': True, 'shift_curve_pixels': 2,
          **{k: v for k, (v, _) in SHAPES.items()}}
 

@@ -91,3 +91,10 @@ def test_a_sweep_tunes_each_configuration_then_trains_its_seeds_at_the_choice(
   again = sweep.run_sweep('t', small_config, grid, grid[1], range(2), workdir,
                           search=search)
   assert [o.status for o in again] == ['skipped'] * 4
+
+
+def test_a_field_is_either_compared_or_tuned(small_config, tmp_path):
+  search = tuning.Search('learning_rate', (1e-3, 1e-2))
+  with pytest.raises(errors.ConfigError, match='sets learning_rate, which its SEARCH tunes'):
+    sweep.run_sweep('t', small_config, [{'learning_rate': 1e-3}], {}, range(1), tmp_path,
+                    search=search)
