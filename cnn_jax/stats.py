@@ -140,8 +140,11 @@ def equivalence_power(n: int, effect: float, sd: float, margin: float,
   from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
   df, scale = n - 1, math.sqrt(n) / sd
   critical = scipy_stats.t.ppf(1 - alpha, df)
-  value = float(scipy_stats.nct.cdf(-critical, df, (abs(effect) - margin) * scale)
-                - scipy_stats.nct.cdf(critical, df, (abs(effect) + margin) * scale))
+  # Shifted central t (Schuirmann's approximation): scipy's noncentral t far in its
+  # tail gave different answers across scipy releases.
+  t = scipy_stats.t
+  value = float(t.cdf((margin - abs(effect)) * scale - critical, df)
+                + t.cdf((margin + abs(effect)) * scale - critical, df) - 1)
   return 0.0 if math.isnan(value) else max(0.0, value)
 
 
