@@ -324,8 +324,9 @@ def tuning_text(meta: dict[str, Any], keys: Sequence[str]) -> list[str]:
   lines = ['', f"{field} tuned on validation for each configuration before its seeds "
            f"trained: {search['seeds']} seed(s) per value"
            + (f', {budget}' if budget else '') + f"; start grid "
-           f"{', '.join(f'{v:g}' for v in search['values'])}, grown past an edge while "
-           'the best sat there (up to ' + str(search.get('extend', 0)) + ' times). '
+           f"{', '.join(f'{v:g}' for v in search['values'])}, grown past each edge "
+           'the best score sat at, alone or tied (up to ' + str(search.get('extend', 0))
+           + ' times). '
            'Mean best validation accuracy per value; the chosen one in bold.', '',
            f'| configuration | {field} | tuning curve |', '|---|---:|---|']
   for key in keys:

@@ -217,7 +217,7 @@ def _tune(name: str, base: ml_collections.ConfigDict, overrides: Mapping[str, An
           search: tuning.Search, tuning_dir: pathlib.Path, vmap_seeds: bool,
           restart_changed: bool, notify: Callable[[str, Any], None]) -> dict[str, Any]:
   """One configuration's nuisance value: its tuning runs trained (a sweep of their
-  own), the grid grown while the best sits at an edge; {'value', 'curve': [[value,
+  own), the grid grown while the best score sits at an edge; {'value', 'curve': [[value,
   mean best validation accuracy], ...], 'at_edge'}."""
   tuning_base = ml_collections.ConfigDict(base.to_dict())
   tuning_base.update({**overrides, **search.overrides})
@@ -240,7 +240,7 @@ def _tune(name: str, base: ml_collections.ConfigDict, overrides: Mapping[str, An
     curve = {v: tuning.score([folder / Run(i, g, s).name for s in range(search.seeds)])[0]
              for i, (v, g) in enumerate(zip(values, grid))}
     winner = tuning.choose(curve)
-    more = tuning.grown(values, winner)
+    more = tuning.grown(curve)
     if more == values or extension == search.extend:
       break
     values = more

@@ -7,9 +7,9 @@ A sweep config declares its search beside its GRID (`SEARCH`, read by `Search.pa
 the field, a log grid of values, and how much each tuning run trains (fewer seeds, a
 shorter budget). Each configuration's tuning runs train as a small sweep of their own
 under `<workdir>/tuning/<configuration>/`; the value with the best mean validation
-accuracy (each run read at its best epoch) is chosen, and while it sits at an edge of
-the values tried the grid grows by its own ratio past that edge (at most `extend`
-times). Plain Python: reading a search's results needs no JAX.
+accuracy (each run read at its best epoch) is chosen, and while the best score sits at
+an edge of the values tried (alone or tied) the grid grows by its own ratio past that
+edge (at most `extend` times). Plain Python: reading a search's results needs no JAX.
 """
 
 from __future__ import annotations
@@ -71,17 +71,17 @@ class Search:
     return dataclasses.asdict(self) | {'values': list(self.values)}
 
 
-def grown(values: Sequence[float], winner: float) -> list[float]:
-  """`values` with one more past the edge `winner` sits at (by the grid's ratio between
-  its two values there; ×10 for a single value), or as they were."""
-  values = sorted(values)
-  if winner == values[-1]:
-    ratio = values[-1] / values[-2] if len(values) > 1 else 10.0
-    return values + [_round(values[-1] * ratio)]
-  if winner == values[0]:
-    ratio = values[1] / values[0] if len(values) > 1 else 10.0
-    return [_round(values[0] / ratio)] + values
-  return values
+def grown(curve: Mapping[float, float]) -> list[float]:
+  """The values of `curve` (value -> score) with one more past each edge whose score
+  ties the best (by the grid's ratio there; ×10 for a single value), or as they were.
+  A tie counts: a flat curve (e.g. every rate stuck at chance) has not bracketed the
+  best value, so both edges grow."""
+  values = sorted(curve)
+  best = max(curve.values())
+  low = values[1] / values[0] if len(values) > 1 else 10.0
+  high = values[-1] / values[-2] if len(values) > 1 else 10.0
+  return (([_round(values[0] / low)] if curve[values[0]] == best else []) + values
+          + ([_round(values[-1] * high)] if curve[values[-1]] == best else []))
 
 
 def _round(x: float) -> float:

@@ -8,11 +8,16 @@ import pytest
 from cnn_jax import errors, results, sweep, tuning
 
 
-def test_the_grid_grows_past_the_edge_the_winner_sits_at_by_its_own_ratio():
-  assert tuning.grown([1e-3, 3e-3, 1e-2], 1e-2) == [1e-3, 3e-3, 1e-2, 0.0333]
-  assert tuning.grown([1e-3, 1e-2], 1e-3) == [1e-4, 1e-3, 1e-2]
-  assert tuning.grown([1e-3, 3e-3, 1e-2], 3e-3) == [1e-3, 3e-3, 1e-2]  # Inside: done.
-  assert tuning.grown([5e-3], 5e-3) == [5e-3, 0.05]
+def test_the_grid_grows_past_each_edge_the_best_score_sits_at_by_its_own_ratio():
+  assert tuning.grown({1e-3: 0.9, 3e-3: 0.95, 1e-2: 0.97}) == [1e-3, 3e-3, 1e-2, 0.0333]
+  assert tuning.grown({1e-3: 0.9, 1e-2: 0.8}) == [1e-4, 1e-3, 1e-2]
+  assert tuning.grown({1e-3: 0.9, 3e-3: 0.95, 1e-2: 0.9}) == [1e-3, 3e-3, 1e-2]  # Done.
+  assert tuning.grown({5e-3: 0.9}) == [5e-4, 5e-3, 0.05]
+  # A flat curve (every rate stuck at chance) has bracketed nothing: both edges grow.
+  assert tuning.grown({3e-3: 0.1124, 1e-2: 0.1124, 3e-2: 0.1124}) == [9e-4, 3e-3, 1e-2,
+                                                                         3e-2, 0.09]
+  # An edge tied with the middle grows; the other, worse, does not.
+  assert tuning.grown({1e-3: 0.9, 3e-3: 0.97, 1e-2: 0.97}) == [1e-3, 3e-3, 1e-2, 0.0333]
 
 
 def test_the_best_score_wins_and_of_equals_the_one_nearest_the_middle():
