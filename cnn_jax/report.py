@@ -289,15 +289,15 @@ def tuned_rates(sweeps: Sweeps) -> list[str]:
 
 def write_report(source_dir: str | pathlib.Path, output_dir: str | pathlib.Path,
                  command: str, base_config: Mapping[str, Any], names: Sequence[str],
-                 declared: Sequence[Mapping[str, Any]] = ()) -> str:
+                 declared: Sequence[claims.Claim] = ()) -> str:
   """REPORT.md, each sweep's results.md and results.png, and the shift curve, from the
   runs.csv and sweep.json of the sweeps `names` in `source_dir` (copied to
-  `output_dir` if elsewhere); `declared`: the study's CLAIMS; `base_config`: the config
+  `output_dir` if elsewhere); `declared`: the study's claims (parsed CLAIMS); `base_config`: the config
   whose network the formulas describe."""
   source_dir, output_dir = pathlib.Path(source_dir), pathlib.Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
   sweeps = Sweeps(source_dir, names)
-  tested = claims.evaluate([claims.Claim.parse(c) for c in declared], sweeps.runs())
+  tested = claims.evaluate(declared, sweeps.runs())
   sections, machines, provenances = [], set(), set()
   for name, (meta, runs, rows) in sweeps.found.items():
     (output_dir / name).mkdir(exist_ok=True)

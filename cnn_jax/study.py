@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
+from cnn_jax import claims as claims_lib
 from cnn_jax import errors, stats, sweep, tuning
 
 
@@ -38,7 +39,7 @@ class Study:
   sweeps: list[SweepSpec]
   seeds: int
   margin: float
-  claims: Sequence[Mapping[str, Any]] = ()
+  claims: Sequence[claims_lib.Claim] = ()
 
 
 @dataclasses.dataclass

@@ -17,7 +17,7 @@ import ml_collections
 from ml_collections import config_flags
 import tqdm
 
-from cnn_jax import options, provenance, results, stats, study, sweep, tuning
+from cnn_jax import claims, options, provenance, results, stats, study, sweep, tuning
 from cnn_jax.errors import ConfigError
 from experiments import cli
 
@@ -79,7 +79,25 @@ def load_study(config_file: str, config: ml_collections.ConfigDict | None = None
     base.update(changed)
     options.validate_config(base.to_dict())
     sweeps.append(study.SweepSpec(name, grid, baseline, search, base))
-  return study.Study(sweeps, seeds, margin, getattr(module, 'CLAIMS', ()))
+  return study.Study(sweeps, seeds, margin,
+                     _checked_claims(getattr(module, 'CLAIMS', ()), sweeps, path))
+
+
+def _checked_claims(specs: Sequence[Any], sweeps: Sequence[study.SweepSpec], path: str
+                    ) -> list[claims.Claim]:
+  """CLAIMS parsed, each naming a sweep of the study and configurations of its grid:
+  checked before any run, not hours later when the report finds nothing to test."""
+  grids = {s.name: s.grid for s in sweeps}
+  parsed = [claims.Claim.parse(spec, f'{path}: CLAIMS') for spec in specs]
+  for claim in parsed:
+    if claim.sweep not in grids:
+      raise ConfigError(f'{path}: CLAIMS entry {claim.text!r}: sweep={claim.sweep!r} is '
+                        f"not in SWEEPS: expected one of {', '.join(grids)}")
+    for _, overrides in claim.contrast:
+      if not any(claims.same_overrides(g, overrides) for g in grids[claim.sweep]):
+        raise ConfigError(f'{path}: CLAIMS entry {claim.text!r}: {overrides} is not in '
+                          f'the GRID of {claim.sweep}')
+  return parsed
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -31,6 +31,10 @@ def _shifted(accuracy, lost_per_pixel):
 
 
 def _declared():
+  return [claims.Claim.parse(c) for c in _specs()]
+
+
+def _specs():
   vs = lambda a, b: [(1, a), (-1, b)]
   return [
       dict(claim='Dropout reduces overfitting', sweep='dropout_sweep',
@@ -140,11 +144,11 @@ def test_report_tests_each_declared_claim_from_the_raw_data_alone(tmp_path):
 
 
 def test_a_bad_claim_is_one_line_naming_it():
-  bad = dict(_declared()[0], expect='smaller')
+  bad = dict(_specs()[0], expect='smaller')
   with pytest.raises(errors.ConfigError, match="'Dropout reduces overfitting': expect="):
     claims.Claim.parse(bad)
   with pytest.raises(errors.ConfigError, match='weights sum to 0'):
-    claims.Claim.parse(dict(_declared()[0], contrast=[(1, {'padding': 1})]))
+    claims.Claim.parse(dict(_specs()[0], contrast=[(1, {'padding': 1})]))
 
 
 def test_report_without_sweeps_says_what_to_run(tmp_path):

@@ -301,12 +301,7 @@ def test_the_study_configs_name_real_sweeps_and_the_long_one_is_long(name, repo_
   declared = sweep_cli.load_study(f'configs/{name}.py')
   _, module = sweep_cli.load_config_module('configs/study.py')
   assert [s.name for s in declared.sweeps] == list(module.SWEEPS)
-  assert list(declared.claims) == list(module.CLAIMS)
-  for claim in declared.claims:  # Each names a sweep of the study and its configurations.
-    parsed = claims.Claim.parse(claim)
-    spec = next(s for s in declared.sweeps if s.name == parsed.sweep)
-    for _, overrides in parsed.contrast:
-      assert any(claims.same_overrides(g, overrides) for g in spec.grid), (claim['claim'], overrides)
+  assert [c.text for c in declared.claims] == [c['claim'] for c in module.CLAIMS]
   short = {s.name: s.base for s in sweep_cli.load_study('configs/study.py').sweeps}
   for s in declared.sweeps:
     options.validate_config(s.base.to_dict())
@@ -319,6 +314,28 @@ def test_the_study_configs_name_real_sweeps_and_the_long_one_is_long(name, repo_
   assert short['dropout_sweep'].max_train_examples == 2000
   assert short['mlp_vs_cnn'].max_train_examples == 0
   assert short['mlp_vs_cnn'].shift_curve_pixels == 4
+
+
+@pytest.mark.parametrize('claim_sweep, contrast, words', [
+    ('padding_sweep', "[(1, {'padding': 1}), (-1, {'padding': 2})]",
+     "CLAIMS entry 'c': {'padding': 2} is not in the GRID of padding_sweep"),
+    ('pooling_sweep', "[(1, {'padding': 1}), (-1, {'padding': 0})]",
+     "CLAIMS entry 'c': sweep='pooling_sweep' is not in SWEEPS: expected one of "
+     'padding_sweep'),
+])
+def test_a_claim_off_the_studys_grids_stops_the_study_before_any_run(
+    tmp_path, claim_sweep, contrast, words):
+  from experiments import sweep_cli  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'padding_sweep.py').write_text(
+      "from configs import default\nGRID = [{'padding': 0}, {'padding': 1}]\n"
+      'def get_config():\n  return default.get_config()\n')
+  (tmp_path / 'study.py').write_text(
+      "from configs import default\nSWEEPS = ('padding_sweep',)\n"
+      f"CLAIMS = [dict(claim='c', sweep='{claim_sweep}', contrast={contrast}, "
+      "metric='test_accuracy', expect='higher', effect=0.002, family='f')]\n"
+      'def get_config():\n  return default.get_config()\n')
+  with pytest.raises(errors.ConfigError, match=re.escape(words)):
+    sweep_cli.load_study(str(tmp_path / 'study.py'))
 
 
 def test_the_study_estimates_its_time_from_the_benchmark(repo_root, tmp_path):
