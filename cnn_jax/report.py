@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cnn_jax import claims, geometry, input_pipeline, results, stats, sweep
+from cnn_jax import claims, geometry, input_pipeline, results, stats, sweep, tuning
 
 MNIST_SHAPE, MNIST_CLASSES = (28, 28, 1), 10
 ARTICLE_PARAMS = 421_642
@@ -280,8 +280,7 @@ def tuned_rates(sweeps: Sweeps) -> list[str]:
       lines.append(f'- {name}: nothing tuned (every configuration at '
                    f"learning_rate {meta['base_config']['learning_rate']:g})")
       continue
-    chosen = '; '.join(f"{r.key}: {tuned[r.key]['value']:g}"
-                       + (' (at the edge)' if tuned[r.key].get('at_edge') else '')
+    chosen = '; '.join(f'{r.key}: {tuning.chosen_text(tuned[r.key])}'
                        for r in rows if r.key in tuned)
     lines.append(f"- [{name}]({name}/results.md) {search['field']}: {chosen}")
   return lines

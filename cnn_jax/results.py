@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cnn_jax import options, run_metrics, stats, sweep
+from cnn_jax import options, run_metrics, stats, sweep, tuning
 
 RUNS_FILE = 'runs.csv'
 RUN_COLUMNS = ('sweep', 'configuration', 'overrides', 'grid_index', 'seed', 'epoch',
@@ -335,8 +335,7 @@ def tuning_text(meta: dict[str, Any], keys: Sequence[str]) -> list[str]:
     t = tuned[key]
     curve = ', '.join(f"**{v:g}: {100 * a:.2f}%**" if v == t['value'] else
                       f'{v:g}: {100 * a:.2f}%' for v, a in t['curve'])
-    lines.append(f"| {key} | {t['value']:g}{' (at the edge)' if t.get('at_edge') else ''}"
-                 f' | {curve} |')
+    lines.append(f'| {key} | {tuning.chosen_text(t)} | {curve} |')
   return lines
 
 

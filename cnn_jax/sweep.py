@@ -218,7 +218,7 @@ def _tune(name: str, base: ml_collections.ConfigDict, overrides: Mapping[str, An
           restart_changed: bool, notify: Callable[[str, Any], None]) -> dict[str, Any]:
   """One configuration's nuisance value: its tuning runs trained (a sweep of their
   own), the grid grown while the best score sits at an edge; {'value', 'curve': [[value,
-  mean best validation accuracy], ...], 'at_edge'}."""
+  mean best validation accuracy], ...]}."""
   tuning_base = ml_collections.ConfigDict(base.to_dict())
   tuning_base.update({**overrides, **search.overrides})
   # Named by what its runs train, whichever sweep asks: a configuration two sweeps
@@ -244,8 +244,7 @@ def _tune(name: str, base: ml_collections.ConfigDict, overrides: Mapping[str, An
     if more == values or extension == search.extend:
       break
     values = more
-  return {'value': winner, 'curve': [[v, curve[v]] for v in values],
-          'at_edge': winner in (values[0], values[-1]) and len(values) > 1}
+  return {'value': winner, 'curve': [[v, curve[v]] for v in values]}
 
 
 def _write_hparams_columns(workdir: pathlib.Path, grid: Sequence[Mapping[str, Any]]

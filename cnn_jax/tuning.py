@@ -84,6 +84,15 @@ def grown(curve: Mapping[float, float]) -> list[float]:
           + ([_round(values[-1] * high)] if curve[values[-1]] == best else []))
 
 
+def chosen_text(tuned: Mapping[str, Any]) -> str:
+  """One configuration's entry of sweep.json 'tuned' ({'value', 'curve'}) as the pages
+  show it: its value, flagged where the best score still sits at an edge of the curve
+  (the search stopped growing before it bracketed the best)."""
+  curve = dict((v, score) for v, score in tuned['curve'])
+  at_edge = len(curve) > 1 and grown(curve) != sorted(curve)
+  return f"{tuned['value']:g}" + (' (at the edge)' if at_edge else '')
+
+
 def _round(x: float) -> float:
   return float(f'{x:.3g}')  # 3e-3 × 3.33 prints as 0.01, not 0.009999.
 

@@ -70,10 +70,10 @@ def _study(tmp_path):
                                  'before_fc1': [gap(0.966, 0.030), gap(0.961, 0.031),
                                                 gap(0.967, 0.029)]}, base=small,
                              tuned={'dropout_placement=none': {
-                                 'value': 0.01, 'curve': [[1e-3, 0.9], [1e-2, 0.95]],
-                                 'at_edge': True}, 'dropout_placement=before_fc1': {
-                                     'value': 0.001, 'curve': [[1e-3, 0.96], [1e-2, 0.95]],
-                                     'at_edge': True}}),
+                                 'value': 0.01, 'curve': [[1e-3, 0.9], [1e-2, 0.95]]},
+                             'dropout_placement=before_fc1': {
+                                 'value': 0.003, 'curve': [[1e-3, 0.96], [3e-3, 0.97],
+                                                           [1e-2, 0.95]]}}),
       fake_sweeps.make_sweep(runs, 'padding_sweep', 'padding', [0, 1], 1,
                              {0: [0.9800, 0.9802, 0.9801], 1: base}),
       fake_sweeps.make_sweep(runs, 'mlp_vs_cnn', 'model', ['cnn', 'mlp'], 'cnn', {
@@ -129,7 +129,7 @@ def test_report_tests_each_declared_claim_from_the_raw_data_alone(tmp_path):
   assert '| 56.2% (−42.00 pp; 52% of its margin over chance kept) |' in rows['model=mlp']
   # Every configuration's learning rate.
   assert ('dropout_placement=none: 0.01 (at the edge); dropout_placement=before_fc1: '
-          '0.001 (at the edge)' in text)
+          '0.003\n' in text)
   assert '- padding_sweep: nothing tuned (every configuration at learning_rate 0.01)' in text
   page = (out / 'dropout_sweep' / 'results.md').read_text()
   assert 'learning_rate tuned on validation' in page and '**0.01: 95.00%**' in page

@@ -20,6 +20,17 @@ def test_the_grid_grows_past_each_edge_the_best_score_sits_at_by_its_own_ratio()
   assert tuning.grown({1e-3: 0.9, 3e-3: 0.97, 1e-2: 0.97}) == [1e-3, 3e-3, 1e-2, 0.0333]
 
 
+def test_a_chosen_value_is_flagged_where_the_best_score_is_still_at_an_edge():
+  assert tuning.chosen_text({'value': 3e-3, 'curve': [[1e-3, .9], [3e-3, .97], [1e-2, .9]]}
+                            ) == '0.003'
+  assert tuning.chosen_text({'value': 1e-2, 'curve': [[1e-3, .9], [1e-2, .95]]}) == (
+      '0.01 (at the edge)')
+  # Flat: the middle was chosen, but nothing was bracketed.
+  assert tuning.chosen_text({'value': 1e-2, 'curve': [[1e-3, .1], [1e-2, .1], [1e-1, .1]]}
+                            ) == '0.01 (at the edge)'
+  assert tuning.chosen_text({'value': 1e-2, 'curve': [[1e-2, .9]]}) == '0.01'
+
+
 def test_the_best_score_wins_and_of_equals_the_one_nearest_the_middle():
   assert tuning.choose({1e-3: 0.95, 3e-3: 0.97, 1e-2: 0.96}) == 3e-3
   assert tuning.choose({1e-3: 0.97, 3e-3: 0.97, 1e-2: 0.97}) == 3e-3
