@@ -51,13 +51,11 @@ class Data:
     `shift_curve_pixels` pixels in each of `DIRECTIONS` (test_right1, test_left1, …)."""
     sets = {'train_eval': _first(self.train, config['train_eval_examples']),
             'validation': self.validation, 'test': self.test}
-    if config['test_shift_pixels']:
-      sets['test_shifted'] = Split(shift(self.test.images, config['test_shift_pixels']),
+    if pixels := config['test_shift_pixels']:
+      sets['test_shifted'] = Split(shift(self.test.images, pixels, pixels),
                                    self.test.labels)
-    for pixels in range(1, config['shift_curve_pixels'] + 1):
-      for name, down, right in DIRECTIONS:
-        sets[f'test_{name}{pixels}'] = Split(
-            shift(self.test.images, down * pixels, right * pixels), self.test.labels)
+    for s in shift_curve_sets(config['shift_curve_pixels']):
+      sets[s.name] = Split(shift(self.test.images, s.down, s.right), self.test.labels)
     return sets
 
 
@@ -84,10 +82,9 @@ def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
   return np.lexsort((rng.random(len(labels)), position))
 
 
-def shift(images: np.ndarray, down: int, right: int | None = None) -> np.ndarray:
-  """NHWC `images` moved `down` pixels down and `right` right (default: as far as
-  down; negative: up, left), the vacated rows and columns zero."""
-  right = down if right is None else right
+def shift(images: np.ndarray, down: int, right: int) -> np.ndarray:
+  """NHWC `images` moved `down` pixels down and `right` right (negative: up, left),
+  the vacated rows and columns zero."""
   out = np.zeros_like(images)
   height, width = images.shape[1:3]
   if abs(down) < height and abs(right) < width:
@@ -99,6 +96,21 @@ def shift(images: np.ndarray, down: int, right: int | None = None) -> np.ndarray
 
 # The shift curve's directions: (name, rows down, columns right) per pixel.
 DIRECTIONS = (('right', 0, 1), ('left', 0, -1), ('down', 1, 0), ('up', -1, 0))
+
+
+class ShiftSet(NamedTuple):
+  name: str  # The evaluated set: test_<direction><pixels>, e.g. test_right1.
+  direction: str
+  pixels: int
+  down: int
+  right: int
+
+
+def shift_curve_sets(pixels: int) -> list[ShiftSet]:
+  """The shift curve's test sets for `shift_curve_pixels=pixels`: 1 .. pixels in each
+  of DIRECTIONS, in the order they are evaluated."""
+  return [ShiftSet(f'test_{name}{p}', name, p, down * p, right * p)
+          for p in range(1, pixels + 1) for name, down, right in DIRECTIONS]
 
 
 def load_dataset(config: Mapping[str, Any]) -> Data:

@@ -224,19 +224,18 @@ def shift_curve(sweeps: Sweeps, path: pathlib.Path, name: str = 'mlp_vs_cnn'
   rows = sweeps.rows(name)
   if not rows:
     return [f'{_not_run(name)} (its runs test the shift curve)']
-  directions = [d for d, _, _ in input_pipeline.DIRECTIONS]
-  pixels = sorted({int(k[len(f'test_{d}'):-len('_accuracy')])
-                   for r in rows for run in r.runs for k in run.best
-                   for d in directions
-                   if k.startswith(f'test_{d}') and k.endswith('_accuracy')
-                   and k[len(f'test_{d}'):-len('_accuracy')].isdigit()})
-  if not pixels:
+  sets = input_pipeline.shift_curve_sets(
+      sweeps.found[name][0]['base_config'].get('shift_curve_pixels', 0))
+  if not sets:
     return [f'{name} has no shift curve in its raw data (shift_curve_pixels was 0)']
+  directions = list(dict.fromkeys(s.direction for s in sets))
+  pixels = sorted({s.pixels for s in sets})
   chance = 1 / MNIST_CLASSES
   curves = {}
   for r in rows:
     at = lambda key, r=r: float(np.mean(r.at_best(key)))
-    curves[r.key] = {d: [at('test_accuracy')] + [at(f'test_{d}{p}_accuracy') for p in pixels]
+    curves[r.key] = {d: [at('test_accuracy')] + [at(f'{s.name}_accuracy') for s in sets
+                                                 if s.direction == d]
                      for d in directions}
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')

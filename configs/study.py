@@ -11,7 +11,9 @@ machine (its measured time: README, The study). Overrides apply to every sweep:
 --seeds=10, --config.num_epochs=3. The long profile: configs/study_long.py.
 """
 
+from cnn_jax import input_pipeline
 from configs import default
+from configs import mlp_vs_cnn
 from configs import width_sweep
 
 # configs/<name>.py for each, run in this order.
@@ -23,8 +25,8 @@ EQUIVALENCE_MARGIN = 0.002  # The sweeps' own pages: ±0.20 pp of test accuracy.
 
 _W = {name: {'conv_features': conv, 'fc_features': fc}
       for name, (conv, fc) in width_sweep.WIDTHS.items()}
-_SHIFTED = [f'test_{d}{p}_accuracy' for p in range(1, 5)
-            for d in ('right', 'left', 'down', 'up')]
+_SHIFTED = [f'{s.name}_accuracy' for s in input_pipeline.shift_curve_sets(
+    mlp_vs_cnn.get_config().shift_curve_pixels)]
 
 
 def _claim(claim, sweep, config, other, metric='test_accuracy', expect='higher',

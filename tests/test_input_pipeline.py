@@ -254,11 +254,11 @@ def test_the_shift_curve_is_four_directions_per_pixel(small_config):
 
 def test_shift_moves_the_digit_and_fills_with_zeros():
   images = np.arange(2 * 4 * 5, dtype=np.uint8).reshape(2, 4, 5, 1) + 1
-  moved = input_pipeline.shift(images, 2)
+  moved = input_pipeline.shift(images, 2, 2)
   assert moved.shape == images.shape and moved.dtype == np.uint8
   assert (moved[:, :2] == 0).all() and (moved[:, :, :2] == 0).all()
   np.testing.assert_array_equal(moved[:, 2:, 2:], images[:, :2, :3])
-  assert not input_pipeline.shift(images, 4).any()  # Moved out entirely.
+  assert not input_pipeline.shift(images, 4, 4).any()  # Moved out entirely.
 
 
 def test_slices_match_the_full_split(own_data_config):

@@ -9,7 +9,7 @@ import pytest
 from configs import default
 from scipy import stats as scipy_stats
 
-from cnn_jax import claims, errors, options, report, results, stats
+from cnn_jax import claims, errors, input_pipeline, options, report, results, stats
 import fake_sweeps
 
 
@@ -28,6 +28,12 @@ SHIFTS = [f'test_{d}{p}_accuracy' for p in (1, 2) for d in ('right', 'left', 'do
 def _shifted(accuracy, lost_per_pixel):
   return {f'test_{d}{p}_accuracy': accuracy - p * lost_per_pixel
           for p in (1, 2) for d in ('right', 'left', 'down', 'up')}
+
+
+def test_the_shift_curves_sets_are_named_by_direction_and_distance():
+  assert [s.name + '_accuracy' for s in input_pipeline.shift_curve_sets(2)] == SHIFTS
+  assert input_pipeline.shift_curve_sets(3)[-1] == ('test_up3', 'up', 3, -3, 0)
+  assert input_pipeline.shift_curve_sets(0) == []
 
 
 def _declared():
@@ -79,7 +85,8 @@ def _study(tmp_path):
       fake_sweeps.make_sweep(runs, 'mlp_vs_cnn', 'model', ['cnn', 'mlp'], 'cnn', {
           'cnn': [[fake_sweeps.epoch(1, a, **_shifted(a, 0.01))] for a in base],
           'mlp': [[fake_sweeps.epoch(1, a, **_shifted(a, 0.20 + i / 100))]
-                  for i, a in enumerate((0.9810, 0.9830, 0.9820))]}, num_epochs=1)]
+                  for i, a in enumerate((0.9810, 0.9830, 0.9820))]}, num_epochs=1,
+          base={'shift_curve_pixels': 2})]
   out = tmp_path / 'results'
   for root in sweeps:
     results.export(root, out / root.name)
