@@ -140,7 +140,8 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
               tuning_dir: str | pathlib.Path | None = None) -> list[Outcome]:
   """Trains every run of this shard not finished yet; returns what happened to each.
 
-  `progress(kind, info)` hears 'start' (runs, pending, num_epochs, epochs_done),
+  `progress(kind, info)` hears 'start' (runs, pending, num_epochs, epochs_done; and
+  tuning: True for a configuration's tuning runs),
   'epoch' (a run's epoch record),
   'run' (an Outcome) as they happen. A run that raises is recorded as failed and the
   others go on. `vmap_seeds`: the new runs of each configuration train together in one
@@ -228,11 +229,13 @@ def _tune(name: str, base: ml_collections.ConfigDict, overrides: Mapping[str, An
   folder = tuning_dir / hashlib.sha256(json.dumps(
       shared, sort_keys=True, default=list).encode()).hexdigest()[:12]
   values, curve = list(search.values), {}
+  tuning_notify = lambda kind, info: notify(kind, {**info, 'tuning': True}
+                                            if kind == 'start' else info)
   for extension in range(search.extend + 1):
     grid = [{search.field: v} for v in values]
     outcomes = run_sweep(f'{name} tuning {config_key(overrides)}', tuning_base, grid, {},
                          range(search.seeds), folder, vmap_seeds=vmap_seeds,
-                         restart_changed=restart_changed, progress=notify)
+                         restart_changed=restart_changed, progress=tuning_notify)
     busy = [o.run.name for o in outcomes if o.status == 'skipped' and o.error]
     if busy:  # Scored half-trained, they could choose another value than their owner.
       raise RunLockedError(f"{folder}: tuning runs {', '.join(busy)} are being trained by "

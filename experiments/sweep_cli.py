@@ -149,7 +149,7 @@ class Progress:
   On a terminal: one bar (runs done, the latest test accuracy) and a line above it per
   finished run. Otherwise (a log file): a line per finished epoch and run. Several
   sweeps share one Progress (experiments.study) by naming `total_epochs` and
-  `total_runs` up front."""
+  `total_runs` up front; the tuning runs (a 'start' with 'tuning') add to them."""
 
   def __init__(self, stream: TextIO = sys.stderr, total_epochs: int | None = None,
                total_runs: int | None = None):
@@ -170,10 +170,12 @@ class Progress:
   def __call__(self, kind: str, info: Any) -> None:
     if kind == 'start':
       runs, pending = info['runs'], info['pending']
-      if not self._fixed_runs:
+      # Tuning runs are found as the search grows: the fixed totals never had them.
+      unplanned = info.get('tuning', False)
+      if not self._fixed_runs or unplanned:
         self._runs_total += len(runs)
       self._runs_done += len(runs) - len(pending)
-      if not self._fixed_total:
+      if not self._fixed_total or unplanned:
         self._bar.total += sum(info['num_epochs'] - info['epochs_done'][r.name]
                                for r in pending)
       self._line(f'{len(runs)} runs, {len(runs) - len(pending)} already finished; '

@@ -50,3 +50,16 @@ def test_a_study_names_its_total_once_for_several_sweeps():
   progress = sweep_cli.Progress(stream, total_epochs=9)
   _feed(progress)
   assert '[1/4 runs] 0/9 epochs' in stream.getvalue()
+
+
+def test_a_studys_tuning_runs_add_to_its_totals_as_the_search_finds_them():
+  stream = io.StringIO()
+  progress = sweep_cli.Progress(stream, total_epochs=9, total_runs=4)
+  tuning = [sweep.Run(i, {'learning_rate': lr}, 0) for i, lr in enumerate((1e-3, 1e-2))]
+  progress('start', {'runs': tuning, 'pending': tuning, 'num_epochs': 3, 'tuning': True,
+                     'epochs_done': {r.name: 0 for r in tuning}})
+  for epoch in range(1, 4):
+    progress('epoch', {'run': tuning[0].name, 'epoch': epoch, 'num_epochs': 3,
+                       'validation_accuracy': 0.5})
+  progress('run', sweep.Outcome(tuning[0], 'trained'))
+  assert stream.getvalue().splitlines()[-1].startswith('[1/6 runs] 3/15 epochs')
