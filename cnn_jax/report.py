@@ -144,8 +144,11 @@ def formula_claims(sweeps: Sweeps, base_config: Mapping[str, Any]
   rows = []
   article = _table(base_config, {})
   counted = geometry.count_params(article)
-  measured = sorted({r.num_params for _, _, sweep_rows in sweeps.found.values()
-                     for r in sweep_rows if r.is_baseline and r.num_params})
+  # The trained count of every configuration that is the article's network (another
+  # sweep's baseline may be a variant: BatchNorm, another width).
+  measured = sorted({r.num_params for meta, _, sweep_rows in sweeps.found.values()
+                     for r in sweep_rows
+                     if r.num_params and _table(meta['base_config'], r.overrides) == article})
   found = f'{counted:,} from the formulas' + (
       f'; {", ".join(f"{m:,}" for m in measured)} in the trained Flax model' if measured
       else '')

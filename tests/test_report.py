@@ -274,3 +274,19 @@ def test_a_paired_verdict_states_the_alpha_and_margin_it_decides_by():
   kind, text = stats.paired_verdict(better, 0.0099, 1.0, 3, alpha=0.01)
   assert kind == 'better' and text.endswith('< 0.01)')
   assert stats.paired_verdict(better, 0.01, 1.0, 3, alpha=0.01)[0] == 'inconclusive'
+
+
+def test_the_parameter_claim_reads_the_articles_network_not_a_variants(tmp_path):
+  runs, out = tmp_path / 'runs', tmp_path / 'results'
+  roots = [fake_sweeps.make_sweep(runs, 'padding_sweep', 'padding', [0, 1], 1,
+                                  {0: [0.98, 0.981], 1: [0.99, 0.991]}),
+           fake_sweeps.make_sweep(runs, 'bn_sweep', 'dropout_before_batch_norm',
+                                  [False, True], False, {False: [0.98, 0.981],
+                                                         True: [0.98, 0.982]},
+                                  params=422_090, base={'batch_norm': 'both'})]
+  for root in roots:
+    results.export(root, out / root.name)
+  row, *_ = report.formula_claims(report.Sweeps(out, ['padding_sweep', 'bn_sweep']),
+                                  default.get_config().to_dict())
+  assert row == ('The CNN has 421,642 parameters',
+                 '421,642 from the formulas; 421,642 in the trained Flax model', 'holds')
