@@ -6,9 +6,9 @@ CLAIMS are declared here, before any run: each names its sweep, the configuratio
 contrasts (weights on their per-seed values: a comparison is +1 and −1), the metric
 (read at each run's best validation epoch), the direction the article claims
 ('higher', 'lower', or 'equivalent'), the smallest effect of interest, and the family
-over which Holm's correction runs. Sized to finish within 90 minutes on the 2-core CI
-machine (its measured time: README, The study). Overrides apply to every sweep:
---seeds=10, --config.num_epochs=3. The long profile: configs/study_long.py.
+over which Holm's correction runs. Sized for a 90-minute budget on the 2-core CI
+machine (whether it keeps it: the measured time in README, The study). Overrides apply
+to every sweep: --seeds=10, --config.num_epochs=3. The long profile: configs/study_long.py.
 """
 
 from cnn_jax import input_pipeline
