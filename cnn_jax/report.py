@@ -293,8 +293,8 @@ def write_report(source_dir: str | pathlib.Path, output_dir: str | pathlib.Path,
                  declared: Sequence[claims.Claim] = ()) -> str:
   """REPORT.md, each sweep's results.md and results.png, and the shift curve, from the
   runs.csv and sweep.json of the sweeps `names` in `source_dir` (copied to
-  `output_dir` if elsewhere); `declared`: the study's claims (parsed CLAIMS); `base_config`: the config
-  whose network the formulas describe."""
+  `output_dir` if elsewhere); `declared`: the study's claims (parsed CLAIMS);
+  `base_config`: the config whose network the formulas describe."""
   source_dir, output_dir = pathlib.Path(source_dir), pathlib.Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
   sweeps = Sweeps(source_dir, names)
