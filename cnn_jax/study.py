@@ -24,20 +24,21 @@ from cnn_jax import errors, stats, sweep, tuning
 
 @dataclasses.dataclass
 class SweepSpec:
-  """One sweep of a study: its grid, baseline, nuisance search and base config (its
-  regime: data size, epochs)."""
+  """One sweep of a study: its grid, baseline, nuisance search, base config (its
+  regime: data size, epochs) and seeds per configuration."""
   name: str
   grid: list[dict[str, Any]]
   baseline: dict[str, Any]
   search: tuning.Search | None
   base: ml_collections.ConfigDict
+  seeds: int
 
 
 @dataclasses.dataclass
 class Study:
   """What a study config declares (configs/study.py)."""
   sweeps: list[SweepSpec]
-  seeds: int
+  seeds: int  # Each sweep's unless it declares its own (SWEEP_SEEDS).
   margin: float
   claims: Sequence[claims_lib.Claim] = ()
 
@@ -46,6 +47,7 @@ class Study:
 class SweepPlan:
   spec: SweepSpec
   workdir: pathlib.Path
+  seeds: range
   runs: list[sweep.Run]
 
   @property
@@ -57,14 +59,19 @@ class SweepPlan:
     return self.spec.base
 
 
-def plan(sweeps: Sequence[SweepSpec], seeds: Sequence[int], workdir: str | pathlib.Path
-         ) -> list[SweepPlan]:
-  """Each sweep's runs, in `workdir`/<name>."""
+def plan(sweeps: Sequence[SweepSpec], workdir: str | pathlib.Path,
+         seeds: int | None = None) -> list[SweepPlan]:
+  """Each sweep's runs, in `workdir`/<name>: seeds 0 .. its own count - 1 (`seeds`:
+  that many in every sweep)."""
   if not sweeps:
     raise errors.ConfigError('the study names no sweeps: expected SWEEPS, e.g. '
                               "('dropout_sweep', 'padding_sweep')")
-  return [SweepPlan(s, pathlib.Path(workdir) / s.name, sweep.plan(s.base, s.grid, seeds))
-          for s in sweeps]
+  plans = []
+  for s in sweeps:
+    own = range(s.seeds if seeds is None else seeds)
+    plans.append(SweepPlan(s, pathlib.Path(workdir) / s.name, own,
+                           sweep.plan(s.base, s.grid, own)))
+  return plans
 
 
 def _identity(config: ml_collections.ConfigDict, search: tuning.Search | None) -> str:
@@ -115,8 +122,7 @@ def _copy_trained(p: SweepPlan, homes: Mapping[str, pathlib.Path]) -> None:
       shutil.copytree(home, target, ignore=shutil.ignore_patterns(sweep.LOCK_FILE))
 
 
-def run_study(plans: Sequence[SweepPlan], seeds: Sequence[int], *,
-              vmap_seeds: bool = False, restart_changed: bool = False, command: str = '',
+def run_study(plans: Sequence[SweepPlan], *, vmap_seeds: bool = False, restart_changed: bool = False, command: str = '',
               equivalence_margin: float = stats.EQUIVALENCE_MARGIN,
               progress: Callable[[str, Any], None] | None = None
               ) -> dict[str, list[sweep.Outcome]]:
@@ -132,7 +138,7 @@ def run_study(plans: Sequence[SweepPlan], seeds: Sequence[int], *,
   for p in plans:
     _copy_trained(p, homes)
     outcomes[p.name] = sweep.run_sweep(
-        p.name, p.base, p.spec.grid, p.spec.baseline, seeds, p.workdir,
+        p.name, p.base, p.spec.grid, p.spec.baseline, p.seeds, p.workdir,
         vmap_seeds=vmap_seeds, restart_changed=restart_changed, command=command,
         equivalence_margin=equivalence_margin,
         progress=progress, search=p.spec.search,

@@ -28,8 +28,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', 'runs/study', 'Where the sweeps train, one folder each.')
 flags.DEFINE_string('output_dir', 'results', 'Where REPORT.md, and each sweep\'s raw '
                     'data and page, go.')
-flags.DEFINE_integer('seeds', None, 'Seeds per configuration (default: SEEDS in the '
-                     'config file).')
+flags.DEFINE_integer('seeds', None, 'Seeds per configuration in every sweep (default: '
+                     'the config file\'s SWEEP_SEEDS for the sweeps it names there, '
+                     'SEEDS for the others).')
 flags.DEFINE_string('readme', '', 'A README whose study section (between its '
                     '<!-- study --> markers) gets the report\'s claims table.')
 flags.DEFINE_bool('estimate', False, 'Print the runs and epochs left to train and the '
@@ -39,7 +40,7 @@ flags.DEFINE_float('examples_per_second', None, 'Training speed for --estimate (
                    'measured them faster).')
 sweep_cli.define_training_flags('study')
 cli.define_config('configs/study.py', 'The study config: the base training config, '
-                  'its SWEEPS, SEEDS and EQUIVALENCE_MARGIN.')
+                  'its SWEEPS, SEEDS, SWEEP_SEEDS, EQUIVALENCE_MARGIN and CLAIMS.')
 
 
 def benchmarked_speed(path: pathlib.Path = pathlib.Path('results/benchmark.md')
@@ -59,7 +60,7 @@ def benchmarked_speed(path: pathlib.Path = pathlib.Path('results/benchmark.md')
   return speed, f'{path}, batch 128'
 
 
-def estimate(plans, seeds) -> str:
+def estimate(plans) -> str:
   epochs, images = study.work_left(plans)
   if FLAGS.examples_per_second:
     speed, source = FLAGS.examples_per_second, '--examples_per_second'
@@ -68,7 +69,9 @@ def estimate(plans, seeds) -> str:
   hours = images / speed / 3600
   distinct = len(study.first_homes(plans))
   tuned = sum(1 for p in plans if p.spec.search)
-  return (f'{distinct} distinct runs ({len(list(seeds))} seeds), {epochs} epochs left to '
+  low, high = min(len(p.seeds) for p in plans), max(len(p.seeds) for p in plans)
+  seeds = f'{low}' if low == high else f'{low}–{high}'
+  return (f'{distinct} distinct runs ({seeds} seeds), {epochs} epochs left to '
           f'train: {images:,} images at {speed:,.0f} ex/s ({source}) ≈ {hours:.1f} h '
           f'of training (evaluation, compiling and data loading not included'
           + (f'; nor the tuning runs of the {tuned} sweeps that tune' if tuned else '')
@@ -81,18 +84,17 @@ def main(argv):
   start = time.perf_counter()
   config_file = config_flags.get_config_filename(FLAGS['config'])
   declared = sweep_cli.load_study(config_file, FLAGS.config)
-  seeds = range(FLAGS.seeds if FLAGS.seeds is not None else declared.seeds)
   margin = declared.margin
-  plans = study.plan(declared.sweeps, seeds, FLAGS.workdir)
+  plans = study.plan(declared.sweeps, FLAGS.workdir, FLAGS.seeds)
   if FLAGS.estimate:
-    print(estimate(plans, seeds))
+    print(estimate(plans))
     return
   vmap_seeds = sweep_cli.vmap_seeds_choice(FLAGS.vmap_seeds)
   command = provenance.command_line('experiments.study')
   progress = sweep_cli.Progress(total_epochs=study.work_left(plans)[0],
                                 total_runs=sum(len(p.runs) for p in plans))
   try:
-    outcomes = study.run_study(plans, seeds, vmap_seeds=vmap_seeds,
+    outcomes = study.run_study(plans, vmap_seeds=vmap_seeds,
                                restart_changed=FLAGS.restart_changed, command=command,
                                equivalence_margin=margin, progress=progress)
   finally:

@@ -51,11 +51,12 @@ def load_study(config_file: str, config: ml_collections.ConfigDict | None = None
                ) -> study.Study:
   """The study a config file declares: the sweeps it names in SWEEPS (configs/<name>.py
   beside it: GRID, BASELINE, SEARCH, and get_config(), the sweep's own regime), its
-  SEEDS, EQUIVALENCE_MARGIN and CLAIMS. Each sweep trains on its own get_config()
-  (the study file's where it has none), passed through the study file's adapt(config)
-  if it has one (a profile: more epochs, early stopping), then changed as `config`
-  (the study's config as the command line left it) changes the study file's
-  get_config(): --config.num_epochs=2 applies to every sweep."""
+  SEEDS (SWEEP_SEEDS: {sweep: seeds} where one has its own), EQUIVALENCE_MARGIN and
+  CLAIMS. Each sweep trains on its own get_config() (the study file's where it has
+  none), passed through the study file's adapt(config) if it has one (a profile: more
+  epochs, early stopping), then changed as `config` (the study's config as the command
+  line left it) changes the study file's get_config(): --config.num_epochs=2 applies
+  to every sweep."""
   path, module = load_config_module(config_file)
   seeds = getattr(module, 'SEEDS', 5)
   if not isinstance(seeds, int) or seeds < 1:
@@ -64,10 +65,20 @@ def load_study(config_file: str, config: ml_collections.ConfigDict | None = None
   if not isinstance(margin, float) or not 0 < margin < 1:
     raise ConfigError(f'{path}: EQUIVALENCE_MARGIN={margin!r} is invalid: expected a '
                       'fraction of accuracy, e.g. 0.001 for ±0.10 pp')
+  own_seeds = getattr(module, 'SWEEP_SEEDS', {})
+  names = getattr(module, 'SWEEPS', ())
+  if not isinstance(own_seeds, dict):
+    raise ConfigError(f'{path}: SWEEP_SEEDS={own_seeds!r} is invalid: expected a dict '
+                      "{sweep: seeds}, e.g. {'mlp_vs_cnn': 4}")
+  for name, count in own_seeds.items():
+    if (name not in names or not isinstance(count, int) or isinstance(count, bool)
+        or count < 1):
+      raise ConfigError(f'{path}: SWEEP_SEEDS[{name!r}]={count!r} is invalid: expected a '
+                        'sweep of SWEEPS and an integer >= 1')
   own = module.get_config()
   changed = {k: v for k, v in (config or own).items() if own.get(k) != v}
   sweeps = []
-  for name in getattr(module, 'SWEEPS', ()):
+  for name in names:
     sweep_file = pathlib.Path(path).resolve().parent / f'{name}.py'
     if not sweep_file.exists():
       raise ConfigError(f'the study names sweep {name!r}, but {sweep_file} does not exist')
@@ -78,7 +89,8 @@ def load_study(config_file: str, config: ml_collections.ConfigDict | None = None
     base = getattr(module, 'adapt', lambda c: c)(base)
     base.update(changed)
     options.validate_config(base.to_dict())
-    sweeps.append(study.SweepSpec(name, grid, baseline, search, base))
+    sweeps.append(study.SweepSpec(name, grid, baseline, search, base,
+                                  own_seeds.get(name, seeds)))
   return study.Study(sweeps, seeds, margin,
                      _checked_claims(getattr(module, 'CLAIMS', ()), sweeps, path))
 

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from configs import default
-from cnn_jax import claims, errors, options, report, results, sweep
+from cnn_jax import claims, errors, options, report, results, study, sweep
 import fake_sweeps
 from experiments import sweep_cli
 
@@ -307,7 +307,7 @@ def test_the_study_configs_name_real_sweeps_and_the_long_one_is_long(name, repo_
     options.validate_config(s.base.to_dict())
     assert s.search and s.search.field == 'learning_rate'
     if name == 'study_long':  # ≥ 10 seeds, 3× the epochs, stopped on validation.
-      assert declared.seeds >= 10 and s.base.early_stopping_patience > 0
+      assert s.seeds >= 10 and s.base.early_stopping_patience > 0
       assert s.base.num_epochs == 3 * short[s.name].num_epochs
       assert s.base.early_stopping_min_epochs >= 2 * short[s.name].num_epochs
   # The regimes: small data where dropout claims can show, all data for accuracy.
@@ -338,15 +338,50 @@ def test_a_claim_off_the_studys_grids_stops_the_study_before_any_run(
     sweep_cli.load_study(str(tmp_path / 'study.py'))
 
 
+def _two_sweep_study(tmp_path, sweep_seeds):
+  for name, grid in (('padding_sweep', "[{'padding': 0}, {'padding': 1}]"),
+                     ('pooling_sweep', "[{'pooling': 'max'}, {'pooling': 'avg'}]")):
+    (tmp_path / f'{name}.py').write_text(
+        f'from configs import default\nGRID = {grid}\n'
+        'def get_config():\n  return default.get_config()\n')
+  (tmp_path / 'study.py').write_text(
+      "from configs import default\nSWEEPS = ('padding_sweep', 'pooling_sweep')\n"
+      f'SEEDS = 3\nSWEEP_SEEDS = {sweep_seeds}\n'
+      'def get_config():\n  return default.get_config()\n')
+  return str(tmp_path / 'study.py')
+
+
+def test_a_sweep_declared_with_its_own_seeds_plans_them_unless_the_flag_says(tmp_path):
+  declared = sweep_cli.load_study(_two_sweep_study(tmp_path, "{'pooling_sweep': 2}"))
+  plans = study.plan(declared.sweeps, tmp_path / 'runs')
+  assert [(p.name, list(p.seeds)) for p in plans] == [('padding_sweep', [0, 1, 2]),
+                                                       ('pooling_sweep', [0, 1])]
+  assert sorted({r.seed for r in plans[1].runs}) == [0, 1] and len(plans[1].runs) == 4
+  assert [list(p.seeds) for p in study.plan(declared.sweeps, tmp_path, 1)] == [[0], [0]]
+
+
+@pytest.mark.parametrize('sweep_seeds, words', [
+    ("{'pool_sweep': 2}", "SWEEP_SEEDS['pool_sweep']=2 is invalid"),
+    ("{'pooling_sweep': True}", "SWEEP_SEEDS['pooling_sweep']=True is invalid"),
+    ('[2]', 'SWEEP_SEEDS=[2] is invalid: expected a dict {sweep: seeds}'),
+    ("{'pooling_sweep': 0}", "SWEEP_SEEDS['pooling_sweep']=0 is invalid: expected a sweep "
+     'of SWEEPS and an integer >= 1'),
+])
+def test_sweep_seeds_off_the_study_stop_it_before_any_run(tmp_path, sweep_seeds, words):
+  with pytest.raises(errors.ConfigError, match=re.escape(words)):
+    sweep_cli.load_study(_two_sweep_study(tmp_path, sweep_seeds))
+
+
 def test_the_study_estimates_its_time_from_the_benchmark(repo_root, tmp_path):
   done = subprocess.run([sys.executable, '-m', 'experiments.study', '--estimate',
                          f'--workdir={tmp_path}', '--examples_per_second=55000'],
                         cwd=repo_root, capture_output=True, text=True, timeout=120)
   assert done.returncode == 0, done.stderr[-2000:]
-  # configs/study.py: 24 distinct configurations × 5 seeds: 15 on 2,000 images for 15
-  # epochs, 9 on 55,000 for 2 (the CNN twice: once with the shift curve).
-  assert done.stdout.startswith('120 distinct runs (5 seeds), 1215 epochs left to train')
-  assert ('7,200,000 images at 55,000 ex/s (--examples_per_second) ≈ 0.0 h'
+  # configs/study.py: 12 distinct configurations × 5 seeds on 2,000 images for 15
+  # epochs, 9 on 55,000 for 2 (the CNN twice: once with the shift curve), CNN vs MLP's
+  # 2 with 4 seeds.
+  assert done.stdout.startswith('103 distinct runs (4–5 seeds), 986 epochs left to train')
+  assert ('6,530,000 images at 55,000 ex/s (--examples_per_second) ≈ 0.0 h'
           in done.stdout)
 
 
