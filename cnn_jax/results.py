@@ -20,6 +20,7 @@ import pathlib
 import shutil
 from typing import Any, Sequence
 
+from absl import logging
 import numpy as np
 
 from cnn_jax import options, run_metrics, stats, sweep, tuning
@@ -56,16 +57,22 @@ class Run:
 def export(workdir: str | pathlib.Path, output_dir: str | pathlib.Path | None = None
            ) -> pathlib.Path:
   """runs.csv and sweep.json of the sweep in `workdir`, written to `output_dir`
-  (default: `workdir`) from the runs' run.json and metrics.json; returns the CSV."""
+  (default: `workdir`) from the runs' run.json and metrics.json; returns the CSV.
+  Runs left in `workdir` by an earlier grid or seed count (not in sweep.json's) are
+  left out, with a warning naming them."""
   workdir = pathlib.Path(workdir)
   output_dir = pathlib.Path(output_dir or workdir)
   output_dir.mkdir(parents=True, exist_ok=True)
   meta = json.loads((workdir / sweep.SWEEP_FILE).read_text())
   if output_dir != workdir:
     shutil.copy(workdir / sweep.SWEEP_FILE, output_dir / sweep.SWEEP_FILE)
-  rows = []
+  rows, stale = [], []
+  grid, seeds = {sweep.config_key(g) for g in meta['grid']}, set(meta['seeds'])
   for run_file in sorted(workdir.glob(f'*/{sweep.RUN_FILE}')):
     run = json.loads(run_file.read_text())
+    if run['key'] not in grid or run['seed'] not in seeds:
+      stale.append(run_file.parent.name)
+      continue
     try:
       metrics = json.loads((run_file.parent / 'metrics.json').read_text())
     except (OSError, ValueError):
@@ -90,6 +97,9 @@ def export(workdir: str | pathlib.Path, output_dir: str | pathlib.Path | None = 
     writer.writeheader()
     writer.writerows(sorted(rows, key=lambda r: (r['grid_index'], r['seed'],
                                                  r['epoch'] or 0)))
+  if stale:
+    logging.warning('%s: %d run(s) outside its grid and seeds left out of %s: %s',
+                    workdir, len(stale), RUNS_FILE, ', '.join(stale))
   return path
 
 

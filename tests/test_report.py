@@ -9,7 +9,7 @@ import pytest
 from configs import default
 from scipy import stats as scipy_stats
 
-from cnn_jax import claims, errors, input_pipeline, options, report, results, stats
+from cnn_jax import claims, errors, input_pipeline, options, report, results, stats, sweep
 import fake_sweeps
 
 
@@ -290,3 +290,19 @@ def test_the_parameter_claim_reads_the_articles_network_not_a_variants(tmp_path)
                                   default.get_config().to_dict())
   assert row == ('The CNN has 421,642 parameters',
                  '421,642 from the formulas; 421,642 in the trained Flax model', 'holds')
+
+
+def test_runs_an_earlier_grid_or_seed_count_left_stay_out_of_the_raw_data(tmp_path,
+                                                                          caplog):
+  root = fake_sweeps.make_sweep(tmp_path, 'padding_sweep', 'padding', [0, 1], 1,
+                                {0: [0.98] * 3, 1: [0.99] * 3})
+  meta = json.loads((root / sweep.SWEEP_FILE).read_text())
+  # The sweep rerun in the same folder with padding 1 alone and two seeds.
+  meta.update(grid=[{'padding': 1}], seeds=[0, 1])
+  (root / sweep.SWEEP_FILE).write_text(json.dumps(meta))
+  with caplog.at_level('WARNING'):
+    results.export(root, tmp_path / 'out')
+  _, runs = results.read_runs(tmp_path / 'out')
+  assert sorted((r.key, r.seed) for r in runs) == [('padding=1', 0), ('padding=1', 1)]
+  assert ('4 run(s) outside its grid and seeds left out of runs.csv: padding=0,seed=0, '
+          'padding=0,seed=1, padding=0,seed=2, padding=1,seed=2') in caplog.text
