@@ -30,6 +30,9 @@ from cnn_jax.errors import ConfigError, DatasetUnavailableError
 
 # Where the repo keeps manually downloaded dataset files, one folder per dataset.
 DATA_ROOT = pathlib.Path(__file__).resolve().parent.parent / 'data'
+# How long a run waits for another process preparing the same dataset (MNIST: under a
+# minute) before it says so and stops.
+PREPARE_WAIT_SECONDS = 1800
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,10 +180,16 @@ def prepare_builder(builder, config: Mapping[str, Any]) -> None:
   if builder.is_prepared():
     return
   downloads = pathlib.Path(builder.data_dir_root) / 'downloads'
-  lock = filelock.FileLock(downloads / '.cnn_jax_prepare.lock')
+  lock = filelock.FileLock(downloads / '.cnn_jax_prepare.lock',
+                           timeout=PREPARE_WAIT_SECONDS)
   try:
     downloads.mkdir(parents=True, exist_ok=True)
     lock.acquire()
+  except filelock.Timeout:
+    raise DatasetUnavailableError(
+        f"dataset {config['dataset']!r} is not prepared: another process has been "
+        f'preparing it in {_data_root(config)[1]} for {PREPARE_WAIT_SECONDS} s (it holds '
+        f'{lock.lock_file}); let it finish, or stop it, and run again') from None
   except OSError as e:
     raise DatasetUnavailableError(
         f"dataset {config['dataset']!r} is not prepared and cannot be prepared in "

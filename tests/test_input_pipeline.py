@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 
+import filelock
 import numpy as np
 import pytest
 
@@ -317,3 +318,18 @@ def test_arrays_are_kept_only_for_a_local_data_dir(tmp_path, monkeypatch):
   monkeypatch.setenv('TFDS_DATA_DIR', str(tmp_path))
   local = input_pipeline._arrays_dir({'dataset': 'mnist:3.0.1', 'data_dir': None})  # pylint: disable=protected-access
   assert local.parent == tmp_path / 'cnn_jax_arrays' and local.name.startswith('mnist:3.0.1-tfds')
+
+
+def test_a_preparation_another_process_holds_is_waited_for_within_a_bound(tmp_path,
+                                                                          monkeypatch):
+  config = default.get_config()
+  config.data_dir = str(tmp_path / 'data')
+  builder = prepare.tfds_builder(config)
+  downloads = pathlib.Path(builder.data_dir_root) / 'downloads'
+  downloads.mkdir(parents=True)
+  monkeypatch.setattr(prepare, 'PREPARE_WAIT_SECONDS', 0.2)
+  with filelock.FileLock(downloads / '.cnn_jax_prepare.lock'):  # Another preparer.
+    with pytest.raises(errors.DatasetUnavailableError,
+                       match=r"^dataset 'mnist' is not prepared: another process has been "
+                             r"preparing it in config.data_dir='.*' for 0.2 s"):
+      prepare.prepare_builder(builder, config)
