@@ -112,6 +112,7 @@ class Outcome:
 
 
 LOCK_FILE = '.lock'
+SWEEP_FILE_WAIT_SECONDS = 60  # Writing sweep.json takes milliseconds.
 
 
 @contextlib.contextmanager
@@ -174,18 +175,30 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
             for r in runs]
   check_changed(base, runs, workdir, restart_changed)
   workdir.mkdir(parents=True, exist_ok=True)
-  try:  # Another shard's configurations' tuning, kept.
-    tuned = {**json.loads((workdir / SWEEP_FILE).read_text()).get('tuned', {}), **tuned}
-  except (OSError, ValueError):
-    pass
-  (workdir / SWEEP_FILE).write_text(json.dumps({
-      'name': name, 'grid': [dict(g) for g in grid],
-      'baseline': config_key(baseline) if baseline else config_key(grid[0]),
-      'seeds': sorted(set(seeds)), 'base_config': base.to_dict(), 'command': command,
-      'code_version': provenance.code_version(), 'packages': provenance.package_versions(),
-      'host': run_metrics.host_description(), 'equivalence_margin': equivalence_margin,
-      **({'search': search.describe(), 'tuned': tuned} if search else {})},
-      indent=2, default=list) + '\n')
+  # Shards on one folder each merge their configurations' tuning in: one at a time.
+  lock = filelock.FileLock(workdir / f'.{SWEEP_FILE}.lock', timeout=SWEEP_FILE_WAIT_SECONDS)
+  try:
+    lock.acquire()
+  except filelock.Timeout:
+    raise RunLockedError(f'{lock.lock_file} is still held by another process after '
+                         f'{SWEEP_FILE_WAIT_SECONDS} s: is a shard of this sweep stuck '
+                         'writing sweep.json?') from None
+  try:
+    try:  # Another shard's configurations' tuning, kept.
+      tuned = {**json.loads((workdir / SWEEP_FILE).read_text()).get('tuned', {}), **tuned}
+    except (OSError, ValueError):
+      pass
+    (workdir / SWEEP_FILE).write_text(json.dumps({
+        'name': name, 'grid': [dict(g) for g in grid],
+        'baseline': config_key(baseline) if baseline else config_key(grid[0]),
+        'seeds': sorted(set(seeds)), 'base_config': base.to_dict(), 'command': command,
+        'code_version': provenance.code_version(),
+        'packages': provenance.package_versions(), 'host': run_metrics.host_description(),
+        'equivalence_margin': equivalence_margin,
+        **({'search': search.describe(), 'tuned': tuned} if search else {})},
+        indent=2, default=list) + '\n')
+  finally:
+    lock.release()
   _write_hparams_columns(workdir, grid)
   outcomes, pending = [], []
   for run in runs:

@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 
+import filelock
 import pytest
 from scipy import stats as scipy_stats
 from tensorboard.backend.event_processing import event_accumulator
@@ -396,3 +397,12 @@ def test_the_sweep_entry_point_is_named_by_its_config_file(capsys):
     sweep_cli.name_from_argv(['x', '--seeds=2'])
   assert e.value.code == 2
   assert capsys.readouterr().err.startswith('error: --config is required')
+
+
+def test_a_shard_waits_for_sweep_json_within_a_bound(tmp_path, monkeypatch):
+  monkeypatch.setattr(sweep, 'SWEEP_FILE_WAIT_SECONDS', 0.2)
+  with filelock.FileLock(tmp_path / f'.{sweep.SWEEP_FILE}.lock'):  # Another shard's.
+    with pytest.raises(errors.RunLockedError, match=r'\.sweep\.json\.lock is still held by '
+                                                    'another process after 0.2 s'):
+      sweep.run_sweep('t', default.get_config(), [{'padding': 0}], {}, range(1), tmp_path)
+  assert not (tmp_path / sweep.SWEEP_FILE).exists()
