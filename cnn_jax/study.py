@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import ml_collections
 
 from cnn_jax import claims as claims_lib
-from cnn_jax import errors, stats, sweep, tuning
+from cnn_jax import errors, options, stats, sweep, tuning
 
 
 @dataclasses.dataclass
@@ -122,7 +122,8 @@ def _copy_trained(p: SweepPlan, homes: Mapping[str, pathlib.Path]) -> None:
       shutil.copytree(home, target, ignore=shutil.ignore_patterns(sweep.LOCK_FILE))
 
 
-def run_study(plans: Sequence[SweepPlan], *, vmap_seeds: bool = False, restart_changed: bool = False, command: str = '',
+def run_study(plans: Sequence[SweepPlan], *, vmap_seeds: bool = False,
+              restart_changed: bool = False, command: str = '',
               equivalence_margin: float = stats.EQUIVALENCE_MARGIN,
               progress: Callable[[str, Any], None] | None = None
               ) -> dict[str, list[sweep.Outcome]]:
@@ -144,3 +145,72 @@ def run_study(plans: Sequence[SweepPlan], *, vmap_seeds: bool = False, restart_c
         progress=progress, search=p.spec.search,
         tuning_dir=p.workdir.parent / tuning.TUNING_DIR)
   return outcomes
+
+
+# --- Study config files. ---
+
+def load_study(config_file: str, config: ml_collections.ConfigDict | None = None
+               ) -> Study:
+  """The study a config file declares: the sweeps it names in SWEEPS (configs/<name>.py
+  beside it: GRID, BASELINE, SEARCH, and get_config(), the sweep's own regime), its
+  SEEDS (SWEEP_SEEDS: {sweep: seeds} where one has its own), EQUIVALENCE_MARGIN and
+  CLAIMS. Each sweep trains on its own get_config() (the study file's where it has
+  none), passed through the study file's adapt(config) if it has one (a profile: more
+  epochs, early stopping), then changed as `config` (the study's config as the command
+  line left it) changes the study file's get_config(): --config.num_epochs=2 applies
+  to every sweep."""
+  path, module = sweep.load_config_module(config_file)
+  seeds = getattr(module, 'SEEDS', 5)
+  if not isinstance(seeds, int) or seeds < 1:
+    raise errors.ConfigError(f'{path}: SEEDS={seeds!r} is invalid: expected an integer '
+                             '>= 1')
+  margin = getattr(module, 'EQUIVALENCE_MARGIN', stats.EQUIVALENCE_MARGIN)
+  if not isinstance(margin, float) or not 0 < margin < 1:
+    raise errors.ConfigError(f'{path}: EQUIVALENCE_MARGIN={margin!r} is invalid: expected '
+                             'a fraction of accuracy, e.g. 0.001 for ±0.10 pp')
+  own_seeds = getattr(module, 'SWEEP_SEEDS', {})
+  names = getattr(module, 'SWEEPS', ())
+  if not isinstance(own_seeds, dict):
+    raise errors.ConfigError(f'{path}: SWEEP_SEEDS={own_seeds!r} is invalid: expected a '
+                             "dict {sweep: seeds}, e.g. {'mlp_vs_cnn': 4}")
+  for name, count in own_seeds.items():
+    if (name not in names or not isinstance(count, int) or isinstance(count, bool)
+        or count < 1):
+      raise errors.ConfigError(f'{path}: SWEEP_SEEDS[{name!r}]={count!r} is invalid: '
+                               'expected a sweep of SWEEPS and an integer >= 1')
+  own = module.get_config()
+  changed = {k: v for k, v in (config or own).items() if own.get(k) != v}
+  sweeps = []
+  for name in names:
+    sweep_file = pathlib.Path(path).resolve().parent / f'{name}.py'
+    if not sweep_file.exists():
+      raise errors.ConfigError(f'the study names sweep {name!r}, but {sweep_file} does '
+                               'not exist')
+    grid, baseline, search = sweep.load_grid(str(sweep_file))
+    _, sweep_module = sweep.load_config_module(str(sweep_file))
+    base = (sweep_module.get_config() if hasattr(sweep_module, 'get_config')
+            else module.get_config())
+    base = getattr(module, 'adapt', lambda c: c)(base)
+    base.update(changed)
+    options.validate_config(base.to_dict())
+    sweeps.append(SweepSpec(name, grid, baseline, search, base, own_seeds.get(name, seeds)))
+  return Study(sweeps, seeds, margin,
+               _checked_claims(getattr(module, 'CLAIMS', ()), sweeps, path))
+
+
+def _checked_claims(specs: Sequence[Any], sweeps: Sequence[SweepSpec], path: str
+                    ) -> list[claims_lib.Claim]:
+  """CLAIMS parsed, each naming a sweep of the study and configurations of its grid:
+  checked before any run, not hours later when the report finds nothing to test."""
+  grids = {s.name: s.grid for s in sweeps}
+  parsed = [claims_lib.Claim.parse(spec, f'{path}: CLAIMS') for spec in specs]
+  for claim in parsed:
+    if claim.sweep not in grids:
+      raise errors.ConfigError(f'{path}: CLAIMS entry {claim.text!r}: '
+                               f'sweep={claim.sweep!r} is not in SWEEPS: expected one of '
+                               f"{', '.join(grids)}")
+    for _, overrides in claim.contrast:
+      if not any(claims_lib.same_overrides(g, overrides) for g in grids[claim.sweep]):
+        raise errors.ConfigError(f'{path}: CLAIMS entry {claim.text!r}: {overrides} is '
+                                 f'not in the GRID of {claim.sweep}')
+  return parsed

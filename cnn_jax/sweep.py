@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import pathlib
 import shutil
@@ -370,3 +371,28 @@ def _train_together(base: ml_collections.ConfigDict, group: list[Run],
                                                                  **record}))
   finally:
     logging.set_verbosity(verbosity)
+
+
+# --- Sweep config files. ---
+
+def load_config_module(config_file: str) -> tuple[str, Any]:
+  """(path, module) of a config file (a ':override' suffix dropped), for the names it
+  declares beside get_config() (a sweep's GRID, a study's SWEEPS)."""
+  path = config_file.split(':', 1)[0]
+  spec = importlib.util.spec_from_file_location('_config_file', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return path, module
+
+
+def load_grid(config_file: str
+              ) -> tuple[list[dict[str, Any]], dict[str, Any], tuning.Search | None]:
+  """(GRID, BASELINE, SEARCH) declared in a sweep config file next to its get_config():
+  SEARCH the nuisance field each configuration is tuned on (`cnn_jax.tuning`)."""
+  path, module = load_config_module(config_file)
+  grid = [dict(g) for g in getattr(module, 'GRID', ())]
+  baseline = dict(getattr(module, 'BASELINE', {}))
+  if baseline and config_key(baseline) not in {config_key(g) for g in grid}:
+    raise errors.ConfigError(f'{path}: BASELINE {baseline} is not in GRID')
+  return grid, baseline, tuning.Search.parse(getattr(module, 'SEARCH', None),
+                                             f'{path}: SEARCH')

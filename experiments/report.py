@@ -13,8 +13,8 @@ import pathlib
 from absl import flags
 from ml_collections import config_flags
 
-from cnn_jax import options, report, results, sweep
-from experiments import cli, sweep_cli
+from cnn_jax import options, report, results, study, sweep
+from experiments import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('output_dir', 'results', 'Where each sweep\'s raw data is read, and '
@@ -38,7 +38,7 @@ def main(argv):
   trained = sorted(output.glob(f'*/{sweep.SWEEP_FILE}'))
   base = options.with_defaults(json.loads(trained[0].read_text())['base_config']
                                if trained else FLAGS.config.to_dict())
-  declared = sweep_cli.load_study(config_flags.get_config_filename(FLAGS['config']))
+  declared = study.load_study(config_flags.get_config_filename(FLAGS['config']))
   print(report.write_report(output, output, report.rebuild_command(output), base,
                             [s.name for s in declared.sweeps], declared.claims))
   if FLAGS.readme:

@@ -83,7 +83,7 @@ def main(argv):
     raise ConfigError(f'unexpected arguments {argv[1:]}')
   start = time.perf_counter()
   config_file = config_flags.get_config_filename(FLAGS['config'])
-  declared = sweep_cli.load_study(config_file, FLAGS.config)
+  declared = study.load_study(config_file, FLAGS.config)
   margin = declared.margin
   plans = study.plan(declared.sweeps, FLAGS.workdir, FLAGS.seeds)
   if FLAGS.estimate:

@@ -13,103 +13,14 @@ import sys
 from typing import Any, Sequence, TextIO
 
 from absl import flags
-import ml_collections
 from ml_collections import config_flags
 import tqdm
 
-from cnn_jax import claims, options, provenance, results, stats, study, sweep, tuning
+from cnn_jax import provenance, results, sweep
 from cnn_jax.errors import ConfigError
 from experiments import cli
 
 FLAGS = flags.FLAGS
-
-
-def load_config_module(config_file: str) -> tuple[str, Any]:
-  """(path, module) of a config file (a ':override' suffix dropped), for the names it
-  declares beside get_config() (a sweep's GRID, a study's SWEEPS)."""
-  path = config_file.split(':', 1)[0]
-  spec = importlib.util.spec_from_file_location('_config_file', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return path, module
-
-
-def load_grid(config_file: str
-              ) -> tuple[list[dict[str, Any]], dict[str, Any], tuning.Search | None]:
-  """(GRID, BASELINE, SEARCH) declared in a sweep config file next to its get_config():
-  SEARCH the nuisance field each configuration is tuned on (`cnn_jax.tuning`)."""
-  path, module = load_config_module(config_file)
-  grid = [dict(g) for g in getattr(module, 'GRID', ())]
-  baseline = dict(getattr(module, 'BASELINE', {}))
-  if baseline and sweep.config_key(baseline) not in {sweep.config_key(g) for g in grid}:
-    raise ConfigError(f'{path}: BASELINE {baseline} is not in GRID')
-  return grid, baseline, tuning.Search.parse(getattr(module, 'SEARCH', None),
-                                             f'{path}: SEARCH')
-
-
-def load_study(config_file: str, config: ml_collections.ConfigDict | None = None
-               ) -> study.Study:
-  """The study a config file declares: the sweeps it names in SWEEPS (configs/<name>.py
-  beside it: GRID, BASELINE, SEARCH, and get_config(), the sweep's own regime), its
-  SEEDS (SWEEP_SEEDS: {sweep: seeds} where one has its own), EQUIVALENCE_MARGIN and
-  CLAIMS. Each sweep trains on its own get_config() (the study file's where it has
-  none), passed through the study file's adapt(config) if it has one (a profile: more
-  epochs, early stopping), then changed as `config` (the study's config as the command
-  line left it) changes the study file's get_config(): --config.num_epochs=2 applies
-  to every sweep."""
-  path, module = load_config_module(config_file)
-  seeds = getattr(module, 'SEEDS', 5)
-  if not isinstance(seeds, int) or seeds < 1:
-    raise ConfigError(f'{path}: SEEDS={seeds!r} is invalid: expected an integer >= 1')
-  margin = getattr(module, 'EQUIVALENCE_MARGIN', stats.EQUIVALENCE_MARGIN)
-  if not isinstance(margin, float) or not 0 < margin < 1:
-    raise ConfigError(f'{path}: EQUIVALENCE_MARGIN={margin!r} is invalid: expected a '
-                      'fraction of accuracy, e.g. 0.001 for ±0.10 pp')
-  own_seeds = getattr(module, 'SWEEP_SEEDS', {})
-  names = getattr(module, 'SWEEPS', ())
-  if not isinstance(own_seeds, dict):
-    raise ConfigError(f'{path}: SWEEP_SEEDS={own_seeds!r} is invalid: expected a dict '
-                      "{sweep: seeds}, e.g. {'mlp_vs_cnn': 4}")
-  for name, count in own_seeds.items():
-    if (name not in names or not isinstance(count, int) or isinstance(count, bool)
-        or count < 1):
-      raise ConfigError(f'{path}: SWEEP_SEEDS[{name!r}]={count!r} is invalid: expected a '
-                        'sweep of SWEEPS and an integer >= 1')
-  own = module.get_config()
-  changed = {k: v for k, v in (config or own).items() if own.get(k) != v}
-  sweeps = []
-  for name in names:
-    sweep_file = pathlib.Path(path).resolve().parent / f'{name}.py'
-    if not sweep_file.exists():
-      raise ConfigError(f'the study names sweep {name!r}, but {sweep_file} does not exist')
-    grid, baseline, search = load_grid(str(sweep_file))
-    _, sweep_module = load_config_module(str(sweep_file))
-    base = (sweep_module.get_config() if hasattr(sweep_module, 'get_config')
-            else module.get_config())
-    base = getattr(module, 'adapt', lambda c: c)(base)
-    base.update(changed)
-    options.validate_config(base.to_dict())
-    sweeps.append(study.SweepSpec(name, grid, baseline, search, base,
-                                  own_seeds.get(name, seeds)))
-  return study.Study(sweeps, seeds, margin,
-                     _checked_claims(getattr(module, 'CLAIMS', ()), sweeps, path))
-
-
-def _checked_claims(specs: Sequence[Any], sweeps: Sequence[study.SweepSpec], path: str
-                    ) -> list[claims.Claim]:
-  """CLAIMS parsed, each naming a sweep of the study and configurations of its grid:
-  checked before any run, not hours later when the report finds nothing to test."""
-  grids = {s.name: s.grid for s in sweeps}
-  parsed = [claims.Claim.parse(spec, f'{path}: CLAIMS') for spec in specs]
-  for claim in parsed:
-    if claim.sweep not in grids:
-      raise ConfigError(f'{path}: CLAIMS entry {claim.text!r}: sweep={claim.sweep!r} is '
-                        f"not in SWEEPS: expected one of {', '.join(grids)}")
-    for _, overrides in claim.contrast:
-      if not any(claims.same_overrides(g, overrides) for g in grids[claim.sweep]):
-        raise ConfigError(f'{path}: CLAIMS entry {claim.text!r}: {overrides} is not in '
-                          f'the GRID of {claim.sweep}')
-  return parsed
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -244,7 +155,7 @@ def main(name: str, module: str | None = None) -> None:
     if len(argv) > 1:
       raise ConfigError(f'unexpected arguments {argv[1:]}')
     config_file = config_flags.get_config_filename(FLAGS['config'])
-    grid, baseline, search = load_grid(config_file)
+    grid, baseline, search = sweep.load_grid(config_file)
     seeds = range(FLAGS.seeds)
     shard = parse_shard(FLAGS.shard)
     vmap_seeds = vmap_seeds_choice(FLAGS.vmap_seeds)

@@ -8,15 +8,13 @@ import json
 import pathlib
 
 import numpy as np
-import pytest
 from scipy import stats as scipy_stats
 
-from cnn_jax import claims, report
-from experiments import sweep_cli
+from cnn_jax import report, study
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'results'
-STUDY = sweep_cli.load_study(str(ROOT / 'configs' / 'study.py'))
+STUDY = study.load_study(str(ROOT / 'configs' / 'study.py'))
 NAMES = [s.name for s in STUDY.sweeps]
 SWEEP_DIRS = [RESULTS / n for n in NAMES if (RESULTS / n / 'runs.csv').exists()]
 

@@ -10,12 +10,11 @@ import sys
 
 import filelock
 import pytest
-from scipy import stats as scipy_stats
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from configs import default
-from cnn_jax import claims, errors, options, report, results, study, sweep
+from cnn_jax import errors, options, results, study, sweep
 import fake_sweeps
 from experiments import sweep_cli
 
@@ -54,7 +53,7 @@ def test_plan_rejects_bad_grids_naming_the_field(grid, seeds, message):
 
 @pytest.mark.parametrize('name', SWEEPS)
 def test_every_sweep_config_is_a_valid_grid_with_its_baseline(name, repo_root):
-  grid, baseline, _ = sweep_cli.load_grid(str(repo_root / 'configs' / f'{name}.py'))
+  grid, baseline, _ = sweep.load_grid(str(repo_root / 'configs' / f'{name}.py'))
   assert len(grid) >= 2 and baseline in grid
   runs = sweep.plan(default.get_config(), grid, range(3))
   assert len(runs) == 3 * len(grid)
@@ -172,7 +171,7 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   base = default.get_config()
   for k in fields:
     base[k] = small_config[k]
-  grid, baseline, _ = sweep_cli.load_grid(str(config_file))
+  grid, baseline, _ = sweep.load_grid(str(config_file))
   outcomes = sweep.run_sweep('t', base, grid, baseline, range(2), workdir)
   assert [o.status for o in outcomes] == ['skipped'] * 4  # A rerun trains nothing.
 
@@ -299,11 +298,11 @@ def test_a_sweep_refuses_runs_trained_with_another_config_or_restarts_them(
 def test_the_study_configs_name_real_sweeps_and_the_long_one_is_long(name, repo_root,
                                                                       monkeypatch):
   monkeypatch.chdir(repo_root)
-  declared = sweep_cli.load_study(f'configs/{name}.py')
-  _, module = sweep_cli.load_config_module('configs/study.py')
+  declared = study.load_study(f'configs/{name}.py')
+  _, module = sweep.load_config_module('configs/study.py')
   assert [s.name for s in declared.sweeps] == list(module.SWEEPS)
   assert [c.text for c in declared.claims] == [c['claim'] for c in module.CLAIMS]
-  short = {s.name: s.base for s in sweep_cli.load_study('configs/study.py').sweeps}
+  short = {s.name: s.base for s in study.load_study('configs/study.py').sweeps}
   for s in declared.sweeps:
     options.validate_config(s.base.to_dict())
     assert s.search and s.search.field == 'learning_rate'
@@ -326,7 +325,6 @@ def test_the_study_configs_name_real_sweeps_and_the_long_one_is_long(name, repo_
 ])
 def test_a_claim_off_the_studys_grids_stops_the_study_before_any_run(
     tmp_path, claim_sweep, contrast, words):
-  from experiments import sweep_cli  # pylint: disable=g-import-not-at-top
   (tmp_path / 'padding_sweep.py').write_text(
       "from configs import default\nGRID = [{'padding': 0}, {'padding': 1}]\n"
       'def get_config():\n  return default.get_config()\n')
@@ -336,7 +334,7 @@ def test_a_claim_off_the_studys_grids_stops_the_study_before_any_run(
       "metric='test_accuracy', expect='higher', effect=0.002, family='f')]\n"
       'def get_config():\n  return default.get_config()\n')
   with pytest.raises(errors.ConfigError, match=re.escape(words)):
-    sweep_cli.load_study(str(tmp_path / 'study.py'))
+    study.load_study(str(tmp_path / 'study.py'))
 
 
 def _two_sweep_study(tmp_path, sweep_seeds):
@@ -353,7 +351,7 @@ def _two_sweep_study(tmp_path, sweep_seeds):
 
 
 def test_a_sweep_declared_with_its_own_seeds_plans_them_unless_the_flag_says(tmp_path):
-  declared = sweep_cli.load_study(_two_sweep_study(tmp_path, "{'pooling_sweep': 2}"))
+  declared = study.load_study(_two_sweep_study(tmp_path, "{'pooling_sweep': 2}"))
   plans = study.plan(declared.sweeps, tmp_path / 'runs')
   assert [(p.name, list(p.seeds)) for p in plans] == [('padding_sweep', [0, 1, 2]),
                                                        ('pooling_sweep', [0, 1])]
@@ -370,7 +368,7 @@ def test_a_sweep_declared_with_its_own_seeds_plans_them_unless_the_flag_says(tmp
 ])
 def test_sweep_seeds_off_the_study_stop_it_before_any_run(tmp_path, sweep_seeds, words):
   with pytest.raises(errors.ConfigError, match=re.escape(words)):
-    sweep_cli.load_study(_two_sweep_study(tmp_path, sweep_seeds))
+    study.load_study(_two_sweep_study(tmp_path, sweep_seeds))
 
 
 def test_the_study_estimates_its_time_from_the_benchmark(repo_root, tmp_path):
