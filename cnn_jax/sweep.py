@@ -117,19 +117,25 @@ SWEEP_FILE_WAIT_SECONDS = 60  # Writing sweep.json takes milliseconds.
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | pathlib.Path):
-  """Holds an exclusive lock on the run while it trains, so two sweep processes on one
-  directory never train the same run twice. The OS drops it when the holder dies, even
-  by kill -9, so a stale lock never blocks a rerun."""
-  lock = filelock.FileLock(pathlib.Path(run_dir) / LOCK_FILE, timeout=0)
+def _held(lock_file: pathlib.Path, timeout: float, busy: str):
+  """Holds an exclusive file lock, waiting up to `timeout` s, else RunLockedError(`busy`).
+  The OS drops it when the holder dies, even by kill -9, so a stale lock never blocks."""
+  lock = filelock.FileLock(lock_file, timeout=timeout)
   try:
     lock.acquire()
   except filelock.Timeout:
-    raise RunLockedError(f'{run_dir} is being trained by another process') from None
+    raise RunLockedError(busy) from None
   try:
     yield
   finally:
     lock.release()
+
+
+def run_lock(run_dir: str | pathlib.Path):
+  """Holds an exclusive lock on the run while it trains, so two sweep processes on one
+  directory never train the same run twice."""
+  return _held(pathlib.Path(run_dir) / LOCK_FILE, 0,
+               f'{run_dir} is being trained by another process')
 
 
 def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping[str, Any]],
@@ -177,14 +183,11 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
   check_changed(base, runs, workdir, restart_changed)
   workdir.mkdir(parents=True, exist_ok=True)
   # Shards on one folder each merge their configurations' tuning in: one at a time.
-  lock = filelock.FileLock(workdir / f'.{SWEEP_FILE}.lock', timeout=SWEEP_FILE_WAIT_SECONDS)
-  try:
-    lock.acquire()
-  except filelock.Timeout:
-    raise RunLockedError(f'{lock.lock_file} is still held by another process after '
-                         f'{SWEEP_FILE_WAIT_SECONDS} s: is a shard of this sweep stuck '
-                         'writing sweep.json?') from None
-  try:
+  lock_file = workdir / f'.{SWEEP_FILE}.lock'
+  with _held(lock_file, SWEEP_FILE_WAIT_SECONDS,
+             f'{lock_file} is still held by another process after '
+             f'{SWEEP_FILE_WAIT_SECONDS} s: is a shard of this sweep stuck writing '
+             'sweep.json?'):
     try:  # Another shard's configurations' tuning, kept.
       tuned = {**json.loads((workdir / SWEEP_FILE).read_text()).get('tuned', {}), **tuned}
     except (OSError, ValueError):
@@ -198,8 +201,6 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
         'equivalence_margin': equivalence_margin,
         **({'search': search.describe(), 'tuned': tuned} if search else {})},
         indent=2, default=list) + '\n')
-  finally:
-    lock.release()
   _write_hparams_columns(workdir, grid)
   outcomes, pending = [], []
   for run in runs:
