@@ -123,6 +123,33 @@ def _optional_path() -> tuple[Callable[[Any], bool], str]:
 
 
 @dataclasses.dataclass(frozen=True)
+class Applies:
+  """Where a field acts: the configs `when` accepts. In any other a value but the
+  field's default would be silently ignored, so `validate_config` refuses it."""
+  when: Callable[[Mapping[str, Any]], bool]  # (a config whose values are valid)
+  needs: str  # `when` in words, as the error and the README's table say it
+  fields: tuple[str, ...]  # the fields `when` reads, named in the error
+
+
+def _with(field: str, *values: str) -> Applies:
+  """Acts only where `field` is one of `values`."""
+  return Applies(lambda c: c[field] in values, f"{field} {' or '.join(values)}", (field,))
+
+
+_CNN_ONLY = _with('model', ModelKind.CNN)  # An attribute of models.CNN, not of MLP.
+
+
+def _beside_batch_norm(config: Mapping[str, Any]) -> bool:
+  """A dropout next to a BatchNorm (geometry.conv_block_order, head_order): in the conv
+  blocks, or after FC1 where FC1 has a BatchNorm."""
+  return ((config['batch_norm'] in (BatchNormPlacement.CONV, BatchNormPlacement.BOTH)
+           and config['conv_dropout_rate'] > 0)
+          or (config['batch_norm'] in (BatchNormPlacement.FC1, BatchNormPlacement.BOTH)
+              and config['dropout_placement'] in (DropoutPlacement.AFTER_FC1,
+                                                  DropoutPlacement.BOTH)))
+
+
+@dataclasses.dataclass(frozen=True)
 class Field:
   """One config field: its default, what it allows, what it does, and its role.
 
@@ -139,6 +166,8 @@ class Field:
   # What a config written before the field existed ran as, where that is not the
   # default (a field that changed behaviour); None: the default.
   absent: Any = None
+  # Where it acts (None: every config); a value but the default elsewhere is refused.
+  applies: Applies | None = None
 
   @property
   def allowed(self) -> str:
@@ -188,42 +217,56 @@ FIELDS: dict[str, Field] = {
     'model': Field('cnn', _choice(*ModelKind), 'the article\'s CNN, or the MLP baseline '
                    'of the CNN-vs-ANN comparison', recipe=True),
     'conv_features': Field((32, 64), _sizes(1), 'one conv → act → pool block per entry, '
-                           'its output channels'),
-    'kernel_size': Field(3, _int(1), 'conv kernel height and width'),
-    'conv_stride': Field(1, _int(1), 'conv stride'),
+                           'its output channels', applies=_CNN_ONLY),
+    'kernel_size': Field(3, _int(1), 'conv kernel height and width', applies=_CNN_ONLY),
+    'conv_stride': Field(1, _int(1), 'conv stride', applies=_CNN_ONLY),
     'padding': Field(1, _int(0), 'zero padding of each conv: 0 shrinks 28 → 26 and '
-                     "FC1's input 3136 → 1600", recipe=True),
+                     "FC1's input 3136 → 1600", recipe=True, applies=_CNN_ONLY),
     'activation': Field('relu', _choice(*Activation), 'after each conv (the MLP: '
                         'after each hidden layer)', recipe=True),
-    'leaky_relu_slope': Field(0.01, _real(0.0, 1.0), 'leaky_relu only'),
-    'pooling': Field('max', _choice(*Pooling), 'after each conv block', recipe=True),
+    # (With model=mlp fc_activation is refused unless 'none', so activation decides.)
+    'leaky_relu_slope': Field(0.01, _real(0.0, 1.0), "leaky_relu's slope below 0",
+                              applies=Applies(
+                                  lambda c: Activation.LEAKY_RELU in (
+                                      c['activation'], c['fc_activation']),
+                                  'activation or fc_activation leaky_relu',
+                                  ('activation', 'fc_activation'))),
+    'pooling': Field('max', _choice(*Pooling), 'after each conv block', recipe=True,
+                     applies=_CNN_ONLY),
     'pool_window': Field(2, _int(1), 'pooling window; 3 with stride 2 overlaps',
-                         recipe=True),
-    'pool_stride': Field(2, _int(1), 'pooling stride'),
-    'fc_features': Field(128, _int(1), "FC1's output width"),
+                         recipe=True, applies=_CNN_ONLY),
+    'pool_stride': Field(2, _int(1), 'pooling stride', applies=_CNN_ONLY),
+    'fc_features': Field(128, _int(1), "FC1's output width", applies=_CNN_ONLY),
     'fc_activation': Field('none', _choice('none', *Activation), 'between FC1 and FC2 '
-                           "(the article's table has none)"),
+                           "(the article's table has none)", applies=_CNN_ONLY),
     'dropout_placement': Field('before_fc1', _choice(*DropoutPlacement), 'where dropout '
                                'acts (the MLP: any but none, after each hidden layer)',
                                recipe=True),
     'dropout_rate': Field(0.25, _real(0.0, 1.0), 'the probability of zeroing a unit in '
                           'training; the rest are scaled by 1/(1 - rate)', recipe=True),
-    'batch_norm': Field('none', _choice(*BatchNormPlacement), 'model=cnn only: '
-                        'BatchNorm after each conv, after FC1, or both, before the '
-                        'activation; its running statistics in evaluation',
-                        recipe=True),
+    'batch_norm': Field('none', _choice(*BatchNormPlacement), 'BatchNorm after each '
+                        'conv, after FC1, or both, before the activation; its running '
+                        'statistics in evaluation', recipe=True, applies=_CNN_ONLY),
     'dropout_before_batch_norm': Field(False, _bool(), 'with batch_norm: the dropout '
                                        'after FC1 (dropout_placement after_fc1/both) and '
                                        "the conv blocks' in front of the BatchNorm instead "
                                        'of after it and its activation (the order the '
-                                       'article advises against)', recipe=True),
-    'conv_dropout_rate': Field(0.0, _real(0.0, 1.0), 'model=cnn only: dropout at the '
-                               'end of each conv block, after pooling (0: none; the '
-                               'article: "dropout there can disrupt that structure")',
-                               recipe=True),
-    'mlp_hidden_features': Field((3136, 128), _sizes(0), "model=mlp only: one dense "
-                                 "layer as wide as the CNN's flatten, then the CNN's "
-                                 'head'),
+                                       'article advises against)', recipe=True,
+                                       applies=Applies(
+                                           _beside_batch_norm,
+                                           'a dropout beside a BatchNorm: batch_norm conv '
+                                           'or both with conv_dropout_rate > 0, or '
+                                           'batch_norm fc1 or both with dropout_placement '
+                                           'after_fc1 or both',
+                                           ('batch_norm', 'conv_dropout_rate',
+                                            'dropout_placement'))),
+    'conv_dropout_rate': Field(0.0, _real(0.0, 1.0), 'dropout at the end of each conv '
+                               'block, after pooling (0: none; the article: "dropout '
+                               'there can disrupt that structure")', recipe=True,
+                               applies=_CNN_ONLY),
+    'mlp_hidden_features': Field((3136, 128), _sizes(0), "one dense layer as wide as "
+                                 "the CNN's flatten, then the CNN's head",
+                                 applies=_with('model', ModelKind.MLP)),
     # The training recipe.
     'optimizer': Field('adam', _choice(*Optimizer), 'the optimizer', recipe=True),
     # Chosen on validation: configs/recipe_sweep.py, results/recipe_sweep/.
@@ -232,8 +275,10 @@ FIELDS: dict[str, Field] = {
     'lr_schedule': Field('cosine', _choice(*Schedule), 'constant, or a cosine to 0 at '
                          'the last step', recipe=True),
     'warmup_epochs': Field(0.1, _real(0.0), 'linear warm-up from 0, in epochs'),
-    'momentum': Field(0.9, _real(0.0, 1.0), 'sgd only'),
-    'weight_decay': Field(0.0, _real(0.0), 'adamw (decoupled) and sgd (L2)'),
+    'momentum': Field(0.9, _real(0.0, 1.0), "sgd's momentum (0: none)",
+                      applies=_with('optimizer', Optimizer.SGD)),
+    'weight_decay': Field(0.0, _real(0.0), 'adamw (decoupled) and sgd (L2)',
+                          applies=_with('optimizer', Optimizer.ADAMW, Optimizer.SGD)),
     'batch_size': Field(128, _int(1), 'training examples per step, over all devices',
                         recipe=True),
     'eval_batch_size': Field(1000, _int(1), 'examples per evaluation batch',
@@ -242,7 +287,11 @@ FIELDS: dict[str, Field] = {
                         recipe=True, scale=True),
     'early_stopping_patience': Field(0, _int(0), 'stop once validation accuracy has not '
                                      'improved for N epochs (0: never)'),
-    'early_stopping_min_epochs': Field(0, _int(0), 'never stop early before this epoch'),
+    'early_stopping_min_epochs': Field(0, _int(0), 'never stop early before this epoch',
+                                       applies=Applies(
+                                           lambda c: c['early_stopping_patience'] > 0,
+                                           'early_stopping_patience > 0',
+                                           ('early_stopping_patience',))),
     # Seeds travel as int32 (jax.random.key, vmap).
     'seed': Field(0, _int(0, 2**31 - 1), 'initial weights, example order and dropout'),
     # How the run goes, not what it computes.
@@ -281,14 +330,23 @@ def markdown_table() -> str:
   """The README's Options table, from FIELDS."""
   def text(value: Any) -> str:
     return '`' + (repr(value) if isinstance(value, str) else str(value)) + '`'
-  lines = ['| field | default | allowed | what it does |', '|---|---|---|---|']
-  lines += [f'| `{name}` | {text(f.default)} | {f.allowed} | {f.help} |'
-            for name, f in FIELDS.items()]
+  lines = ['| field | default | allowed | what it does | acts only with |',
+           '|---|---|---|---|---|']
+  lines += [f'| `{name}` | {text(f.default)} | {f.allowed} | {f.help} | '
+            f'{f.applies.needs if f.applies else ""} |' for name, f in FIELDS.items()]
   return '\n'.join(lines)
 
 
+def is_default(value: Any, default: Any) -> bool:
+  # A config read back from JSON holds lists where the defaults are tuples.
+  as_tuple = lambda v: tuple(v) if isinstance(v, list) else v
+  return as_tuple(value) == as_tuple(default)
+
+
 def validate_config(config: Mapping[str, Any]) -> None:
-  """Checks every field's type and range; raises ConfigError naming the first bad one."""
+  """Checks every field's type and range, then that each field set to a value but its
+  default acts in this config (`Field.applies`); raises ConfigError naming the first
+  bad one (for a field that does not act: it and the fields that decide it)."""
   unknown = sorted(set(config.keys()) - set(FIELDS))
   if unknown:
     raise ConfigError(f'config.{unknown[0]} is not a field; fields are: '
@@ -298,6 +356,16 @@ def validate_config(config: Mapping[str, Any]) -> None:
       raise ConfigError(f'config.{field} is missing: expected {allowed}')
     if not ok(config[field]):
       raise ConfigError(f'config.{field}={config[field]!r} is invalid: expected {allowed}')
+  # The fields the model decides first: fc_activation with model=mlp is named as such,
+  # not as what leaves leaky_relu_slope acting.
+  ruled = sorted(((k, f) for k, f in FIELDS.items() if f.applies),
+                 key=lambda kf: kf[1].applies.fields != ('model',))
+  for field, f in ruled:
+    if not is_default(config[field], f.default) and not f.applies.when(config):
+      deciding = ', '.join(f'{k}={config[k]!r}' for k in f.applies.fields)
+      raise ConfigError(f'config.{field}={config[field]!r} has no effect with {deciding}: '
+                        f'it acts only with {f.applies.needs} (or leave it at its default '
+                        f'{f.default!r})')
 
 
 # Which fields decide the geometry of each kind of layer, for the error message.

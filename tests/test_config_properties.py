@@ -27,6 +27,16 @@ def test_invalid_values_fail_in_one_line_naming_the_field(field, value):
   config = default.get_config().to_dict()
   config[field] = value
   if ok(value):
+    rule = options.FIELDS[field].applies
+    if (rule and not rule.when(config)
+        and not options.is_default(value, options.FIELDS[field].default)):
+      # Valid, but the default config ignores it (weight_decay under adam): refused too.
+      with pytest.raises(errors.ConfigError) as error:
+        options.validate_config(config)
+      message = str(error.value)
+      assert message.startswith(f'config.{field}={value!r} has no effect with ')
+      assert '\n' not in message and rule.needs in message
+      return
     options.validate_config(config)  # Valid values pass.
     return
   with pytest.raises(errors.ConfigError) as error:

@@ -189,7 +189,8 @@ def test_dropout_zeroes_its_rate_of_units_and_scales_the_rest(model_kind, placem
   binomial error of `rate` (not 1 − rate: the article's 0.25 drops a quarter) and
   multiplies the rest by 1 / (1 − rate); in eval mode it passes its input unchanged."""
   config = config_with(model=model_kind, dropout_placement=placement, dropout_rate=rate,
-                       mlp_hidden_features=(512, 128), **TINY)
+                       **(TINY if model_kind == 'cnn' else
+                          {'mlp_hidden_features': (512, 128)}))
   model = models.create_model(config, 10)
   x = jax.random.uniform(jax.random.key(0), (256, *MNIST))
   params = model.init(jax.random.key(1), x)
@@ -210,3 +211,21 @@ def test_dropout_zeroes_its_rate_of_units_and_scales_the_rest(model_kind, placem
     np.testing.assert_allclose(out[kept], source[kept] / (1 - rate), rtol=1e-6)
     np.testing.assert_array_equal(np.asarray(evaluated[name]),
                                   np.asarray(evaluated[sources[name]]))
+
+
+def test_the_model_only_fields_are_the_attributes_one_module_lacks():
+  """The rules `model cnn` / `model mlp` (options.FIELDS) against the modules: a field
+  only one module takes acts only with that model (dropout_before_batch_norm: only
+  beside a BatchNorm, which takes model cnn), and no other field has such a rule."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  takes = {kind: {f.name for f in dataclasses.fields(cls)} - {'num_classes', 'parent',
+                                                              'name'}
+           for kind, cls in models.MODELS.items()}
+  for kind, other in (('cnn', 'mlp'), ('mlp', 'cnn')):
+    only = {k for k, f in options.FIELDS.items()
+            if f.applies and f.applies.fields == ('model',)
+            and f.applies.when({'model': kind}) and not f.applies.when({'model': other})}
+    assert only <= takes[kind] - takes[other], kind
+    for field in takes[kind] - takes[other] - only:
+      config = dict(default.get_config().to_dict(), model=other)
+      assert not options.FIELDS[field].applies.when(config), field

@@ -57,6 +57,30 @@ def test_every_sweep_config_is_a_valid_grid_with_its_baseline(name, repo_root):
   assert len(grid) >= 2 and baseline in grid
   runs = sweep.plan(default.get_config(), grid, range(3))
   assert len(runs) == 3 * len(grid)
+  # With the sweep's own config (its regime): every run, and every tuning run of it.
+  _, module = sweep.load_config_module(str(repo_root / 'configs' / f'{name}.py'))
+  own = module.get_config()
+  _, _, search = sweep.load_grid(str(repo_root / 'configs' / f'{name}.py'))
+  for run in sweep.plan(own, grid, range(1)):
+    config = run.config(own).to_dict()
+    for value in (search.values if search else ()):
+      options.validate_config(dict(config, **search.overrides, **{search.field: value}))
+
+
+def test_a_grid_that_varies_a_field_the_config_ignores_is_refused_in_one_line():
+  """Weight decay under Adam (the default optimizer) does nothing: a grid over it would
+  train the same network twice. Refused before any run, naming both fields."""
+  with pytest.raises(errors.ConfigError) as error:
+    sweep.plan(default.get_config(), [{'weight_decay': 0.0}, {'weight_decay': 5e-4}],
+               range(2))
+  message = str(error.value)
+  assert '\n' not in message
+  assert message.startswith("config.weight_decay=0.0005 has no effect with "
+                            "optimizer='adam': it acts only with optimizer adamw or sgd")
+  config = default.get_config()
+  config.optimizer = 'adamw'  # Where it acts: planned.
+  assert len(sweep.plan(config, [{'weight_decay': 0.0}, {'weight_decay': 5e-4}],
+                        range(2))) == 4
 
 
 def test_runs_csv_holds_every_run_and_epoch_and_the_page_is_rebuilt_from_it(tmp_path):
