@@ -10,7 +10,7 @@ import dataclasses
 import math
 from typing import Any, Mapping, Sequence
 
-from cnn_jax.errors import GeometryError
+from cnn_jax.errors import ConfigError, GeometryError
 
 
 def output_size(input_size: int, kernel: int, stride: int = 1, padding: int = 0,
@@ -114,6 +114,18 @@ def dropout_name(model: str, placement: str, dense_index: int) -> str | None:
   return f'dropout{dense_index}' if dense_index > 1 and placement != 'none' else None
 
 
+# The kinds of layer `conv_block_order` and `head_order` may list: the layer table and
+# the Flax modules build each of these, and refuse any other (`unknown_kind`).
+CONV_BLOCK_KINDS = ('conv', 'batch_norm', 'activation', 'pool', 'dropout')
+HEAD_KINDS = ('dropout', 'dense', 'batch_norm', 'activation')
+
+
+def unknown_kind(order: str, kind: str, name: str, kinds: Sequence[str]) -> ConfigError:
+  """The one-line error for a layer of a kind nothing builds (never a fall-through)."""
+  return ConfigError(f'geometry.{order} lists layer {name!r} of kind {kind!r}, which '
+                     f'nothing builds: expected one of {", ".join(kinds)}')
+
+
 def conv_block_order(index: int, config: Mapping[str, Any]) -> list[tuple[str, str]]:
   """Conv block `index` (1-based) as (kind, name) in the order it computes: conv,
   BatchNorm (batch_norm conv/both), activation, pool, dropout (conv_dropout_rate > 0);
@@ -183,7 +195,11 @@ def _add_conv_rows(config: Mapping[str, Any], rows: list[Layer]) -> tuple[int, i
         conv_params(channels, features, kernel), field,
         height * width * features * kernel * kernel * channels))
     channels = features
-    for kind, name in conv_block_order(i, config)[1:]:
+    order = conv_block_order(i, config)
+    if order[0] != ('conv', f'conv{i}'):
+      raise ConfigError(f'geometry.conv_block_order lists {order[0]!r} first in block '
+                        f'{i}: expected its conv, (\'conv\', \'conv{i}\')')
+    for kind, name in order[1:]:
       if kind == 'batch_norm':
         rows.append(batch_norm_row(name, (height, width, channels), field))
       elif kind == 'activation':
@@ -200,6 +216,8 @@ def _add_conv_rows(config: Mapping[str, Any], rows: list[Layer]) -> tuple[int, i
             name, f'{config["pooling"].capitalize()}Pool',
             f'{window}×{window}, s{pool_stride}', (height, width, channels),
             receptive_field=field))
+      else:  # 'conv' too: a block has one, first.
+        raise unknown_kind('conv_block_order', kind, name, CONV_BLOCK_KINDS[1:])
   return height, width, channels
 
 
@@ -243,8 +261,10 @@ def layer_table(config: Mapping[str, Any], input_shape: Sequence[int],
       features = out
     elif kind == 'batch_norm':
       rows.append(batch_norm_row(name, (features,)))
-    else:
+    elif kind == 'activation':
       rows.append(Layer(name, 'Activation', hidden_activation, (features,)))
+    else:
+      raise unknown_kind('head_order', kind, name, HEAD_KINDS)
   return rows
 
 

@@ -105,8 +105,11 @@ class CNN(nn.Module):
           x = act(x)
         elif kind == 'pool':
           x = pool(x, self.pooling, self.pool_window, self.pool_stride)
-        else:
+        elif kind == 'dropout':
           x = nn.Dropout(self.conv_dropout_rate, name=name)(x, deterministic=not train)
+        else:
+          raise geometry.unknown_kind('conv_block_order', kind, name,
+                                      geometry.CONV_BLOCK_KINDS)
         _record(self, name, x)
     fc_act = (None if self.fc_activation == 'none' else
               activation_fn(self.fc_activation, self.leaky_relu_slope))
@@ -158,8 +161,10 @@ def _dense_head(module: nn.Module, x: jax.Array, hidden: Sequence[int],
       x = nn.Dense(widths[int(name[2:]) - 1], name=name)(x)
     elif kind == 'batch_norm':
       x = _batch_norm(x, name, train)
-    else:
+    elif kind == 'activation':
       x = act(x)
+    else:
+      raise geometry.unknown_kind('head_order', kind, name, geometry.HEAD_KINDS)
     _record(module, name, x)
   return x
 

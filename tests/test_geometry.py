@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from configs import default
-from cnn_jax import errors, geometry
+from cnn_jax import errors, geometry, options
 
 MNIST = (28, 28, 1)
 
@@ -207,3 +207,38 @@ def test_layer_table_rejects_a_pool_larger_than_its_input():
   config.pool_window = 20
   with pytest.raises(errors.GeometryError, match='pool2: window 20 is larger'):
     geometry.layer_table(config, MNIST, 10)
+
+
+def _with_an_unknown_kind(monkeypatch, where):
+  """geometry.conv_block_order (or head_order) with a layer of a kind nothing builds
+  appended: what a fork that adds a kind to the order but not to its builders does."""
+  original = getattr(geometry, where)
+  monkeypatch.setattr(geometry, where,
+                      lambda *a, **k: original(*a, **k) + [('group_norm', 'gn_x')])
+
+
+@pytest.mark.parametrize('where,model', [
+    ('conv_block_order', 'cnn'), ('head_order', 'cnn'), ('head_order', 'mlp')])
+def test_the_table_refuses_a_layer_kind_it_does_not_know_in_one_line(monkeypatch, where,
+                                                                     model):
+  _with_an_unknown_kind(monkeypatch, where)
+  config = dict(default.get_config().to_dict(), model=model)
+  for build in (lambda: geometry.layer_table(config, MNIST, 10),
+                lambda: options.validate_geometry(config, MNIST, 10)):
+    with pytest.raises(errors.ConfigError) as error:
+      build()
+    message = str(error.value)
+    assert '\n' not in message
+    assert message.startswith(f"geometry.{where} lists layer 'gn_x' of kind "
+                              "'group_norm', which nothing builds: expected one of ")
+    assert "'group_norm'" in message and 'batch_norm' in message
+
+
+def test_the_table_refuses_a_conv_block_that_does_not_start_with_its_conv(monkeypatch):
+  original = geometry.conv_block_order
+  monkeypatch.setattr(geometry, 'conv_block_order',
+                      lambda i, c: original(i, c)[1:] + original(i, c)[:1])
+  with pytest.raises(errors.ConfigError, match=r"^geometry.conv_block_order lists "
+                     r"\('activation', 'act1'\) first in block 1: expected its conv, "
+                     r"\('conv', 'conv1'\)$"):
+    geometry.layer_table(default.get_config(), MNIST, 10)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from cnn_jax import geometry, models, options
+from cnn_jax import errors, geometry, models, options
 
 MNIST = (28, 28, 1)
 TINY = {"conv_features": (4, 8), "fc_features": 16}  # conftest.TINY_NETWORK.
@@ -211,6 +211,25 @@ def test_dropout_zeroes_its_rate_of_units_and_scales_the_rest(model_kind, placem
     np.testing.assert_allclose(out[kept], source[kept] / (1 - rate), rtol=1e-6)
     np.testing.assert_array_equal(np.asarray(evaluated[name]),
                                   np.asarray(evaluated[sources[name]]))
+
+
+@pytest.mark.parametrize('where,model', [
+    ('conv_block_order', 'cnn'), ('head_order', 'cnn'), ('head_order', 'mlp')])
+def test_the_modules_refuse_a_layer_kind_they_do_not_know_in_one_line(monkeypatch, where,
+                                                                      model):
+  """A kind added to geometry's orders but to no builder is an error, never built as
+  some other layer (the CNN's blocks once built any unknown kind as Dropout)."""
+  original = getattr(geometry, where)
+  monkeypatch.setattr(geometry, where,
+                      lambda *a, **k: original(*a, **k) + [('group_norm', 'gn_x')])
+  module = models.create_model(dict(config_with(model=model), **TINY) if model == 'cnn'
+                               else config_with(model=model), 10)
+  with pytest.raises(errors.ConfigError) as error:
+    module.init(jax.random.key(0), jnp.zeros((1, *MNIST)))
+  message = str(error.value)
+  assert '\n' not in message
+  assert message.startswith(f"geometry.{where} lists layer 'gn_x' of kind 'group_norm', "
+                            'which nothing builds: expected one of ')
 
 
 def test_the_model_only_fields_are_the_attributes_one_module_lacks():
