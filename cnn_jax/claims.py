@@ -15,7 +15,7 @@ import json
 import math
 from typing import Any, Mapping, Sequence
 
-from cnn_jax import errors, options, stats
+from cnn_jax import errors, options, stats, sweep
 
 EXPECTATIONS = ('higher', 'lower', 'equivalent')
 
@@ -71,7 +71,9 @@ class Claim:
 
 @dataclasses.dataclass
 class Result:
-  """A claim tested: the per-seed contrast, its paired statistics and the verdict."""
+  """A claim tested: the per-seed contrast (the mean over the sweep's strata, e.g. its
+  shared learning rates), its paired statistics and the verdict; `by_stratum`: the
+  same claim tested within each stratum alone (the robustness table)."""
   claim: Claim
   missing: str = ''  # What the raw data lacks, if the claim could not be tested.
   seeds: list[int] = dataclasses.field(default_factory=list)
@@ -81,107 +83,206 @@ class Result:
   holm_p_equivalence: float = math.nan
   family_size: int = 0
   verdict: str = ''
-  kind: str = ''  # holds | does not hold | inconclusive | not run
+  kind: str = ''  # One of KINDS.
+  strata: list[str] = dataclasses.field(default_factory=list)  # Pooled over, by name.
+  by_stratum: dict[str, Result] = dataclasses.field(default_factory=dict)
 
 
-def contrast_values(claim: Claim, runs: Sequence[Any]) -> tuple[list[int], list[float], str]:
-  """(seeds, the contrast per seed, what is missing) from a sweep's runs
-  (`results.Run`), each read at its best validation epoch; only seeds every term has."""
-  terms = []
+# What a verdict decides: the claimed direction shown (and not shown smaller than the
+# effect of interest); shown, but smaller than it; the opposite shown; no effect as
+# large as it (or, for 'equivalent': shown within it); nothing shown.
+KINDS = ('holds', 'holds, smaller', 'does not hold', 'inconclusive', 'not run')
+BORDERLINE = 0.01  # A verdict whose deciding Holm p is within this of α is flagged.
+
+
+def contrast_values(claim: Claim, runs: Sequence[Any], strata: Sequence[str] = ()
+                    ) -> tuple[list[int], list[float], dict[str, list[float]], str]:
+  """(seeds, the contrast per seed averaged over the strata, the contrast per seed in
+  each stratum, what is missing) from a sweep's runs (`results.Run`), each read at its
+  best validation epoch. `strata`: the sweep's nuisance fields (sweep.json 'strata'):
+  a term matches the runs whose other overrides are its own, at any stratum, and pairs
+  within each stratum by seed; only seeds every term has in every stratum count."""
+  terms, labels = [], set()
   for weight, overrides in claim.contrast:
-    found = {r.seed: r for r in runs if same_overrides(r.overrides, overrides) and r.completed
-             and r.history}
+    found = {}
+    for r in runs:
+      core, where = sweep.stratum(r.overrides, strata)
+      if same_overrides(core, overrides) and r.completed and r.history:
+        found[(sweep.config_key(where), r.seed)] = r
     if not found:
-      return [], [], f'no finished run of {overrides} in {claim.sweep}'
+      return [], [], {}, f'no finished run of {overrides} in {claim.sweep}'
     terms.append((weight, found))
-  seeds = sorted(set.intersection(*(set(found) for _, found in terms)))
-  values = []
-  for seed in seeds:
-    total = 0.0
-    for weight, found in terms:
-      best = found[seed].best
-      total += weight * sum(best.get(m, math.nan) for m in claim.metric) / len(claim.metric)
-    values.append(total)
+    labels |= {label for label, _ in found}
+  labels = sorted(labels)
+  keys = set.intersection(*(set(found) for _, found in terms))
+  seeds = sorted({s for _, s in keys if all((label, s) in keys for label in labels)})
+  by_stratum = {}
+  for label in labels:
+    by_stratum[label] = [
+        sum(weight * sum(found[(label, s)].best.get(m, math.nan) for m in claim.metric)
+            / len(claim.metric) for weight, found in terms) for s in seeds]
+  values = [sum(v[i] for v in by_stratum.values()) / len(labels) for i in range(len(seeds))]
   if any(math.isnan(v) for v in values):
-    return seeds, values, f'{claim.metric_text} is not in the raw data'
-  return seeds, values, ''
+    return seeds, values, by_stratum, f'{claim.metric_text} is not in the raw data'
+  return seeds, values, by_stratum, ''
 
 
 def evaluate(claims: Sequence[Claim], runs_by_sweep: Mapping[str, Sequence[Any]],
-             alpha: float = stats.ALPHA) -> list[Result]:
-  """Every claim tested, Holm-adjusted within its family."""
+             alpha: float = stats.ALPHA, strata: Mapping[str, Sequence[str]] | None = None
+             ) -> list[Result]:
+  """Every claim tested, Holm-adjusted within its family; `strata`: each sweep's
+  nuisance fields, pooled over per seed (and each tested alone in `by_stratum`)."""
   out = []
   for claim in claims:
     if claim.sweep not in runs_by_sweep:
       out.append(Result(claim, missing=f'{claim.sweep} not run', kind='not run',
                         verdict='not run'))
       continue
-    seeds, values, missing = contrast_values(claim, runs_by_sweep[claim.sweep])
-    result = Result(claim, missing, seeds, values)
+    seeds, values, by_stratum, missing = contrast_values(
+        claim, runs_by_sweep[claim.sweep], (strata or {}).get(claim.sweep, ()))
+    result = Result(claim, missing, seeds, values, strata=list(by_stratum))
     if not missing:
       result.test = stats.paired(values, [0.0] * len(values), claim.effect)
+      if len(by_stratum) > 1:
+        result.by_stratum = {label: Result(claim, '', seeds, v, stats.paired(
+            v, [0.0] * len(v), claim.effect)) for label, v in by_stratum.items()}
     out.append(result)
-  for family in dict.fromkeys(r.claim.family for r in out):
-    members = [r for r in out if r.claim.family == family and r.test is not None]
+  _adjust(out, alpha)
+  labels = dict.fromkeys(label for r in out for label in r.by_stratum)
+  for label in labels:  # Each stratum alone: Holm over the family's claims there.
+    _adjust([r.by_stratum[label] for r in out if label in r.by_stratum], alpha)
+  return out
+
+
+def _adjust(results: Sequence[Result], alpha: float) -> None:
+  """Holm within each family of `results`, then each one's verdict."""
+  for family in dict.fromkeys(r.claim.family for r in results):
+    members = [r for r in results if r.claim.family == family and r.test is not None]
     ps = stats.holm_adjust([r.test.p_value for r in members])
     qs = stats.holm_adjust([r.test.p_equivalence for r in members])
     counted = sum(1 for r in members if not math.isnan(r.test.p_value))
     for r, p, q in zip(members, ps, qs):
       r.holm_p, r.holm_p_equivalence, r.family_size = p, q, counted
-  for r in out:
+  for r in results:
     if r.test is None:
       r.kind = r.kind or 'not run'
       r.verdict = r.verdict or f'not tested: {r.missing}'
     else:
       r.kind, r.verdict = verdict(r, alpha)
-  return out
+
+
+def units(claim: Claim) -> tuple[float, str]:
+  """(scale, unit) the claim's figures are written in: losses as they are, accuracies
+  and gaps in percentage points."""
+  return (1.0, '') if claim.metric[0].endswith('_loss') or claim.metric[0] == 'loss_gap' \
+      else (100.0, ' pp')
 
 
 def verdict(r: Result, alpha: float = stats.ALPHA) -> tuple[str, str]:
-  """(kind, sentence): 'holds' where the Holm-adjusted test shows the claimed direction
-  and the TOST does not show it smaller than the effect of interest (for 'equivalent':
-  where the TOST shows |difference| < effect); 'does not hold' where it shows the
-  opposite direction, or no effect as large as the declared one; else
-  'inconclusive', with the seeds that would decide it: the fewer of the two routes
-  (detecting the declared effect at the seeds' spread; showing equivalence within it
-  at the observed difference)."""
+  """(kind, sentence), the estimate and its CI first. For 'higher'/'lower': 'holds'
+  where the Holm-adjusted paired t shows the claimed direction, 'holds, smaller' where
+  the TOST also shows it smaller than the effect of interest; 'does not hold' where it
+  shows the opposite direction, or no effect as large as the declared one. For
+  'equivalent': 'holds' where the TOST shows |difference| < effect; 'does not hold'
+  where the paired t shows a difference and its estimate reaches the effect. Else
+  'inconclusive', with the power at this n and the seeds 80% power needs, both at the
+  SD's upper 95% bound (not its point estimate). A deciding Holm p within BORDERLINE of
+  α is flagged."""
   c, claim = r.test, r.claim
   if c.n < 2 or math.isnan(r.holm_p):
     return 'inconclusive', f'not tested: {c.n} seed(s) in common (needs ≥ 2)'
-  scale = 1.0 if claim.metric[0].endswith('_loss') else 100.0
-  unit = '' if scale == 1.0 else ' pp'
-  num = lambda x: f'{x * scale:+.2f}'.replace('-', '−')
+  scale, unit = units(claim)
+  digits = 3 if scale == 1.0 else 2
+  num = lambda x: f'{x * scale:+.{digits}f}'.replace('-', '−')
+  effect = f'{claim.effect * scale:g}{unit}'
+  strata = f' × {len(r.strata)} strata' if len(r.strata) > 1 else ''
   measured = (f'{num(c.difference)}{unit} [{num(c.ci_low)}, {num(c.ci_high)}], d_z '
-              f'{c.d_z:.1f}, n = {c.n}').replace('-', '−')
+              f'{c.d_z:.1f}, n = {c.n}{strata}').replace('-', '−')
   p_text = f'paired t {stats.holm_text(r.holm_p, alpha)}'
-  q_text = (f'TOST ±{claim.effect * scale:g}{unit} '
-            f'{stats.holm_text(r.holm_p_equivalence, alpha)}')
+  q_text = f'TOST ±{effect} {stats.holm_text(r.holm_p_equivalence, alpha)}'
+  flag = lambda p: (' — borderline: Holm p within 0.01 of α' if abs(p - alpha) <= BORDERLINE
+                    else '')
   significant, equivalent = r.holm_p < alpha, r.holm_p_equivalence < alpha
   up = c.difference > 0
   if claim.expect == 'equivalent':
     if equivalent:
-      return 'holds', f'holds: within ±{claim.effect * scale:g}{unit}: {measured} ({q_text})'
+      return 'holds', (f'holds: {measured}, within ±{effect} ({q_text})'
+                       + flag(r.holm_p_equivalence))
     if significant and abs(c.difference) >= claim.effect:
-      return 'does not hold', (f'does not hold: they differ by more than ±'
-                               f'{claim.effect * scale:g}{unit}: {measured} ({p_text})')
+      return 'does not hold', (f'does not hold: {measured}; they differ, by as much as '
+                               f'±{effect} at the estimate ({p_text})' + flag(r.holm_p))
   else:
     wanted = up if claim.expect == 'higher' else not up
     if significant and wanted and equivalent:
-      return 'does not hold', (f'does not hold: real but smaller than ±'
-                               f'{claim.effect * scale:g}{unit}, {measured} ({p_text}; '
-                               f'{q_text})')
+      return 'holds, smaller', (f'{claim.expect}, by less than {effect}: {measured} '
+                                f'({p_text}; {q_text})'
+                                + flag(max(r.holm_p, r.holm_p_equivalence)))
     if significant and wanted:
-      return 'holds', f'holds: {measured} ({p_text})'
+      return 'holds', f'holds: {measured} ({p_text})' + flag(r.holm_p)
     if significant:
-      return 'does not hold', f'does not hold: the opposite direction, {measured} ({p_text})'
+      return 'does not hold', (f'does not hold, the opposite: {measured} ({p_text})'
+                               + flag(r.holm_p))
     if equivalent:
-      return 'does not hold', (f'does not hold: no effect of ±{claim.effect * scale:g}'
-                               f'{unit} or more, {measured} ({q_text})')
+      return 'does not hold', (f'does not hold: {measured}, no effect of ±{effect} or '
+                               f'more ({q_text})' + flag(r.holm_p_equivalence))
   k = max(r.family_size, 1)
-  routes = [stats.seeds_needed(claim.effect, c.sd, alpha / k)]
-  if abs(c.difference) < claim.effect:
-    routes.append(stats.seeds_needed(c.difference, c.sd, alpha / k, claim.effect))
-  needed = min((n for n in routes if n), default=None)
-  decide = (f'~{needed} seeds would decide it' if needed else
-            'more than 1000 seeds would be needed to decide it')
-  return 'inconclusive', f'inconclusive: {measured} ({p_text}; {q_text}); {decide}'
+  sd = stats.sd_upper_bound(c.sd, c.n)
+  power = stats.power(c.n, claim.effect, sd, alpha / k) if sd > 0 else math.nan
+  needed = stats.seeds_needed(claim.effect, sd, alpha / k)
+  return 'inconclusive', (
+      f'inconclusive: {measured} ({p_text}; {q_text}); power to detect ±{effect} at '
+      f'this n: {power:.0%}, {needed or "more than 1000"} seeds for 80% (both at the '
+      f"SD's upper 95% bound, {sd * scale:.{digits}f}{unit}, α/{k})")
+
+
+def table(tested: Sequence[Result]) -> list[str]:
+  """The claims' table: what each claim tests (declared before the runs) and, last,
+  what the runs say."""
+  lines = ['| claim | sweep | metric (at the best validation epoch) | direction | smallest '
+           'effect of interest | Holm family | verdict |', '|---|---|---|---|---|---|---|']
+  for r in tested:
+    c = r.claim
+    scale, unit = units(c)
+    terms = ' '.join(f"{'+' if w > 0 else '−'}{abs(w):g}·({_overrides(o)})"
+                     for w, o in c.contrast)
+    lines.append(f'| {c.text} | {c.sweep}: {terms} | {c.metric_text} | {c.expect} | '
+                 f'{c.effect * scale:g}{unit} | {c.family} ({r.family_size}) | {r.verdict} |')
+  return lines
+
+
+def strata_table(tested: Sequence[Result]) -> list[str]:
+  """Each claim's estimate and verdict within each stratum alone (e.g. at each shared
+  learning rate, Holm over its family there) beside the pooled one: where it holds.
+  [] where no claim has more than one stratum."""
+  labels = list(dict.fromkeys(label for r in tested for label in r.by_stratum))
+  if not labels:
+    return []
+  lines = ['| claim | pooled | ' + ' | '.join(labels) + ' |',
+           '|---|---|' + '---|' * len(labels)]
+  for r in tested:
+    if not r.by_stratum:
+      continue
+    cell = lambda x: (f'{x.kind}: {_estimate(x)}' if x.test else x.verdict)
+    lines.append(f'| {r.claim.text} | {cell(r)} | ' + ' | '.join(
+        cell(r.by_stratum[label]) if label in r.by_stratum else '' for label in labels)
+                 + ' |')
+  return lines
+
+
+def _estimate(r: Result) -> str:
+  scale, unit = units(r.claim)
+  digits = 3 if scale == 1.0 else 2
+  num = lambda x: f'{x * scale:+.{digits}f}'.replace('-', '−')
+  return f'{num(r.test.difference)}{unit} [{num(r.test.ci_low)}, {num(r.test.ci_high)}]'
+
+
+def _overrides(overrides: Mapping[str, Any]) -> str:
+  return ', '.join(f'{k}={sweep.format_value(v)}' for k, v in overrides.items())
+
+
+def load(config_file: str, sweep_name: str | None = None) -> list[Claim]:
+  """The CLAIMS a study config file declares (only those of `sweep_name` if given),
+  parsed; [] where it declares none."""
+  path, module = sweep.load_config_module(config_file)
+  parsed = [Claim.parse(spec, f'{path}: CLAIMS') for spec in getattr(module, 'CLAIMS', ())]
+  return [c for c in parsed if sweep_name is None or c.sweep == sweep_name]

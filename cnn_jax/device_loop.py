@@ -120,6 +120,19 @@ class DeviceLoop:
                tuple(evaluated), mask > 0, jax.default_backend() == 'cpu'
                if unroll is None else unroll)
 
+  def with_data(self, train: input_pipeline.Split,
+                evaluated: Mapping[str, input_pipeline.Split]) -> 'DeviceLoop':
+    """This loop on other data of the same shapes (another seed's split): its compiled
+    programs take the data as arguments, so they serve it without compiling again."""
+    other = DeviceLoop.create(self.dp, self.num_seeds, self.batch_size,
+                              self.eval_batch_size, train, evaluated, self.unroll)
+    if (other.evaluated == self.evaluated and all(
+        other.data[k].shape == v.shape for k, v in self.data.items())):
+      other._zeros, other._orders, other._eval_batch = (  # pylint: disable=protected-access
+          self._zeros, self._orders, self._eval_batch)
+      other._programs, other.compile_seconds = self._programs, self.compile_seconds
+    return other
+
   @property
   def steps_per_epoch(self) -> int:
     return self.num_train // self.batch_size

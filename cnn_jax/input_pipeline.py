@@ -113,12 +113,18 @@ def shift_curve_sets(pixels: int) -> list[ShiftSet]:
           for p in range(1, pixels + 1) for name, down, right in DIRECTIONS]
 
 
+def split_seed(config: Mapping[str, Any]) -> int | str:
+  """The seed of the config's split ('last' as it is): split_seed='seed' follows the
+  run seed."""
+  return config['seed'] if config['split_seed'] == 'seed' else config['split_seed']
+
+
 def load_dataset(config: Mapping[str, Any]) -> Data:
   """The config's dataset. The training split in `stratified_order(split_seed)`: its
   first `validation_examples` held out for validation, the next `max_train_examples`
   (0: all the rest) trained on, so every split is class-stratified and random, the same
-  for every configuration and run seed, and a smaller training set is part of a larger
-  one. The test split's first `max_test_examples` (0: all).
+  for every configuration (and every run seed, unless split_seed='seed'), and a smaller
+  training set is part of a larger one. The test split's first `max_test_examples` (0: all).
 
   Kept per process, read-only (a sweep's runs share them), and on disk (see the module
   docstring).
@@ -139,7 +145,7 @@ def load_dataset(config: Mapping[str, Any]) -> Data:
   if config['split_seed'] == 'last':  # As runs from before split_seed did.
     order = np.r_[np.arange(rest, len(full.labels)), np.arange(rest)]
   else:
-    order = stratified_order(full.labels, config['split_seed'])
+    order = stratified_order(full.labels, split_seed(config))
   take = lambda rows: _read_only(Split(full.images[rows], full.labels[rows]))
   return Data(spec, take(order[held_out:held_out + (limit or rest)]),
               take(order[:held_out]), test)

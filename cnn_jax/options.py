@@ -109,9 +109,10 @@ def _auto_or_int(low: int) -> tuple[Callable[[Any], bool], str]:
   return ok, f"'auto' or an integer >= {low}"
 
 
-def _seed_or(word: str) -> tuple[Callable[[Any], bool], str]:
+def _seed_or(*words: str) -> tuple[Callable[[Any], bool], str]:
   ok_int, allowed = _int(0, 2**31 - 1)
-  return (lambda v: v == word or ok_int(v)), f"{allowed}, or '{word}'"
+  return (lambda v: v in words or ok_int(v)), allowed + ''.join(
+      f"{', or' if i == len(words) - 1 else ','} '{w}'" for i, w in enumerate(words))
 
 
 def _name() -> tuple[Callable[[Any], bool], str]:
@@ -196,10 +197,13 @@ FIELDS: dict[str, Field] = {
                                  'training, a class-stratified random subset (split_seed):'
                                  ' the best epoch, early stopping and tuning are decided '
                                  'on them'),
-    'split_seed': Field(0, _seed_or('last'), 'which images are held out and which '
-                        'subset trains: one split for every configuration and run seed '
-                        "('last': the training split's last images held out, its first "
-                        'trained on, as runs from before this field did)', absent='last'),
+    'split_seed': Field(0, _seed_or('seed', 'last'), 'which images are held out and '
+                        'which subset trains: a number is one split for every '
+                        "configuration and run seed; 'seed': each run seed its own split "
+                        '(the configurations a sweep pairs by seed share it), so '
+                        "intervals over seeds include which images were drawn; 'last': "
+                        "the training split's last images held out, its first trained "
+                        'on, as runs from before this field did', absent='last'),
     'train_eval_examples': Field(10000, _int(1), 'N of the images a run trains on '
                                  '(class-stratified), evaluated in eval mode beside '
                                  'validation: the generalisation gap'),

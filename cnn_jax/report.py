@@ -55,7 +55,7 @@ class Sweeps:
         continue
       meta, runs = results.read_runs(meta_file.parent)
       rows = results.aggregate(runs, meta['baseline'], meta.get(
-          'equivalence_margin', stats.EQUIVALENCE_MARGIN))
+          'equivalence_margin', stats.EQUIVALENCE_MARGIN), strata=meta.get('strata', ()))
       results.adjust([rows])
       self.found[meta['name']] = (meta, runs, rows)
 
@@ -200,25 +200,6 @@ def formula_claims(sweeps: Sweeps, base_config: Mapping[str, Any]
   return rows
 
 
-def claims_rows(tested: Sequence[claims.Result]) -> list[str]:
-  """The declared claims' table: what each claim tests (declared before the runs) and,
-  last, what the runs say."""
-  lines = ['| claim | sweep | metric (at the best validation epoch) | direction | smallest '
-           'effect of interest | Holm family | verdict |', '|---|---|---|---|---|---|---|']
-  for r in tested:
-    c = r.claim
-    scale, unit = (1, '') if c.metric[0].endswith('_loss') else (100, ' pp')
-    terms = ' '.join(f"{'+' if w > 0 else '−'}{abs(w):g}·({_overrides(o)})"
-                     for w, o in c.contrast)
-    lines.append(f'| {c.text} | {c.sweep}: {terms} | {c.metric_text} | {c.expect} | '
-                 f'{c.effect * scale:g}{unit} | {c.family} ({r.family_size}) | {r.verdict} |')
-  return lines
-
-
-def _overrides(overrides: Mapping[str, Any]) -> str:
-  return ', '.join(f'{k}={sweep.format_value(v)}' for k, v in overrides.items())
-
-
 def shift_curve(sweeps: Sweeps, path: pathlib.Path, name: str = 'mlp_vs_cnn'
                 ) -> list[str]:
   """The shift curve (accuracy against pixels moved, each direction, CNN and MLP,
@@ -278,6 +259,13 @@ def tuned_rates(sweeps: Sweeps) -> list[str]:
   lines = []
   for name, (meta, _, rows) in sweeps.found.items():
     tuned, search = meta.get('tuned') or {}, meta.get('search')
+    strata = {field: sorted({r.overrides[field] for r in rows if field in r.overrides})
+              for field in meta.get('strata') or ()}
+    if strata:
+      lines.append(f'- [{name}]({name}/results.md): every configuration at each of ' +
+                   '; '.join(f"{field} {', '.join(f'{v:g}' for v in values)}"
+                             for field, values in strata.items()) + ' (shared, not tuned)')
+      continue
     if not search:
       lines.append(f'- {name}: nothing tuned (every configuration at '
                    f"learning_rate {meta['base_config']['learning_rate']:g})")
@@ -298,14 +286,17 @@ def write_report(source_dir: str | pathlib.Path, output_dir: str | pathlib.Path,
   source_dir, output_dir = pathlib.Path(source_dir), pathlib.Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
   sweeps = Sweeps(source_dir, names)
-  tested = claims.evaluate(declared, sweeps.runs())
+  tested = claims.evaluate(declared, sweeps.runs(), strata={
+      name: meta.get('strata', ()) for name, (meta, _, _) in sweeps.found.items()})
   sections, machines, provenances = [], set(), set()
   for name, (meta, runs, rows) in sweeps.found.items():
     (output_dir / name).mkdir(exist_ok=True)
     if source_dir != output_dir:
       for file in (sweep.SWEEP_FILE, results.RUNS_FILE):
         (output_dir / name / file).write_bytes((source_dir / name / file).read_bytes())
-    results.write_page(output_dir / name, rows, meta, runs)
+    mine = [r for r in tested if r.claim.sweep == name]
+    results.write_page(output_dir / name, rows, meta, runs,
+                       claims=claims.table(mine) if mine else ())
     total = sum(e['train_seconds'] for r in runs for e in r.history)
     sections.append(f'- [{name}]({name}/results.md): {len(runs)} runs, '
                     f'{total / 60:.0f} min of training in all (compile, data and '
@@ -320,24 +311,38 @@ def write_report(source_dir: str | pathlib.Path, output_dir: str | pathlib.Path,
            'configurations it contrasts (paired by seed), the metric, read at each run\'s '
            'epoch with the best validation accuracy (the test set decides nothing), the '
            'direction the article claims, the smallest effect of interest and the family '
-           f'Holm\'s correction runs over (α = {stats.ALPHA:g}). A claim holds where the '
-           'paired t-test shows its direction; does not hold where it shows the opposite '
-           'or the TOST shows no effect as large as the smallest of interest; else it is '
-           'inconclusive, with the seeds that would decide it. '
-           + ('Configurations trained at their own learning rate, tuned on validation '
-              '(below). ' if any(m.get('search') for m, _, _ in sweeps.found.values())
+           f'Holm\'s correction runs over (α = {stats.ALPHA:g}). Each verdict gives the '
+           'estimate and its 95% CI first. A claim holds where the paired t-test shows '
+           'its direction ("higher/lower, by less than" where the TOST also shows it '
+           'smaller than the effect of interest); does not hold where it shows the '
+           'opposite or the TOST shows no effect as large as the smallest of interest; '
+           'else it is inconclusive, with its power at this n at the SD\'s upper 95% '
+           'bound. A deciding Holm p within 0.01 of α is flagged borderline. '
+           + ('Where a sweep trains every configuration at several shared learning rates '
+              '(strata), the contrast is averaged over them per seed, and tested at each '
+              'rate alone in the robustness table. '
+              if any(m.get('strata') for m, _, _ in sweeps.found.values()) else '')
+           + ('Some configurations trained at their own learning rate, tuned on '
+              'validation (below). ' if any(m.get('search') for m, _, _ in
+                                           sweeps.found.values())
               else '') + 'Nothing here is typed by hand.', '']
   setups = sorted({f"{name}: " + results.setup_text(
       m['base_config'], m['seeds'], (m.get('search') or {}).get('field'))
                    for name, (m, _, _) in sweeps.found.items()})
-  lines += claims_rows(tested)
+  lines += claims.table(tested)
+  robust = claims.strata_table(tested)
+  if robust:
+    lines += ['', '## Each claim at each shared learning rate', '',
+              'The same claims tested within one rate alone (Holm over the family at that '
+              'rate): a verdict that needs both rates, or holds at one only, shows here.',
+              '', *robust]
   lines += ['', '## What the formulas say, and ~99%', '', '| claim | measured | verdict |',
             '|---|---|---|']
   for claim, found, verdict in formula_claims(sweeps, base_config):
     lines.append(f'| {claim} | {found} | {verdict} |')
   lines += ['', '## Where a digit appears', '',
             *shift_curve(sweeps, output_dir / 'shift_curve.png')]
-  lines += ['', '## Learning rate per configuration', '', *(tuned_rates(sweeps) or [
+  lines += ['', '## Learning rates', '', *(tuned_rates(sweeps) or [
       'No sweeps found.'])]
   lines += ['', '## Sweeps', ''] + (sections or [f'No sweeps found in {source_dir}'])
   if setups:

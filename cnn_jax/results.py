@@ -173,20 +173,23 @@ class ConfigResult:
 
 
 def aggregate(runs: Sequence[Run], baseline_key: str, margin: float = stats.EQUIVALENCE_MARGIN,
-              metric: str = 'test_accuracy') -> list[ConfigResult]:
+              metric: str = 'test_accuracy', strata: Sequence[str] = ()
+              ) -> list[ConfigResult]:
   """Configurations in grid order, each compared with the baseline on `metric` over
-  the seeds both finished; verdicts wait for `adjust`."""
+  the seeds both finished (`strata`: the sweep's nuisance fields; each configuration
+  against the baseline at the same values of them); verdicts wait for `adjust`."""
   by_key: dict[str, list[Run]] = {}
   for run in sorted(runs, key=lambda r: (r.index, r.seed)):
     by_key.setdefault(run.key, []).append(run)
-  rows = []
+  rows, where = [], {}
   for key, group in by_key.items():
     done = [r for r in group if r.completed and r.history]
     if done:
-      rows.append(ConfigResult(key, group[0].overrides, key == baseline_key, done,
-                               len(group) - len(done)))
-  base = next((r for r in rows if r.is_baseline), None)
+      core, where[key] = sweep.stratum(group[0].overrides, strata)
+      rows.append(ConfigResult(key, group[0].overrides, sweep.config_key(core) == baseline_key,
+                               done, len(group) - len(done)))
   for row in rows:
+    base = next((r for r in rows if r.is_baseline and where[r.key] == where[row.key]), None)
     if base is None or row.is_baseline:
       continue
     seeds = sorted(set(row.seeds) & set(base.seeds))
@@ -274,10 +277,18 @@ METHOD = ('Each run is reported at its epoch with the best validation accuracy; 
 
 
 def to_markdown(title: str, rows: Sequence[ConfigResult], meta: dict[str, Any],
-                failed: Sequence[Run] = (), family: str | None = None) -> str:
+                failed: Sequence[Run] = (), family: str | None = None,
+                claims: Sequence[str] = ()) -> str:
   """The results page of one sweep, from its rows (after `adjust`); `family`: what
-  the Holm correction counted (default: this sweep's comparisons)."""
+  the Holm correction counted (default: this sweep's comparisons). `claims`: the
+  declared claims' table on this sweep (`claims.table`); with it, the comparisons
+  with the default are descriptive (estimate, CI, p; no verdict), so the page can
+  only say what the REPORT says."""
   k = max((r.family for r in rows), default=0)
+  if claims:
+    for r in rows:
+      if r.comparison is not None and r.kind != 'not tested':
+        r.verdict = descriptive_text(r.comparison, r.holm_p)
   lines = [f'# {title}', '', provenance_text(meta), '',
            setup_text(meta['base_config'], meta['seeds'],
                       (meta.get('search') or {}).get('field')),
@@ -313,6 +324,15 @@ def to_markdown(title: str, rows: Sequence[ConfigResult], meta: dict[str, Any],
                                                          for r in failed) + '.']
   if rows:
     lines += ['', '![paired accuracies and learning curves](results.png)']
+  if claims:
+    strata = meta.get('strata') or []
+    return '\n'.join(lines + [
+        '', 'The comparisons above are descriptive' + (
+            f" (each configuration against the default at the same {', '.join(strata)})"
+            if strata else '') + '. The claims declared for this sweep before its runs, '
+        'tested as REPORT.md tests them (at each run\'s best validation epoch, paired '
+        'by seed' + (f", the contrast averaged over {', '.join(strata)} per seed"
+                     if strata else '') + '):', '', *claims]) + '\n'
   counts = {kind: [r.key for r in rows if r.kind == kind]
             for kind in ('better', 'worse', 'equivalent', 'inconclusive')}
   lines.append('')
@@ -321,6 +341,13 @@ def to_markdown(title: str, rows: Sequence[ConfigResult], meta: dict[str, Any],
                'Nothing was tested: a comparison needs ≥ 2 finished seeds of a '
                'configuration and of the default (rerun with --seeds=2 or more).')
   return '\n'.join(lines) + '\n'
+
+
+def descriptive_text(c: stats.Paired, holm_p: float) -> str:
+  """A comparison as numbers only: '+0.24 pp [−0.01, +0.50], d_z 0.8, Holm p = 0.060'."""
+  pp = lambda x: f'{100 * x:+.2f}'.replace('-', '−')
+  p = 'Holm p < 0.001' if holm_p < 0.001 else f'Holm p = {holm_p:.3f}'
+  return f'{pp(c.difference)} pp [{pp(c.ci_low)}, {pp(c.ci_high)}], d_z {c.d_z:.1f}, {p}'
 
 
 def tuning_text(meta: dict[str, Any], keys: Sequence[str]) -> list[str]:
@@ -422,12 +449,13 @@ def title(meta: dict[str, Any]) -> str:
 
 
 def write_page(directory: str | pathlib.Path, rows: Sequence[ConfigResult],
-               meta: dict[str, Any], runs: Sequence[Run], family: str | None = None
-               ) -> str:
-  """results.md and results.png in `directory`, from `rows` (after `adjust`)."""
+               meta: dict[str, Any], runs: Sequence[Run], family: str | None = None,
+               claims: Sequence[str] = ()) -> str:
+  """results.md and results.png in `directory`, from `rows` (after `adjust`);
+  `claims`: the declared claims' table on this sweep (`to_markdown`)."""
   directory = pathlib.Path(directory)
   markdown = to_markdown(title(meta), rows, meta,
-                         [r for r in runs if r.failed and not r.completed], family)
+                         [r for r in runs if r.failed and not r.completed], family, claims)
   (directory / 'results.md').write_text(markdown)
   if rows:
     plot(rows, title(meta), directory / 'results.png')
@@ -435,16 +463,22 @@ def write_page(directory: str | pathlib.Path, rows: Sequence[ConfigResult],
 
 
 def write_results(workdir: str | pathlib.Path,
-                  output_dir: str | pathlib.Path | None = None
-                  ) -> tuple[str, list[ConfigResult]]:
+                  output_dir: str | pathlib.Path | None = None,
+                  declared: Sequence[Any] = ()) -> tuple[str, list[ConfigResult]]:
   """runs.csv, sweep.json, results.md and results.png of the sweep in `workdir`, into
   `output_dir` (default: the workdir), Holm over its own comparisons; returns the
-  Markdown and the rows."""
+  Markdown and the rows. `declared`: the study's claims on this sweep
+  (`claims.Claim`), tested on the page as the REPORT tests them."""
   output_dir = output_dir or workdir
   export(workdir, output_dir)
   meta, runs = read_runs(output_dir)
   rows = aggregate(runs, meta['baseline'], meta.get('equivalence_margin',
-                                                     stats.EQUIVALENCE_MARGIN))
+                                                     stats.EQUIVALENCE_MARGIN),
+                   strata=meta.get('strata', ()))
   adjust([rows])
-  return write_page(output_dir, rows, meta, runs), rows
+  from cnn_jax import claims  # pylint: disable=g-import-not-at-top
+  tested = claims.evaluate(declared, {meta['name']: runs},
+                           strata={meta['name']: meta.get('strata', ())})
+  return write_page(output_dir, rows, meta, runs, claims=claims.table(tested)
+                    if tested else ()), rows
 

@@ -87,13 +87,23 @@ def epoch_record(epoch: int, step_sums: dict[str, float], steps: int,
   record = {'epoch': epoch, **{f'train_{k}': float(v) / steps for k, v in step_sums.items()}}
   for name, metrics in evaluated.items():
     record.update({f'{name}_{k}': v for k, v in metrics.items()})
-  if 'train_eval_accuracy' in record and 'validation_accuracy' in record:
-    # Overfitting: what the model does on images it trained on against held-out ones.
-    record['generalization_gap'] = (record['train_eval_accuracy']
-                                    - record['validation_accuracy'])
+  record.update(gaps(record))
   record.update(learning_rate=learning_rate, examples_per_second=examples / train_seconds,
                 train_seconds=train_seconds)
   return record
+
+
+def gaps(record: dict[str, Any]) -> dict[str, float]:
+  """Overfitting, what the model does on images it trained on against held-out ones,
+  where the record has both: generalization_gap, train-eval minus validation accuracy
+  (it saturates once train accuracy reaches 100%); loss_gap, test minus train-eval
+  loss, read on the test set since validation chose the epoch."""
+  out = {}
+  if 'train_eval_accuracy' in record and 'validation_accuracy' in record:
+    out['generalization_gap'] = record['train_eval_accuracy'] - record['validation_accuracy']
+  if 'train_eval_loss' in record and 'test_loss' in record:
+    out['loss_gap'] = record['test_loss'] - record['train_eval_loss']
+  return out
 
 
 def split_name(key: str, sets: Sequence[str]) -> tuple[str, str] | None:

@@ -148,6 +148,16 @@ def equivalence_power(n: int, effect: float, sd: float, margin: float,
   return 0.0 if math.isnan(value) else max(0.0, value)
 
 
+def sd_upper_bound(sd: float, n: int, confidence: float = 0.95) -> float:
+  """The one-sided upper `confidence` bound of a standard deviation estimated from n
+  values (chi-square): what a power statement assumes, so that an SD that happened to
+  come out small does not promise power the design lacks."""
+  if n < 2 or math.isnan(sd):
+    return math.nan
+  from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
+  return sd * math.sqrt((n - 1) / scipy_stats.chi2.ppf(1 - confidence, n - 1))
+
+
 def min_detectable_effect(n: int, sd: float, alpha: float) -> float:
   """The smallest true difference the paired t-test at `alpha` detects with POWER."""
   if n < 2 or not sd > 0:
@@ -197,9 +207,10 @@ def paired_verdict(c: Paired, holm_p: float, holm_p_equivalence: float, k: int,
   if holm_p_equivalence < alpha:
     return 'equivalent', (f'equivalent within {margin}: {effect} (TOST, '
                           f'{holm_text(holm_p_equivalence, alpha)})')
-  needed = seeds_needed(c.difference, c.sd, alpha / k,
+  needed = seeds_needed(c.difference, sd_upper_bound(c.sd, c.n), alpha / k,
                         None if abs(c.difference) >= c.margin else c.margin)
-  decide = (f'~{needed} seeds would decide it' if needed else
+  decide = (f'~{needed} seeds would decide it at the observed difference and the '
+            "SD's upper 95% bound" if needed else
             'more than 1000 seeds would be needed to decide it')
   return 'inconclusive', (f'inconclusive: {effect} (paired t {holm_text(holm_p, alpha)}; '
                           f'TOST {margin} {holm_text(holm_p_equivalence, alpha)}); '

@@ -32,6 +32,7 @@ class SweepSpec:
   search: tuning.Search | None
   base: ml_collections.ConfigDict
   seeds: int
+  strata: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -143,7 +144,7 @@ def run_study(plans: Sequence[SweepPlan], *, vmap_seeds: bool = False,
         vmap_seeds=vmap_seeds, restart_changed=restart_changed, command=command,
         equivalence_margin=equivalence_margin,
         progress=progress, search=p.spec.search,
-        tuning_dir=p.workdir.parent / tuning.TUNING_DIR)
+        tuning_dir=p.workdir.parent / tuning.TUNING_DIR, strata=list(p.spec.strata))
   return outcomes
 
 
@@ -186,25 +187,33 @@ def load_study(config_file: str, config: ml_collections.ConfigDict | None = None
     if not sweep_file.exists():
       raise errors.ConfigError(f'the study names sweep {name!r}, but {sweep_file} does '
                                'not exist')
-    grid, baseline, search = sweep.load_grid(str(sweep_file))
+    grid, baseline, search, strata = sweep.load_grid(str(sweep_file))
     _, sweep_module = sweep.load_config_module(str(sweep_file))
     base = (sweep_module.get_config() if hasattr(sweep_module, 'get_config')
             else module.get_config())
     base = getattr(module, 'adapt', lambda c: c)(base)
     base.update(changed)
     options.validate_config(base.to_dict())
-    sweeps.append(SweepSpec(name, grid, baseline, search, base, own_seeds.get(name, seeds)))
+    sweeps.append(SweepSpec(name, grid, baseline, search, base, own_seeds.get(name, seeds),
+                            strata))
   return Study(sweeps, seeds, margin,
                _checked_claims(getattr(module, 'CLAIMS', ()), sweeps, path))
 
 
 def _checked_claims(specs: Sequence[Any], sweeps: Sequence[SweepSpec], path: str
                     ) -> list[claims_lib.Claim]:
-  """CLAIMS parsed, each naming a sweep of the study and configurations of its grid:
-  checked before any run, not hours later when the report finds nothing to test."""
-  grids = {s.name: s.grid for s in sweeps}
+  """CLAIMS parsed, each naming a sweep of the study and configurations of its grid
+  (less its STRATA), each family within one sweep (so a sweep's page tests its claims
+  as the REPORT does): checked before any run, not hours later when the report finds
+  nothing to test."""
+  grids = {s.name: [sweep.stratum(g, s.strata)[0] for g in s.grid] for s in sweeps}
   parsed = [claims_lib.Claim.parse(spec, f'{path}: CLAIMS') for spec in specs]
+  homes: dict[str, str] = {}
   for claim in parsed:
+    if homes.setdefault(claim.family, claim.sweep) != claim.sweep:
+      raise errors.ConfigError(f'{path}: CLAIMS entry {claim.text!r}: family '
+                               f'{claim.family!r} is in {homes[claim.family]} too: expected '
+                               'a family within one sweep')
     if claim.sweep not in grids:
       raise errors.ConfigError(f'{path}: CLAIMS entry {claim.text!r}: '
                                f'sweep={claim.sweep!r} is not in SWEEPS: expected one of '

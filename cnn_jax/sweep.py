@@ -145,7 +145,8 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
               command: str = '', equivalence_margin: float = stats.EQUIVALENCE_MARGIN,
               progress: Callable[[str, dict[str, Any]], None] | None = None,
               search: tuning.Search | None = None,
-              tuning_dir: str | pathlib.Path | None = None) -> list[Outcome]:
+              tuning_dir: str | pathlib.Path | None = None,
+              strata: Sequence[str] = ()) -> list[Outcome]:
   """Trains every run of this shard not finished yet; returns what happened to each.
 
   `progress(kind, info)` hears 'start' (runs, pending, num_epochs, epochs_done; and
@@ -163,6 +164,8 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
   its runs under `tuning_dir` (default <workdir>/tuning; a study shares one, so a
   configuration several sweeps hold is tuned once); the seeds then train at each
   configuration's chosen value, which sweep.json records with its tuning curve.
+  `strata`: the fields of `grid` that are nuisance values every configuration trains
+  at (`stratified`), recorded in sweep.json: the pages compare within each.
   """
   runs = [r for r in plan(base, grid, seeds) if r.index % shard[1] == shard[0]]
   workdir = pathlib.Path(workdir)
@@ -194,11 +197,12 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
       pass
     (workdir / SWEEP_FILE).write_text(json.dumps({
         'name': name, 'grid': [dict(g) for g in grid],
-        'baseline': config_key(baseline) if baseline else config_key(grid[0]),
+        'baseline': config_key(baseline) if baseline else config_key(
+            stratum(grid[0], strata)[0]),
         'seeds': sorted(set(seeds)), 'base_config': base.to_dict(), 'command': command,
         'code_version': provenance.code_version(),
         'packages': provenance.package_versions(), 'host': run_metrics.host_description(),
-        'equivalence_margin': equivalence_margin,
+        'equivalence_margin': equivalence_margin, 'strata': list(strata),
         **({'search': search.describe(), 'tuned': tuned} if search else {})},
         indent=2, default=list) + '\n')
   _write_hparams_columns(workdir, grid)
@@ -213,7 +217,9 @@ def run_sweep(name: str, base: ml_collections.ConfigDict, grid: Sequence[Mapping
       outcomes.append(Outcome(run, 'skipped'))
     else:
       pending.append(run)
-  groups = _seed_groups(pending, workdir) if vmap_seeds else [[r] for r in pending]
+  # Seeds train together on one split only (split_seed='seed': each its own).
+  together = vmap_seeds and base.split_seed != 'seed'
+  groups = _seed_groups(pending, workdir) if together else [[r] for r in pending]
   notify('start', {'runs': runs, 'pending': pending, 'num_epochs': base.num_epochs,
                    'epochs_done': {r.name: run_state(workdir / r.name)[1] for r in pending}})
   # One configuration's set-up (data on the devices, model, compiled programs), kept
@@ -386,14 +392,42 @@ def load_config_module(config_file: str) -> tuple[str, Any]:
   return path, module
 
 
-def load_grid(config_file: str
-              ) -> tuple[list[dict[str, Any]], dict[str, Any], tuning.Search | None]:
-  """(GRID, BASELINE, SEARCH) declared in a sweep config file next to its get_config():
-  SEARCH the nuisance field each configuration is tuned on (`cnn_jax.tuning`)."""
+def load_grid(config_file: str) -> tuple[list[dict[str, Any]], dict[str, Any],
+                                         tuning.Search | None, dict[str, list[Any]]]:
+  """(grid, BASELINE, SEARCH, STRATA) declared in a sweep config file next to its
+  get_config(): SEARCH the nuisance field each configuration is tuned on
+  (`cnn_jax.tuning`); STRATA ({field: values}) the nuisance values every configuration
+  of GRID trains at alike, so the grid returned is GRID × STRATA (`stratified`)."""
   path, module = load_config_module(config_file)
   grid = [dict(g) for g in getattr(module, 'GRID', ())]
   baseline = dict(getattr(module, 'BASELINE', {}))
   if baseline and config_key(baseline) not in {config_key(g) for g in grid}:
     raise errors.ConfigError(f'{path}: BASELINE {baseline} is not in GRID')
-  return grid, baseline, tuning.Search.parse(getattr(module, 'SEARCH', None),
-                                             f'{path}: SEARCH')
+  search = tuning.Search.parse(getattr(module, 'SEARCH', None), f'{path}: SEARCH')
+  strata = {k: list(v) for k, v in dict(getattr(module, 'STRATA', {})).items()}
+  for field, values in strata.items():
+    if (field not in options.FIELDS or field == 'seed' or any(field in g for g in grid)
+        or (search and field == search.field) or not values):
+      raise errors.ConfigError(
+          f'{path}: STRATA[{field!r}]={values!r} is invalid: expected a config field '
+          'that GRID and SEARCH leave alone (not seed), with >= 1 value')
+  return stratified(grid, strata), baseline, search, strata
+
+
+def stratified(grid: Sequence[Mapping[str, Any]], strata: Mapping[str, Sequence[Any]]
+               ) -> list[dict[str, Any]]:
+  """Each configuration of `grid` at every combination of the `strata` values: the
+  nuisance values every arm of a comparison trains at alike (compared within each,
+  `stratum`), so none of them can split the arms."""
+  out = [dict(g) for g in grid]
+  for field, values in strata.items():
+    out = [{**g, field: v} for g in out for v in values]
+  return out
+
+
+def stratum(overrides: Mapping[str, Any], strata: Sequence[str]
+            ) -> tuple[dict[str, Any], dict[str, Any]]:
+  """(the configuration, its stratum): `overrides` split into the fields compared and
+  the nuisance values (`strata` names) it trained at."""
+  return ({k: v for k, v in overrides.items() if k not in strata},
+          {k: v for k, v in overrides.items() if k in strata})

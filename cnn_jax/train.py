@@ -120,6 +120,7 @@ class Setup:
   schedule: Callable[[int], jax.Array]  # Read on the host at each log: one program.
   test_examples: int
   stack: Callable[..., Any]  # Single-seed states → stacked, replicated.
+  split: int | str  # The data's split seed (`input_pipeline.split_seed`).
 
   @classmethod
   def create(cls, config: Mapping[str, Any], num_seeds: int,
@@ -138,7 +139,15 @@ class Setup:
     init = steps.init_states(model, spec.input_shape, tx, dp.replicated)
     return cls(setup_key(config, num_seeds), spec, loop, model, init, jax.jit(schedule),
                len(data.test.labels), jax.jit(lambda *trees: steps.stack_states(trees),
-                                              out_shardings=dp.replicated))
+                                              out_shardings=dp.replicated),
+               input_pipeline.split_seed(config))
+
+  def with_split(self, config: Mapping[str, Any]) -> Setup:
+    """This set-up on `config`'s split (split_seed='seed': another run seed's images),
+    its programs kept."""
+    data = input_pipeline.load_dataset(config)
+    return dataclasses.replace(self, loop=self.loop.with_data(
+        data.train, data.evaluated(config)), split=input_pipeline.split_seed(config))
 
 
 def steps_per_dispatch(config: Mapping[str, Any], steps_per_epoch: int) -> int:
@@ -185,9 +194,14 @@ class Trainer:
     try:
       for workdir, c in zip(workdirs, configs):
         self.runs.append(RunDirectory(workdir, c))
+      if len(seeds) > 1 and cfg['split_seed'] == 'seed':
+        raise ConfigError("config.split_seed='seed' gives each seed its own images: "
+                          'train them one by one (no vmap_seeds), or give a number')
       setup = (kept or {}).get(len(seeds))
       if setup is None or setup.key != setup_key(cfg, len(seeds)):
         setup = Setup.create(cfg, len(seeds), dp)
+      elif setup.split != input_pipeline.split_seed(cfg):
+        setup = setup.with_split(cfg)
       if kept is not None:
         kept[len(seeds)] = setup
       self._start(setup, seeds, table)
@@ -316,6 +330,7 @@ class Trainer:
     for run, b, sets in zip(self.runs, best, loop.evaluate(states, tested)):
       found = {f'{name}_{k}': v for name, metrics in sets.items() for k, v in metrics.items()}
       b.update(found)
+      b.update(run_metrics.gaps(b))
       run.log_scalars(b['epoch'] * spe, run_metrics.tensorboard_scalars(found, tested))
       run.write_metrics()
       self.log.line('%sepoch %d (chosen on validation): %s',

@@ -16,7 +16,7 @@ from absl import flags
 from ml_collections import config_flags
 import tqdm
 
-from cnn_jax import provenance, results, sweep
+from cnn_jax import claims, provenance, results, sweep
 from cnn_jax.errors import ConfigError
 from experiments import cli
 
@@ -57,8 +57,10 @@ def define_training_flags(what: str) -> None:
 def define_flags(name: str) -> None:
   flags.DEFINE_string('workdir', f'runs/{name}', 'The sweep\'s directory; one '
                       'subdirectory per run. Rerunning skips finished runs.')
-  flags.DEFINE_integer('seeds', 5, 'Seeds per configuration: 0, 1, ..., seeds - 1 (5: '
-                       'fewer are too few for the 0.1 pp differences these sweeps find).')
+  flags.DEFINE_integer('seeds', None, 'Seeds per configuration: 0, 1, ..., seeds - 1 '
+                       '(default: the sweep config\'s SEEDS, else 5).')
+  flags.DEFINE_string('claims', 'configs/study.py', 'A study config whose CLAIMS on this '
+                      'sweep its page tests as REPORT.md does (\'\': none).')
   flags.DEFINE_string('shard', '0/1', 'i/n: train only configurations i, i+n, i+2n, ... '
                       'of the grid, to spread one sweep over n machines that run the same '
                       'command (e.g. a Slurm array job) on a shared --workdir.')
@@ -155,8 +157,10 @@ def main(name: str, module: str | None = None) -> None:
     if len(argv) > 1:
       raise ConfigError(f'unexpected arguments {argv[1:]}')
     config_file = config_flags.get_config_filename(FLAGS['config'])
-    grid, baseline, search = sweep.load_grid(config_file)
-    seeds = range(FLAGS.seeds)
+    grid, baseline, search, strata = sweep.load_grid(config_file)
+    seeds = range(FLAGS.seeds or getattr(sweep.load_config_module(config_file)[1],
+                                         'SEEDS', 5))
+    declared = claims.load(FLAGS.claims, name) if FLAGS.claims else []
     shard = parse_shard(FLAGS.shard)
     vmap_seeds = vmap_seeds_choice(FLAGS.vmap_seeds)
     command = provenance.command_line(module or f'experiments.{name}')
@@ -165,10 +169,10 @@ def main(name: str, module: str | None = None) -> None:
       outcomes = sweep.run_sweep(name, FLAGS.config, grid, baseline, seeds, FLAGS.workdir,
                                  shard=shard, vmap_seeds=vmap_seeds,
                                  restart_changed=FLAGS.restart_changed, command=command,
-                                 progress=progress, search=search)
+                                 progress=progress, search=search, strata=strata)
     finally:
       progress.close()
-    markdown, _ = results.write_results(FLAGS.workdir)
+    markdown, _ = results.write_results(FLAGS.workdir, declared=declared)
     print(markdown)
     print(f'Results: {FLAGS.workdir}/results.md, runs.csv, results.png; '
           f'TensorBoard: tensorboard --logdir={FLAGS.workdir}')
