@@ -18,7 +18,7 @@ from configs import study
 from configs import width_sweep
 from configs.study import ACCURACY, EQUIVALENCE_MARGIN, LOSS_GAP  # pylint: disable=unused-import
 
-SWEEPS = study.SWEEPS + ('batch_norm_dropout_sweep', 'width_sweep', 'padding_sweep', 'pooling_sweep', 'pool_size_sweep',
+SWEEPS = study.SWEEPS + ('width_sweep', 'padding_sweep', 'pooling_sweep', 'pool_size_sweep',
                          'activation_sweep', 'fc_activation_sweep', 'mlp_vs_cnn')
 SEEDS = 10
 FULL = 0.002  # 0.2 pp: full data leaves ~1% error; a fifth of it.
@@ -33,15 +33,7 @@ _INTERACTION = [(1, {**_W['double'], **_RATE(0.5)}), (-1, {**_W['double'], **_RA
                 (-1, {**_W['half'], **_RATE(0.5)}), (1, {**_W['half'], **_RATE(0.25)})]
 _claim = study._claim  # pylint: disable=protected-access
 
-_BN = {'batch_norm': 'both', 'fc_activation': 'relu', 'dropout_placement': 'after_fc1'}
-
 CLAIMS = study.CLAIMS + [
-    _claim('Dropout before BatchNorm is worse than after BatchNorm and its activation',
-           'batch_norm_dropout_sweep', {**_BN, 'dropout_before_batch_norm': True},
-           {**_BN, 'dropout_before_batch_norm': False}, expect='lower', effect=ACCURACY),
-    _claim('Dropout before and after BatchNorm overfit alike', 'batch_norm_dropout_sweep',
-           {**_BN, 'dropout_before_batch_norm': True},
-           {**_BN, 'dropout_before_batch_norm': False}, 'loss_gap', 'equivalent', LOSS_GAP),
     _claim('The more complex the model, the more it overfits: width ×2 vs ×½',
            'width_sweep', {**_W['double'], **_RATE(0.25)}, {**_W['half'], **_RATE(0.25)},
            'loss_gap', effect=LOSS_GAP),
