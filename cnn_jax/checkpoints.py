@@ -96,6 +96,9 @@ class Found:
   state: steps.TrainState
   record: dict[str, Any] | None = None
   totals: Any = None
+  # Running sums this code keeps that the checkpoint lacked (a metric added since):
+  # they start at zero at the resume point.
+  started: tuple[str, ...] = ()
 
 
 class Checkpoints:
@@ -158,16 +161,34 @@ class Checkpoints:
     mid-epoch one also restores its running sums, shaped like `totals_like`."""
     record = self.record(step)
     target = _tree(like)
+    started, saved = (), None
     if record is None and totals_like is not None:
-      target['totals'] = totals_like
+      saved = self._saved_totals(step)
+      # A metric added or removed since the stop: the sums it holds, those alone.
+      target['totals'] = {k: v for k, v in totals_like.items() if saved is None or k in saved}
+      started = tuple(sorted(set(totals_like) - set(target['totals'])))
     self._check_shapes(step, target)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
     expected = (self._manager.metadata(step).custom_metadata or {}).get('sha256')
-    if expected and digest(restored) != expected:
+    # Only what was saved is checked: a part left out (a metric removed) changes it.
+    whole = 'totals' not in target or saved is None or set(target['totals']) == saved
+    if expected and whole and digest(restored) != expected:
       raise CheckpointError('its arrays differ from what was saved (SHA-256 mismatch)')
     state = like.replace(**{k: v for k, v in restored.items() if k != 'totals'})
-    return Found(step, state, record, restored.get('totals'))
+    totals = restored.get('totals')
+    if totals is not None:
+      totals = {k: totals.get(k, v) for k, v in totals_like.items()}
+    return Found(step, state, record, totals, started)
+
+  def _saved_totals(self, step: int) -> set[str] | None:
+    """The running sums a mid-epoch checkpoint holds, by name (None: unknown)."""
+    try:
+      saved = self._manager.item_metadata(step)
+    except Exception:  # pylint: disable=broad-except  # Damaged metadata: restore says so.
+      return None
+    totals = saved.get('totals') if saved is not None else None
+    return set(totals) if totals is not None else None
 
   def _check_shapes(self, step: int, target: Any) -> None:
     """ShapeMismatchError naming the first array whose saved shape differs from
@@ -196,14 +217,14 @@ class Checkpoints:
         raise ShapeMismatchError(f'{key} is {shapes[key]} there, {shape} now')
 
   def restore_latest_good(self, like: steps.TrainState, totals_like: Any = None,
-                          steps: Sequence[int] | None = None) -> Found | None:
-    """The newest readable of `steps` (default: all), None if there are none.
+                          candidates: Sequence[int] | None = None) -> Found | None:
+    """The newest readable of `candidates` (default: all), None if there are none.
 
     A checkpoint that fails to load (truncated or corrupt file) is reported with its
     path and the one before it is tried; if none loads, CheckpointError.
     """
     errors = []
-    for step in sorted(self.steps() if steps is None else steps, reverse=True):
+    for step in sorted(self.steps() if candidates is None else candidates, reverse=True):
       try:
         return self.restore(step, like, totals_like)
       except ShapeMismatchError:
@@ -241,10 +262,10 @@ def load_for_inference(workdir: str | pathlib.Path, like: steps.TrainState
     best = checkpoints.best_step()
     ends = [s for s in checkpoints.steps() if checkpoints.record(s)]
     errors = []
-    for which, steps in (('best', [best] if best is not None else []),
+    for which, candidates in (('best', [best] if best is not None else []),
                          ('latest', [s for s in ends if s != best])):
       try:
-        found = checkpoints.restore_latest_good(like, steps=steps)
+        found = checkpoints.restore_latest_good(like, candidates=candidates)
       except CheckpointError as e:  # A damaged best: the other epochs may be intact.
         errors.append(str(e))
         continue

@@ -88,17 +88,19 @@ class Result:
   by_stratum: dict[str, Result] = dataclasses.field(default_factory=dict)
 
 
-# What a verdict decides: the claimed direction shown (and not shown smaller than the
-# effect of interest); shown, but smaller than it; the opposite shown; no effect as
-# large as it (or, for 'equivalent': shown within it); nothing shown.
-KINDS = ('holds', 'holds, smaller', 'does not hold', 'inconclusive', 'not run')
+# What a verdict decides: the claimed direction shown (for 'equivalent': a difference
+# shown within the effect of interest); shown, but smaller than it; no effect as large
+# as it shown (nor any effect); the opposite direction shown; a difference as large as
+# it ('equivalent' claims); nothing shown.
+KINDS = ('holds', 'holds, smaller', 'smaller, if any', 'the opposite', 'does not hold',
+         'inconclusive', 'not run')
 BORDERLINE = 0.01  # A verdict whose deciding Holm p is within this of α is flagged.
 
 
 def contrast_values(claim: Claim, runs: Sequence[Any], strata: Sequence[str] = ()
                     ) -> tuple[list[int], list[float], dict[str, list[float]], str]:
   """(seeds, the contrast per seed averaged over the strata, the contrast per seed in
-  each stratum, what is missing) from a sweep's runs (`results.Run`), each read at its
+  each stratum, what is missing) from a sweep's runs (`results.RecordedRun`), each read at its
   best validation epoch. `strata`: the sweep's nuisance fields (sweep.json 'strata'):
   a term matches the runs whose other overrides are its own, at any stratum, and pairs
   within each stratum by seed; only seeds every term has in every stratum count."""
@@ -181,8 +183,9 @@ def units(claim: Claim) -> tuple[float, str]:
 def verdict(r: Result, alpha: float = stats.ALPHA) -> tuple[str, str]:
   """(kind, sentence), the estimate and its CI first. For 'higher'/'lower': 'holds'
   where the Holm-adjusted paired t shows the claimed direction, 'holds, smaller' where
-  the TOST also shows it smaller than the effect of interest; 'does not hold' where it
-  shows the opposite direction, or no effect as large as the declared one. For
+  the TOST also shows it smaller than the effect of interest; 'the opposite' where the
+  t-test shows the other direction; 'smaller, if any' where only the TOST decides (no
+  effect as large as the declared one, which is no refutation of a smaller one). For
   'equivalent': 'holds' where the TOST shows |difference| < effect; 'does not hold'
   where the paired t shows a difference and its estimate reaches the effect. Else
   'inconclusive', with the power at this n and the seeds 80% power needs, both at the
@@ -220,11 +223,11 @@ def verdict(r: Result, alpha: float = stats.ALPHA) -> tuple[str, str]:
     if significant and wanted:
       return 'holds', f'holds: {measured} ({p_text})' + flag(r.holm_p)
     if significant:
-      return 'does not hold', (f'does not hold, the opposite: {measured} ({p_text})'
-                               + flag(r.holm_p))
+      return 'the opposite', (f'the opposite: {measured} ({p_text})' + flag(r.holm_p))
     if equivalent:
-      return 'does not hold', (f'does not hold: {measured}, no effect of ±{effect} or '
-                               f'more ({q_text})' + flag(r.holm_p_equivalence))
+      return 'smaller, if any', (f'smaller than {effect}, if any: {measured}, no effect '
+                                 f'of ±{effect} or more ({q_text})'
+                                 + flag(r.holm_p_equivalence))
   k = max(r.family_size, 1)
   sd = stats.sd_upper_bound(c.sd, c.n)
   power = stats.power(c.n, claim.effect, sd, alpha / k) if sd > 0 else math.nan

@@ -47,7 +47,7 @@ class Sweeps:
 
   def __init__(self, directory: pathlib.Path, names: Sequence[str]):
     self.directory = directory
-    self.found: dict[str, tuple[dict[str, Any], list[results.Run],
+    self.found: dict[str, tuple[dict[str, Any], list[results.RecordedRun],
                                 list[results.ConfigResult]]] = {}
     for name in names:  # Only these: another sweep there (the recipe's) is no claim.
       meta_file = directory / name / sweep.SWEEP_FILE
@@ -62,7 +62,7 @@ class Sweeps:
   def rows(self, name: str) -> list[results.ConfigResult] | None:
     return self.found[name][2] if name in self.found and self.found[name][2] else None
 
-  def runs(self) -> dict[str, list[results.Run]]:
+  def runs(self) -> dict[str, list[results.RecordedRun]]:
     return {name: runs for name, (_, runs, _) in self.found.items()}
 
   def full_data_baseline(self) -> results.ConfigResult | None:
@@ -72,7 +72,8 @@ class Sweeps:
 
 
 def _not_run(what: str) -> str:
-  return f'not run: `python -m experiments.study` trains {what}'
+  return (f'not run: `python -m experiments.study` trains {what} (the long profile, '
+          'configs/study_long.py, where the default study has none)')
 
 
 def _percent(x: float) -> str:
@@ -254,13 +255,93 @@ def shift_curve(sweeps: Sweeps, path: pathlib.Path, name: str = 'mlp_vs_cnn'
   return lines
 
 
+PREVIOUS_CLAIMS = pathlib.Path('previous') / 'claims.md'  # Under the output directory.
+
+
+def _table_rows(text: str) -> list[list[str]]:
+  return [[cell.strip() for cell in line.strip().strip('|').split(' | ')]
+          for line in claims_table(text).splitlines()[2:]]
+
+
+def design_text(meta: Mapping[str, Any]) -> str:
+  """A sweep's design in a few words: its shared nuisance values (or the one it tuned),
+  its split, seeds and epochs."""
+  base = meta['base_config']
+  shared = '; '.join(f"{field} {', '.join(f'{v:g}' for v in values)} shared"
+                     for field, values in results.shared_values(meta).items())
+  tuned = (meta.get('search') or {}).get('field')
+  split = ('a split per seed' if base.get('split_seed') == 'seed'
+           else f"one split (split_seed {base.get('split_seed')})")
+  return ', '.join(x for x in (shared or (f'{tuned} tuned per configuration' if tuned
+                                           else ''), split, f"{len(meta['seeds'])} seeds",
+                               f"{base['num_epochs']} epochs") if x)
+
+
+def what_changed(previous: str, tested: Sequence[claims.Result],
+                 designs: Mapping[str, str]) -> list[str]:
+  """Each claim's verdict under the previous registration (`previous`: a claims table
+  as a REPORT writes it) beside this one's, and what changed in its test. Claims match
+  by their contrast (sweep names aside), direction and kind of metric (accuracy, gap),
+  so one that moved sweep or metric is still found."""
+  key = lambda terms, metric, expect: (terms.split(': ', 1)[-1], expect,
+                                       'gap' if 'gap' in metric else metric)
+  now = [(r, claims.table([r])[2].strip().strip('|').split(' | ')) for r in tested]
+  before = {key(row[1], row[2], row[3]): row for row in _table_rows(previous)}
+  kind = lambda verdict: verdict.split(':', 1)[0]
+  lines = ['| claim | before | now | what changed in its test |', '|---|---|---|---|']
+  seen = set()
+  for r, row in now:
+    old = before.get(key(row[1], row[2], row[3]))
+    changes = [designs.get(r.claim.sweep, '')]
+    if old:
+      seen.add(key(old[1], old[2], old[3]))
+      changes += [f'{what}: {a} → {b}' for what, a, b in (
+          ('metric', old[2], row[2]), ('effect', old[4], row[4]), ('family', old[5], row[5]))
+                  if a != b]
+    lines.append(f'| {r.claim.text} | {kind(old[6]) if old else "not tested"} | '
+                 f'{r.kind} | {"; ".join(c for c in changes if c)} |')
+  for k, old in before.items():
+    if k not in seen:
+      lines.append(f'| {old[0]} | {kind(old[6])} | not in this study (the long profile, '
+                   'configs/study_long.py) | |')
+  return lines
+
+
+def planned_power(planned: Sequence[claims.Claim], seeds: int, source_dir: pathlib.Path,
+                  alpha: float = stats.ALPHA) -> list[str]:
+  """For claims a study plans but has not run (a long profile's): each one's power at
+  `seeds` seeds to detect its smallest effect of interest, at α over its family's
+  first Holm step, from the spread of the contrast in earlier runs of its sweep
+  (`source_dir`/<sweep>/runs.csv, any design) at the SD's upper 95% bound."""
+  family = lambda c: sum(1 for other in planned if other.family == c.family)
+  lines = ['| claim | earlier runs: n, SD of the contrast (upper 95% bound) | power at '
+           f'{seeds} seeds |', '|---|---|---|']
+  for claim in planned:
+    directory = source_dir / claim.sweep
+    if not (directory / results.RUNS_FILE).exists():
+      lines.append(f'| {claim.text} | none in {directory} | unknown |')
+      continue
+    meta, runs = results.read_runs(directory)
+    tested, = claims.evaluate([claim], {claim.sweep: runs},
+                              strata={claim.sweep: meta.get('strata', ())})
+    if tested.test is None or not tested.test.n > 1:
+      lines.append(f'| {claim.text} | {tested.verdict} | unknown |')
+      continue
+    scale, unit = claims.units(claim)
+    sd = stats.sd_upper_bound(tested.test.sd, tested.test.n)
+    power = stats.power(seeds, claim.effect, sd, alpha / family(claim))
+    lines.append(f'| {claim.text} | n = {tested.test.n}, {tested.test.sd * scale:.3g}{unit} '
+                 f'({sd * scale:.3g}{unit}) | {power:.0%} to detect ±'
+                 f'{claim.effect * scale:g}{unit} (α/{family(claim)}) |')
+  return lines
+
+
 def tuned_rates(sweeps: Sweeps) -> list[str]:
   """Each configuration's tuned nuisance value, per sweep (curves: the sweep's page)."""
   lines = []
   for name, (meta, _, rows) in sweeps.found.items():
     tuned, search = meta.get('tuned') or {}, meta.get('search')
-    strata = {field: sorted({r.overrides[field] for r in rows if field in r.overrides})
-              for field in meta.get('strata') or ()}
+    strata = results.shared_values(meta)
     if strata:
       lines.append(f'- [{name}]({name}/results.md): every configuration at each of ' +
                    '; '.join(f"{field} {', '.join(f'{v:g}' for v in values)}"
@@ -314,9 +395,12 @@ def write_report(source_dir: str | pathlib.Path, output_dir: str | pathlib.Path,
            f'Holm\'s correction runs over (α = {stats.ALPHA:g}). Each verdict gives the '
            'estimate and its 95% CI first. A claim holds where the paired t-test shows '
            'its direction ("higher/lower, by less than" where the TOST also shows it '
-           'smaller than the effect of interest); does not hold where it shows the '
-           'opposite or the TOST shows no effect as large as the smallest of interest; '
-           'else it is inconclusive, with its power at this n at the SD\'s upper 95% '
+           'smaller than the effect of interest); shows "the opposite" where the t-test '
+           'shows the other direction; "smaller than the effect, if any" where only the '
+           'TOST decides (no effect as large as the smallest of interest: no refutation '
+           'of a smaller one). An equivalence claim holds where the TOST shows the '
+           'difference within ±effect, does not hold where the t-test shows one as large. '
+           'Else it is inconclusive, with its power at this n at the SD\'s upper 95% '
            'bound. A deciding Holm p within 0.01 of α is flagged borderline. '
            + ('Where a sweep trains every configuration at several shared learning rates '
               '(strata), the contrast is averaged over them per seed, and tested at each '
@@ -327,7 +411,8 @@ def write_report(source_dir: str | pathlib.Path, output_dir: str | pathlib.Path,
                                            sweeps.found.values())
               else '') + 'Nothing here is typed by hand.', '']
   setups = sorted({f"{name}: " + results.setup_text(
-      m['base_config'], m['seeds'], (m.get('search') or {}).get('field'))
+      m['base_config'], m['seeds'], (m.get('search') or {}).get('field'),
+      results.shared_values(m))
                    for name, (m, _, _) in sweeps.found.items()})
   lines += claims.table(tested)
   robust = claims.strata_table(tested)
@@ -336,6 +421,17 @@ def write_report(source_dir: str | pathlib.Path, output_dir: str | pathlib.Path,
               'The same claims tested within one rate alone (Holm over the family at that '
               'rate): a verdict that needs both rates, or holds at one only, shows here.',
               '', *robust]
+  if (output_dir / PREVIOUS_CLAIMS).exists():
+    previous = (output_dir / PREVIOUS_CLAIMS).read_text()
+    lines += ['', '## What changed', '',
+              f'The verdicts of the previous registration ([{PREVIOUS_CLAIMS}]'
+              f'({PREVIOUS_CLAIMS})) beside this one\'s. Every claim moved to a new '
+              'design: one learning rate per configuration, tuned on one seed and a few '
+              'validation images, had split the arms of several claims; every seed '
+              'shared one subset; the accuracy gap saturated. Its verdicts are not comparable one for one, and none of them '
+              'is carried over.', '', *what_changed(previous, tested, {
+                  name: design_text(meta) for name, (meta, _, _) in
+                  sweeps.found.items()})]
   lines += ['', '## What the formulas say, and ~99%', '', '| claim | measured | verdict |',
             '|---|---|---|']
   for claim, found, verdict in formula_claims(sweeps, base_config):

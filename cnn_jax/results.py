@@ -18,7 +18,7 @@ import json
 import math
 import pathlib
 import shutil
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from absl import logging
 import numpy as np
@@ -32,7 +32,7 @@ RUN_COLUMNS = ('sweep', 'configuration', 'overrides', 'grid_index', 'seed', 'epo
 
 
 @dataclasses.dataclass
-class Run:
+class RecordedRun:
   """One run of a sweep: its configuration, seed and every epoch's record."""
   name: str
   key: str
@@ -110,12 +110,12 @@ def _failure(failed: Any) -> str:
          f"{failed.get('step')}"
 
 
-def read_runs(directory: str | pathlib.Path) -> tuple[dict[str, Any], list[Run]]:
+def read_runs(directory: str | pathlib.Path) -> tuple[dict[str, Any], list[RecordedRun]]:
   """(sweep.json, the runs of runs.csv) in `directory`."""
   directory = pathlib.Path(directory)
   meta = json.loads((directory / sweep.SWEEP_FILE).read_text())
   meta['base_config'] = options.with_defaults(meta['base_config'])
-  runs: dict[tuple[int, int], Run] = {}
+  runs: dict[tuple[int, int], RecordedRun] = {}
   with (directory / RUNS_FILE).open(newline='') as f:
     for row in csv.DictReader(f):
       key = (int(row['grid_index']), int(row['seed']))
@@ -123,14 +123,16 @@ def read_runs(directory: str | pathlib.Path) -> tuple[dict[str, Any], list[Run]]
         overrides = json.loads(row['overrides'])
         name = (f"{row['configuration']},seed={row['seed']}" if overrides
                 else f"seed={row['seed']}")
-        runs[key] = Run(name, row['configuration'], key[0], key[1], overrides,
+        runs[key] = RecordedRun(name, row['configuration'], key[0], key[1], overrides,
                         row['completed'] == 'True', row.get('failed') or '',
                         *(int(row[k]) if row.get(k) else None
                           for k in ('num_params', 'multiply_adds', 'test_examples')), [])
       if row['epoch']:  # Whatever metric columns the file has (older files: fewer).
-        runs[key].history.append({'epoch': int(row['epoch']), **{
+        record = {'epoch': int(row['epoch']), **{
             k: float(v) if v != '' else math.nan for k, v in row.items()
-            if k not in RUN_COLUMNS}})
+            if k not in RUN_COLUMNS}}
+        # A gap defined since the file was written, from the columns it has.
+        runs[key].history.append({**run_metrics.gaps(record), **record})
   return meta, [runs[k] for k in sorted(runs)]
 
 
@@ -142,7 +144,7 @@ class ConfigResult:
   key: str
   overrides: dict[str, Any]
   is_baseline: bool
-  runs: list[Run]
+  runs: list[RecordedRun]
   incomplete: int  # Runs of this configuration not finished (left out).
   comparison: stats.Paired | None = None  # Test accuracy against the baseline's.
   holm_p: float = math.nan
@@ -172,13 +174,14 @@ class ConfigResult:
     return self.runs[0].multiply_adds
 
 
-def aggregate(runs: Sequence[Run], baseline_key: str, margin: float = stats.EQUIVALENCE_MARGIN,
-              metric: str = 'test_accuracy', strata: Sequence[str] = ()
+def aggregate(runs: Sequence[RecordedRun], baseline_key: str,
+              margin: float = stats.EQUIVALENCE_MARGIN, metric: str = 'test_accuracy',
+              strata: Sequence[str] = ()
               ) -> list[ConfigResult]:
   """Configurations in grid order, each compared with the baseline on `metric` over
   the seeds both finished (`strata`: the sweep's nuisance fields; each configuration
   against the baseline at the same values of them); verdicts wait for `adjust`."""
-  by_key: dict[str, list[Run]] = {}
+  by_key: dict[str, list[RecordedRun]] = {}
   for run in sorted(runs, key=lambda r: (r.index, r.seed)):
     by_key.setdefault(run.key, []).append(run)
   rows, where = [], {}
@@ -186,8 +189,9 @@ def aggregate(runs: Sequence[Run], baseline_key: str, margin: float = stats.EQUI
     done = [r for r in group if r.completed and r.history]
     if done:
       core, where[key] = sweep.stratum(group[0].overrides, strata)
-      rows.append(ConfigResult(key, group[0].overrides, sweep.config_key(core) == baseline_key,
-                               done, len(group) - len(done)))
+      own = sweep.config_key(core) if where[key] else key  # Its key less its stratum.
+      rows.append(ConfigResult(key, group[0].overrides, own == baseline_key, done,
+                               len(group) - len(done)))
   for row in rows:
     base = next((r for r in rows if r.is_baseline and where[r.key] == where[row.key]), None)
     if base is None or row.is_baseline:
@@ -241,9 +245,11 @@ def provenance_text(meta: dict[str, Any]) -> str:
 
 
 def setup_text(base_config: dict[str, Any], seeds: Sequence[int],
-               tuned: str | None = None) -> str:
+               tuned: str | None = None, shared: Mapping[str, Sequence[Any]] | None = None
+               ) -> str:
   """What every run of a sweep shared: data, epochs, seeds, recipe (`tuned`: the field
-  tuned per configuration instead)."""
+  tuned per configuration instead; `shared`: nuisance values every configuration
+  trained at, by field)."""
   train = base_config.get('max_train_examples')
   test = base_config.get('max_test_examples')
   if base_config.get('split_seed') == 'last':
@@ -253,14 +259,18 @@ def setup_text(base_config: dict[str, Any], seeds: Sequence[int],
   else:
     data = (f"{f'{train:,}' if train else 'all other'} training images and "
             f"{base_config['validation_examples']:,} held out for validation "
-            f"(class-stratified random splits of the training split, seed "
-            f"{base_config.get('split_seed', 0)}), {f'the first {test:,}' if test else 'all'}"
-            f" test images")
+            f"(class-stratified random splits of the training split, "
+            + ('one per run seed' if base_config.get('split_seed') == 'seed' else
+               f"seed {base_config.get('split_seed', 0)}")
+            + f"), {f'the first {test:,}' if test else 'all'} test images")
   return (f"Data: {base_config['dataset']}, {data}; "
           f"{base_config['num_epochs']} epoch(s); seeds {', '.join(map(str, seeds))}; "
           f"batch {base_config['batch_size']}, {base_config['optimizer']} "
           + (f'{tuned} tuned per configuration' if tuned else
-             f"lr {base_config['learning_rate']:g}")
+             f"lr {base_config['learning_rate']:g}" if 'learning_rate' not in (shared or {})
+             else '')
+          + ''.join(f"{field} {', '.join(f'{v:g}' for v in values)} (every configuration "
+                    'at each)' for field, values in (shared or {}).items())
           + f" ({base_config['lr_schedule']}).")
 
 
@@ -277,7 +287,7 @@ METHOD = ('Each run is reported at its epoch with the best validation accuracy; 
 
 
 def to_markdown(title: str, rows: Sequence[ConfigResult], meta: dict[str, Any],
-                failed: Sequence[Run] = (), family: str | None = None,
+                failed: Sequence[RecordedRun] = (), family: str | None = None,
                 claims: Sequence[str] = ()) -> str:
   """The results page of one sweep, from its rows (after `adjust`); `family`: what
   the Holm correction counted (default: this sweep's comparisons). `claims`: the
@@ -291,7 +301,7 @@ def to_markdown(title: str, rows: Sequence[ConfigResult], meta: dict[str, Any],
         r.verdict = descriptive_text(r.comparison, r.holm_p)
   lines = [f'# {title}', '', provenance_text(meta), '',
            setup_text(meta['base_config'], meta['seeds'],
-                      (meta.get('search') or {}).get('field')),
+                      (meta.get('search') or {}).get('field'), shared_values(meta)),
            '',
            METHOD.format(k=k or 1, alpha=stats.ALPHA,
                          family=family or f"this sweep's {k} comparisons"), '',
@@ -343,11 +353,18 @@ def to_markdown(title: str, rows: Sequence[ConfigResult], meta: dict[str, Any],
   return '\n'.join(lines) + '\n'
 
 
+def shared_values(meta: Mapping[str, Any]) -> dict[str, list[Any]]:
+  """The values of each of a sweep's strata (sweep.json 'strata'), from its grid."""
+  return {field: sorted({g[field] for g in meta['grid'] if field in g})
+          for field in meta.get('strata') or ()}
+
+
 def descriptive_text(c: stats.Paired, holm_p: float) -> str:
   """A comparison as numbers only: '+0.24 pp [−0.01, +0.50], d_z 0.8, Holm p = 0.060'."""
   pp = lambda x: f'{100 * x:+.2f}'.replace('-', '−')
   p = 'Holm p < 0.001' if holm_p < 0.001 else f'Holm p = {holm_p:.3f}'
-  return f'{pp(c.difference)} pp [{pp(c.ci_low)}, {pp(c.ci_high)}], d_z {c.d_z:.1f}, {p}'
+  return (f'{pp(c.difference)} pp [{pp(c.ci_low)}, {pp(c.ci_high)}], d_z {c.d_z:.1f}, '
+          f'{p}').replace('-', '−')
 
 
 def tuning_text(meta: dict[str, Any], keys: Sequence[str]) -> list[str]:
@@ -449,7 +466,7 @@ def title(meta: dict[str, Any]) -> str:
 
 
 def write_page(directory: str | pathlib.Path, rows: Sequence[ConfigResult],
-               meta: dict[str, Any], runs: Sequence[Run], family: str | None = None,
+               meta: dict[str, Any], runs: Sequence[RecordedRun], family: str | None = None,
                claims: Sequence[str] = ()) -> str:
   """results.md and results.png in `directory`, from `rows` (after `adjust`);
   `claims`: the declared claims' table on this sweep (`to_markdown`)."""

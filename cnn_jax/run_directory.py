@@ -29,6 +29,7 @@ class Position:
   index: int
   state: steps.TrainState
   totals: Any = None
+  started: tuple[str, ...] = ()  # Running sums begun at the resume point (checkpoints.Found).
 
 
 class RunDirectory:
@@ -77,7 +78,7 @@ class RunDirectory:
     elif found:  # A stop mid-epoch, possibly after the epoch's last step.
       epoch = (found.step - 1) // steps_per_epoch
       position = Position(epoch, found.step - epoch * steps_per_epoch, found.state,
-                          found.totals)
+                          found.totals, found.started)
     self.history = self._history(position.epoch)
     return position
 

@@ -78,13 +78,13 @@ def write_metrics(path: pathlib.Path | None, history: list[dict[str, Any]], *,
   return metrics
 
 
-def epoch_record(epoch: int, step_sums: dict[str, float], steps: int,
+def epoch_record(epoch: int, step_sums: dict[str, float], num_steps: int,
                  evaluated: dict[str, dict[str, float]], learning_rate: float,
                  examples: int, train_seconds: float) -> dict[str, Any]:
   """One epoch's line of metrics.json: each train-step metric's mean over the epoch's
-  `steps` steps (with dropout on) as train_<name>, each evaluated set's metrics
+  `num_steps` steps (with dropout on) as train_<name>, each evaluated set's metrics
   (`DeviceLoop.evaluate`) as <set>_<name>, whatever those are."""
-  record = {'epoch': epoch, **{f'train_{k}': float(v) / steps for k, v in step_sums.items()}}
+  record = {'epoch': epoch, **{f'train_{k}': float(v) / num_steps for k, v in step_sums.items()}}
   for name, metrics in evaluated.items():
     record.update({f'{name}_{k}': v for k, v in metrics.items()})
   record.update(gaps(record))

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import ml_collections
 
 from cnn_jax import claims as claims_lib
-from cnn_jax import errors, options, stats, sweep, tuning
+from cnn_jax import errors, geometry, options, stats, sweep, tuning
 
 
 @dataclasses.dataclass
@@ -60,7 +60,7 @@ class SweepPlan:
     return self.spec.base
 
 
-def plan(sweeps: Sequence[SweepSpec], workdir: str | pathlib.Path,
+def plan_sweeps(sweeps: Sequence[SweepSpec], workdir: str | pathlib.Path,
          seeds: int | None = None) -> list[SweepPlan]:
   """Each sweep's runs, in `workdir`/<name>: seeds 0 .. its own count - 1 (`seeds`:
   that many in every sweep)."""
@@ -105,6 +105,82 @@ def work_left(plans: Sequence[SweepPlan]) -> tuple[int, int]:
       epochs += left
       images += left * train_images(p.base)
   return epochs, images
+
+
+@dataclasses.dataclass(frozen=True)
+class CostModel:
+  """What a study costs on one machine, per unit of work, for `--estimate`: training
+  examples and evaluated images per second, and seconds per run (its set-up and data,
+  writing, checkpoints, the final test's restore), per set-up (a configuration's
+  programs traced and compiled, or read from the compilation cache), and to start the
+  process. Calibrated on a measured study
+  (CPU_2_CORES: the README says how close it came)."""
+  train_examples_per_second: float
+  eval_images_per_second: float
+  seconds_per_run: float
+  seconds_per_setup: float
+  start_seconds: float
+
+  def run_seconds(self, config: Mapping[str, Any], epochs: int) -> tuple[float, float]:
+    """(training, evaluation) seconds of `epochs` epochs of one run of `config`, and
+    its final test on the checkpoint validation chose."""
+    batch, eval_batch = config['batch_size'], config['eval_batch_size']
+    up = lambda n: -(-n // eval_batch) * eval_batch  # Evaluation runs whole batches.
+    tests = (config['max_test_examples'] or MNIST_TEST_IMAGES) * (
+        1 + bool(config['test_shift_pixels']) + 4 * config['shift_curve_pixels'])
+    per_epoch = config['validation_examples'] + config['train_eval_examples'] + (
+        tests if config['test_every_epoch'] else 0)
+    trained = train_images(config) // batch * batch
+    # Calibrated on the article's network; another costs in proportion to its compute.
+    scale = _multiply_adds(config) / _multiply_adds(options.default_config().to_dict())
+    return (scale * epochs * trained / self.train_examples_per_second,
+            scale * (epochs * up(per_epoch) + (0 if config['test_every_epoch']
+                                               else up(tests))) / self.eval_images_per_second)
+
+
+def _multiply_adds(config: Mapping[str, Any]) -> int:
+  return geometry.count_multiply_adds(geometry.layer_table(dict(config), (28, 28, 1), 10))
+
+
+MNIST_TEST_IMAGES = 10_000
+# Measured on the 2-core CPU machine, Python 3.11, the lock: the default study of
+# 2026-12-07 (160 runs of 2,000 images; README, The study).
+CPU_2_CORES = CostModel(train_examples_per_second=1_850.0, eval_images_per_second=5_000.0,
+                        seconds_per_run=1.5, seconds_per_setup=3.0, start_seconds=15.0)
+
+
+def cost(plans: Sequence[SweepPlan], model: CostModel = CPU_2_CORES
+         ) -> dict[str, float]:
+  """Seconds the study still needs, by part: training, evaluation, runs (set-up and
+  writing), set-ups (compiling), tuning (each configuration's first search grid, at
+  its budget) and the process start; each distinct run counted once, finished ones
+  not at all."""
+  parts = dict.fromkeys(('training', 'evaluation', 'runs', 'set-ups', 'tuning'), 0.0)
+  homes, setups = first_homes(plans), set()
+  for p in plans:
+    for run in p.runs:
+      home = p.workdir / run.name
+      config = run.config(p.base)
+      if homes.get(_identity(config, p.spec.search)) != home:
+        continue
+      state, done = sweep.run_state(home)
+      if state == 'done':
+        continue
+      train_s, eval_s = model.run_seconds(config, p.base.num_epochs - done)
+      parts['training'] += train_s
+      parts['evaluation'] += eval_s
+      parts['runs'] += model.seconds_per_run
+      setups.add(json.dumps({k: v for k, v in config.to_dict().items() if k != 'seed'},
+                            sort_keys=True, default=list))
+    if p.spec.search:
+      for key in {run.key: run for run in p.runs}.values():
+        config = key.config(p.base)
+        config.update(p.spec.search.overrides)
+        each = sum(model.run_seconds(config, config.num_epochs)) + model.seconds_per_run
+        parts['tuning'] += each * len(p.spec.search.values) * p.spec.search.seeds
+  parts['set-ups'] = len(setups) * model.seconds_per_setup
+  parts['start'] = model.start_seconds
+  return parts
 
 
 def train_images(config: Mapping[str, Any]) -> int:

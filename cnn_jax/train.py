@@ -91,7 +91,7 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int],
             check_finite(trainer.runs, host, epoch, live)
             log.progress(epoch, done, host, live)
         trainer.end_epoch(epoch, states, parallel.to_host(totals), first, live,
-                          on_epoch_end)
+                          on_epoch_end, position.started if first else ())
         position = Position(epoch, 0, states)
     trainer.test_chosen(position.state)
   finally:
@@ -255,7 +255,14 @@ class Trainer:
     position = Position(0, 0, self.initial)
     if epoch or index:
       totals = self._stack([p.totals for p in found]) if index else None
-      position = Position(epoch, index, self._stack([p.state for p in found]), totals)
+      started = tuple(sorted({k for p in found for k in p.started}))
+      position = Position(epoch, index, self._stack([p.state for p in found]), totals,
+                          started)
+      if started:
+        self.log.line('%s: the mid-epoch checkpoint has no running sum of %s (a metric '
+                      'added since): it starts at step %d, and epoch %d records train_%s '
+                      'as NaN', ', '.join(str(r.path) for r in self.runs),
+                      ', '.join(started), index, epoch + 1, ', train_'.join(started))
       paths = ', '.join(str(r.path) for r in self.runs)
       if epoch >= self.num_epochs or all(self.stopped()):
         self.log.line('%s: already complete (%d epochs); results in metrics.json there, '
@@ -284,10 +291,12 @@ class Trainer:
         'the same command to resume from there')
 
   def end_epoch(self, epoch: int, states: steps.TrainState, totals: Any, first: int,
-                live: Sequence[bool], on_epoch_end: EpochCallback | None) -> None:
+                live: Sequence[bool], on_epoch_end: EpochCallback | None,
+                started: Sequence[str] = ()) -> None:
     """Evaluates every seed, then saves and records the epoch in each live run
     (`totals`: the epoch's sums on the host; `first`: the step this process started it
-    at)."""
+    at; `started`: metrics summed from there only, recorded as NaN: no mean of the
+    epoch)."""
     loop = self.setup.loop
     for run in self.runs:
       run.facts['compile_seconds'] = loop.compile_seconds - self._compiled_before
@@ -299,7 +308,8 @@ class Trainer:
       if not live[i]:
         continue
       record = run_metrics.epoch_record(
-          epoch, {k: v[i] for k, v in steps.step_sums(totals).items()},
+          epoch, {k: np.nan if k in started else v[i]
+                  for k, v in steps.step_sums(totals).items()},
           self.steps_per_epoch, sets, rate, examples, train_seconds)
       state = steps.seed_state(states, i)
       run.end_epoch(record, state, global_step=epoch * self.steps_per_epoch,

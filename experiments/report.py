@@ -23,6 +23,9 @@ flags.DEFINE_string('workdir', '', 'Sweeps\' workdirs to export the raw data fro
                     'first (e.g. runs/study); empty: the raw data already in --output_dir.')
 flags.DEFINE_string('readme', '', 'A README whose study section (between its '
                     '<!-- study --> markers) gets the report\'s claims table.')
+flags.DEFINE_string('planned', '', 'A study config (e.g. configs/study_long.py): print '
+                    'the power its seeds give each claim it has beyond --config\'s, from '
+                    'the spread of the earlier runs in --output_dir, and exit.')
 cli.define_config('configs/study.py', 'The study config: its SWEEPS and CLAIMS, and the '
                   'network the formulas describe where no sweep ran.')
 
@@ -39,6 +42,12 @@ def main(argv):
   base = options.with_defaults(json.loads(trained[0].read_text())['base_config']
                                if trained else FLAGS.config.to_dict())
   declared = study.load_study(config_flags.get_config_filename(FLAGS['config']))
+  if FLAGS.planned:
+    long = study.load_study(FLAGS.planned)
+    done = {c.text for c in declared.claims}
+    print('\n'.join(report.planned_power([c for c in long.claims if c.text not in done],
+                                         long.seeds, output)))
+    return
   print(report.write_report(output, output, report.rebuild_command(output), base,
                             [s.name for s in declared.sweeps], declared.claims))
   if FLAGS.readme:

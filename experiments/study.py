@@ -11,9 +11,9 @@ experiments.report` rebuilds them). Rerun the same command to resume: finished r
 are skipped. --estimate prints what is left to train and how long it should take.
 """
 
+import dataclasses
 import json
 import pathlib
-import re
 import sys
 import time
 
@@ -36,46 +36,28 @@ flags.DEFINE_string('readme', '', 'A README whose study section (between its '
 flags.DEFINE_bool('estimate', False, 'Print the runs and epochs left to train and the '
                   'time they should take at --examples_per_second, then exit.')
 flags.DEFINE_float('examples_per_second', None, 'Training speed for --estimate (default: '
-                   'the last benchmark\'s, results/benchmark.md: seeds together where it '
-                   'measured them faster).')
+                   'cnn_jax.study.CPU_2_CORES\'s, measured on the 2-core machine).')
 sweep_cli.define_training_flags('study')
 cli.define_config('configs/study.py', 'The study config: the base training config, '
                   'its SWEEPS, SEEDS, SWEEP_SEEDS, EQUIVALENCE_MARGIN and CLAIMS.')
 
 
-def benchmarked_speed(path: pathlib.Path = pathlib.Path('results/benchmark.md')
-                      ) -> tuple[float, str]:
-  """(examples/s, where it came from): the benchmark's seeds-together figure where it
-  beat one seed, else its batch-128 figure."""
-  text = path.read_text() if path.exists() else ''
-  alone = re.search(r'^\| 128 \| ([\d,]+) \|', text, re.MULTILINE)
-  together = re.search(r'^\| \d+ × batch 128 \| ([\d,]+) \| ([\d,]+) \|', text,
-                       re.MULTILINE)
-  if not alone:
-    raise ConfigError(f'{path} has no benchmark figure: run python -m experiments.benchmark '
-                      'or pass --examples_per_second')
-  speed = float(alone[1].replace(',', ''))
-  if together and float(together[1].replace(',', '')) > speed:
-    return float(together[1].replace(',', '')), f'{path}, seeds trained together'
-  return speed, f'{path}, batch 128'
-
-
 def estimate(plans) -> str:
   epochs, images = study.work_left(plans)
+  model = study.CPU_2_CORES
   if FLAGS.examples_per_second:
-    speed, source = FLAGS.examples_per_second, '--examples_per_second'
-  else:
-    speed, source = benchmarked_speed()
-  hours = images / speed / 3600
+    model = dataclasses.replace(model, train_examples_per_second=FLAGS.examples_per_second)
+  parts = study.cost(plans, model)
   distinct = len(study.first_homes(plans))
-  tuned = sum(1 for p in plans if p.spec.search)
   low, high = min(len(p.seeds) for p in plans), max(len(p.seeds) for p in plans)
   seeds = f'{low}' if low == high else f'{low}–{high}'
   return (f'{distinct} distinct runs ({seeds} seeds), {epochs} epochs left to '
-          f'train: {images:,} images at {speed:,.0f} ex/s ({source}) ≈ {hours:.1f} h '
-          f'of training (evaluation, compiling and data loading not included'
-          + (f'; nor the tuning runs of the {tuned} sweeps that tune' if tuned else '')
-          + '; early stopping can end runs sooner)')
+          f'train: {images:,} images at {model.train_examples_per_second:,.0f} ex/s'
+          f'{" (--examples_per_second)" if FLAGS.examples_per_second else ""}; '
+          f'≈ {sum(parts.values()) / 60:.0f} min in all: '
+          + ', '.join(f'{name} {seconds / 60:.1f}' for name, seconds in parts.items())
+          + ' min (cnn_jax.study.CPU_2_CORES, calibrated on the 2-core machine; early '
+          'stopping can end runs sooner)')
 
 
 def main(argv):
@@ -85,7 +67,7 @@ def main(argv):
   config_file = config_flags.get_config_filename(FLAGS['config'])
   declared = study.load_study(config_file, FLAGS.config)
   margin = declared.margin
-  plans = study.plan(declared.sweeps, FLAGS.workdir, FLAGS.seeds)
+  plans = study.plan_sweeps(declared.sweeps, FLAGS.workdir, FLAGS.seeds)
   if FLAGS.estimate:
     print(estimate(plans))
     return

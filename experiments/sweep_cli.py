@@ -160,7 +160,12 @@ def main(name: str, module: str | None = None) -> None:
     grid, baseline, search, strata = sweep.load_grid(config_file)
     seeds = range(FLAGS.seeds or getattr(sweep.load_config_module(config_file)[1],
                                          'SEEDS', 5))
-    declared = claims.load(FLAGS.claims, name) if FLAGS.claims else []
+    declared = []
+    if FLAGS.claims and pathlib.Path(FLAGS.claims).exists():
+      declared = claims.load(FLAGS.claims, name)
+    elif FLAGS.claims and FLAGS['claims'].present:
+      raise ConfigError(f'--claims={FLAGS.claims}: no such file: expected a study config '
+                        "such as configs/study.py, or '' for none")
     shard = parse_shard(FLAGS.shard)
     vmap_seeds = vmap_seeds_choice(FLAGS.vmap_seeds)
     command = provenance.command_line(module or f'experiments.{name}')

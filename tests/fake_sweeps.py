@@ -25,16 +25,20 @@ def epoch(number, test, validation=None, train_eval=None, shifted=None, **extra)
 
 def make_sweep(workdir: pathlib.Path, name: str, field: str, values, baseline,
                histories, params=421_642, num_epochs=2, margin=0.001, base=None,
-               tuned=None):
+               tuned=None, grid=None, strata=()):
   """`histories[value]`: one list of epoch records per seed (or a list of final test
-  accuracies: two epochs each, the last the best). Returns the sweep's directory."""
+  accuracies: two epochs each, the last the best). Returns the sweep's directory.
+  `grid`: each value's overrides (default {field: value}), `baseline` then a key;
+  `strata`: the grid's shared nuisance fields."""
   root = workdir / name
   root.mkdir(parents=True)
-  grid = [{field: v} for v in values]
+  baseline_key = baseline if grid else f'{field}={baseline}'
+  grid = grid or [{field: v} for v in values]
   base = dict(default.get_config().to_dict(), num_epochs=num_epochs, **(base or {}))
   seeds = sorted({s for v in values for s in range(len(histories[v]))})
   (root / sweep.SWEEP_FILE).write_text(json.dumps({
-      'name': name, 'grid': grid, 'baseline': f'{field}={baseline}', 'seeds': seeds,
+      'name': name, 'grid': grid, 'baseline': baseline_key, 'seeds': seeds,
+      'strata': list(strata),
       'base_config': base, 'command': f'python -m experiments.{name}',
       'code_version': 'abc123', 'packages': 'python 3.12', 'host': 'test host',
       'equivalence_margin': margin, **({'search': {
@@ -44,11 +48,11 @@ def make_sweep(workdir: pathlib.Path, name: str, field: str, values, baseline,
     for seed, history in enumerate(histories[value]):
       if not isinstance(history, list):
         history = [epoch(1, history - 0.01), epoch(2, history)]
-      run_dir = root / f'{field}={value},seed={seed}'
+      key = sweep.config_key(grid[index])
+      run_dir = root / f'{key},seed={seed}'
       run_dir.mkdir()
       (run_dir / sweep.RUN_FILE).write_text(json.dumps({
-          'key': f'{field}={value}', 'index': index, 'seed': seed,
-          'overrides': {field: value}}))
+          'key': key, 'index': index, 'seed': seed, 'overrides': grid[index]}))
       (run_dir / 'metrics.json').write_text(json.dumps({
           'completed': len(history) == num_epochs, 'num_params': params,
           'multiply_adds': 4_241_152, 'test_examples': 10_000, 'history': history}))

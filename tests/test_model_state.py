@@ -5,6 +5,7 @@ A metric a forker adds in one place reaches every record.
 And a config field added with a default keeps old runs and the shipped results."""
 
 import json
+import math
 import re
 import pathlib
 
@@ -175,3 +176,32 @@ def test_a_field_added_with_a_default_keeps_old_runs_and_the_shipped_results(
   for path in shipped:
     meta, runs = results.read_runs(path.parent)
     assert meta['base_config']['added_field'] == 0 and runs
+
+
+def test_a_mid_epoch_stop_resumes_under_a_metric_added_since(small_config, tmp_path,
+                                                              monkeypatch, caplog):
+  """Guards against a metric added between a stop and its resume reading as a damaged
+  checkpoint (and a silent fall-back to the epoch before, losing the progress): the
+  mid-epoch state resumes, the new sum starts there, and that epoch records it as NaN
+  (no mean over the whole epoch), the next epochs in full."""
+  small_config.num_epochs = 3
+  dispatches = iter(range(1000))
+  with monkeypatch.context() as patch:
+    patch.setattr(train, '_stop_agreed', lambda stop: next(dispatches) == 16 + 5 - 1)
+    with pytest.raises(errors.Interrupted, match='stopped at epoch 2 step 5/16'):
+      train.train_and_evaluate(small_config, tmp_path / 'run')
+  alone = train.train_and_evaluate(small_config, tmp_path / 'alone')
+  monkeypatch.setattr(steps, 'example_metrics', _with_confidence(steps.example_metrics))
+  with caplog.at_level('INFO'):
+    resumed = train.train_and_evaluate(small_config, tmp_path / 'run')
+  assert 'no running sum of confidence (a metric added since): it starts at step 5' in (
+      caplog.text)
+  assert 'cannot be read' not in caplog.text  # Not taken for damage, no fall-back.
+  history = resumed['history']
+  assert [r['epoch'] for r in history] == [1, 2, 3]
+  # Epoch 2 resumed from step 5, not from epoch 1's end: the same parameters as alone.
+  assert [r['validation_loss'] for r in history] == [
+      r['validation_loss'] for r in alone['history']]
+  assert 'train_confidence' not in history[0] and math.isnan(history[1]['train_confidence'])
+  assert 0.1 < history[2]['train_confidence'] <= 1
+  assert history[1]['train_loss'] == alone['history'][1]['train_loss']

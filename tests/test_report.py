@@ -110,7 +110,8 @@ def test_report_tests_each_declared_claim_from_the_raw_data_alone(tmp_path):
   holm = min(1.0, 2 * min(p_gap, p_acc))
   assert p_gap < p_acc and f'Holm p = {holm:.3f} < 0.05' in gap
   assert '−1.13 pp [' in gap and 'n = 3' in gap
-  assert rows['Dropout improves accuracy'].endswith('seeds would decide it |')
+  assert rows['Dropout improves accuracy'].endswith('seeds for 80% (both at the SD\'s '
+                                                    'upper 95% bound, 2.27 pp, α/2) |')
   assert '| inconclusive: +0.47 pp [' in rows['Dropout improves accuracy']
   assert '| architecture (1) | holds: +1.09 pp [' in rows['Padding 1 beats 0']
   assert rows['Max pooling beats average'].endswith('| not run |')
@@ -306,3 +307,25 @@ def test_runs_an_earlier_grid_or_seed_count_left_stay_out_of_the_raw_data(tmp_pa
   assert sorted((r.key, r.seed) for r in runs) == [('padding=1', 0), ('padding=1', 1)]
   assert ('4 run(s) outside its grid and seeds left out of runs.csv: padding=0,seed=0, '
           'padding=0,seed=1, padding=0,seed=2, padding=1,seed=2') in caplog.text
+
+
+def test_what_changed_sets_each_verdict_beside_the_previous_registrations():
+  """Guards against a history section that loses a claim whose metric or sweep moved,
+  or that silently drops one the new study no longer tests."""
+  previous = '\n'.join([
+      '| claim | sweep | metric (at the best validation epoch) | direction | smallest '
+      'effect of interest | Holm family | verdict |', '|---|---|---|---|---|---|---|',
+      '| Old words | old_sweep: +1·(padding=1) −1·(padding=0) | generalization_gap | lower '
+      '| 0.5 pp | gap (7) | inconclusive: −0.28 pp [−0.62, +0.05] |',
+      '| Gone | other: +1·(pooling=max) −1·(pooling=avg) | test_accuracy | higher | 0.2 pp '
+      '| architecture (6) | holds: +1 pp |'])
+  claim = claims.Claim.parse(dict(
+      claim='New words', sweep='s', contrast=[(1, {'padding': 1}), (-1, {'padding': 0})],
+      metric='loss_gap', expect='lower', effect=0.02, family='s'))
+  result = claims.Result(claim, kind='holds')
+  result.verdict = 'holds: −0.03 [−0.04, −0.02]'
+  lines = report.what_changed(previous, [result], {'s': 'a split per seed, 10 seeds'})
+  assert lines[2] == ('| New words | inconclusive | holds | a split per seed, 10 seeds; '
+                      'metric: generalization_gap → loss_gap; effect: 0.5 pp → 0.02; '
+                      'family: gap (7) → s (0) |')
+  assert lines[3].startswith('| Gone | holds | not in this study (the long profile')

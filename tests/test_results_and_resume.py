@@ -23,8 +23,8 @@ def _runs(finals_by_key, best_first=0.999):
       first = {'epoch': 1, 'validation_accuracy': 0.99 if best_first else 0.9,
                'test_accuracy': best_first or 0.9}
       last = {'epoch': 2, 'validation_accuracy': 0.98, 'test_accuracy': final}
-      runs.append(results.Run(f'{key}-s{seed}', key, index, seed, {'k': key}, True, '',
-                              10, 20, 10_000, [first, last]))
+      runs.append(results.RecordedRun(f'{key}-s{seed}', key, index, seed, {'k': key}, True,
+                                      '', 10, 20, 10_000, [first, last]))
   return runs
 
 
@@ -55,7 +55,7 @@ def test_verdicts_use_holm_over_every_paired_comparison_of_the_family():
   assert [r.kind for r in rows] == ['reference', 'better', 'inconclusive', 'equivalent']
   assert rows[1].verdict.startswith('better: +0.26 pp [')
   assert rows[3].verdict.startswith('equivalent within ±0.10 pp: +0.01 pp')
-  assert 'seeds would decide it' in rows[2].verdict
+  assert 'seeds would decide it at the observed difference and the SD' in rows[2].verdict
   # The test accuracy at the best validation epoch is what counts: the first epoch's.
   rows = results.aggregate(_runs(finals), 'base')
   results.adjust([rows])

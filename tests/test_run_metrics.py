@@ -17,13 +17,15 @@ def test_epoch_record_turns_step_sums_into_means_and_rates():
                     'validation_accuracy': 0.991, 'test_loss': 0.03,
                     'test_accuracy': 0.99,
                     'generalization_gap': pytest.approx(0.006),  # 99.7% − 99.1%.
+                    'loss_gap': pytest.approx(0.02),  # Test 0.03 − train-eval 0.01.
                     'learning_rate': 1e-3,
                     'examples_per_second': pytest.approx(1872.0), 'train_seconds': 32.0}
   assert run_metrics.tensorboard_scalars(record, list(sets)) == {
       'train_eval/accuracy': 0.997, 'train_eval/loss': 0.01,
       'validation/accuracy': 0.991, 'validation/loss': 0.02,
       'test/accuracy': 0.99, 'test/loss': 0.03,
-      'train/generalization_gap': record['generalization_gap'], 'train/epoch': 3,
+      'train/generalization_gap': record['generalization_gap'],
+      'train/loss_gap': record['loss_gap'], 'train/epoch': 3,
       'train/examples_per_second': record['examples_per_second']}
 
 

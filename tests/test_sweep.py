@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import pathlib
 import re
 import shlex
@@ -53,14 +54,17 @@ def test_plan_rejects_bad_grids_naming_the_field(grid, seeds, message):
 
 @pytest.mark.parametrize('name', SWEEPS)
 def test_every_sweep_config_is_a_valid_grid_with_its_baseline(name, repo_root):
-  grid, baseline, _ = sweep.load_grid(str(repo_root / 'configs' / f'{name}.py'))
-  assert len(grid) >= 2 and baseline in grid
+  grid, baseline, search, strata = sweep.load_grid(str(repo_root / 'configs' / f'{name}.py'))
+  configurations = [sweep.stratum(g, strata)[0] for g in grid]
+  assert len(grid) >= 2 and baseline in configurations
+  # Every configuration at every combination of the shared nuisance values, once.
+  assert len(grid) == len({sweep.config_key(g) for g in grid}) == len(
+      {sweep.config_key(c) for c in configurations}) * math.prod(map(len, strata.values()))
   runs = sweep.plan(default.get_config(), grid, range(3))
   assert len(runs) == 3 * len(grid)
   # With the sweep's own config (its regime): every run, and every tuning run of it.
   _, module = sweep.load_config_module(str(repo_root / 'configs' / f'{name}.py'))
   own = module.get_config()
-  _, _, search = sweep.load_grid(str(repo_root / 'configs' / f'{name}.py'))
   for run in sweep.plan(own, grid, range(1)):
     config = run.config(own).to_dict()
     for value in (search.values if search else ()):
@@ -323,21 +327,30 @@ def test_the_study_configs_name_real_sweeps_and_the_long_one_is_long(name, repo_
                                                                       monkeypatch):
   monkeypatch.chdir(repo_root)
   declared = study.load_study(f'configs/{name}.py')
-  _, module = sweep.load_config_module('configs/study.py')
+  _, module = sweep.load_config_module(f'configs/{name}.py')
   assert [s.name for s in declared.sweeps] == list(module.SWEEPS)
   assert [c.text for c in declared.claims] == [c['claim'] for c in module.CLAIMS]
   short = {s.name: s.base for s in study.load_study('configs/study.py').sweeps}
   for s in declared.sweeps:
     options.validate_config(s.base.to_dict())
-    assert s.search and s.search.field == 'learning_rate'
+    # The learning rate: shared by every arm (small data) or tuned per configuration.
+    assert (s.search and s.search.field == 'learning_rate') != bool(s.strata)
+    if s.base.max_train_examples:  # Small data: shared rates, a split per seed.
+      assert list(s.strata) == ['learning_rate'] and s.base.split_seed == 'seed'
+      assert s.seeds >= 10
     if name == 'study_long':  # ≥ 10 seeds, 3× the epochs, stopped on validation.
+      own = sweep.load_config_module(f'configs/{s.name}.py')[1].get_config()
       assert s.seeds >= 10 and s.base.early_stopping_patience > 0
-      assert s.base.num_epochs == 3 * short[s.name].num_epochs
-      assert s.base.early_stopping_min_epochs >= 2 * short[s.name].num_epochs
+      assert s.base.num_epochs == 3 * own.num_epochs
+      assert s.base.early_stopping_min_epochs >= 2 * own.num_epochs
+      if s.name in short:
+        assert short[s.name].num_epochs == own.num_epochs
   # The regimes: small data where dropout claims can show, all data for accuracy.
   assert short['dropout_sweep'].max_train_examples == 2000
-  assert short['mlp_vs_cnn'].max_train_examples == 0
-  assert short['mlp_vs_cnn'].shift_curve_pixels == 4
+  if name == 'study_long':
+    long = {s.name: s.base for s in declared.sweeps}
+    assert long['mlp_vs_cnn'].max_train_examples == 0
+    assert long['mlp_vs_cnn'].shift_curve_pixels == 4
 
 
 @pytest.mark.parametrize('claim_sweep, contrast, words', [
@@ -376,11 +389,11 @@ def _two_sweep_study(tmp_path, sweep_seeds):
 
 def test_a_sweep_declared_with_its_own_seeds_plans_them_unless_the_flag_says(tmp_path):
   declared = study.load_study(_two_sweep_study(tmp_path, "{'pooling_sweep': 2}"))
-  plans = study.plan(declared.sweeps, tmp_path / 'runs')
+  plans = study.plan_sweeps(declared.sweeps, tmp_path / 'runs')
   assert [(p.name, list(p.seeds)) for p in plans] == [('padding_sweep', [0, 1, 2]),
                                                        ('pooling_sweep', [0, 1])]
   assert sorted({r.seed for r in plans[1].runs}) == [0, 1] and len(plans[1].runs) == 4
-  assert [list(p.seeds) for p in study.plan(declared.sweeps, tmp_path, 1)] == [[0], [0]]
+  assert [list(p.seeds) for p in study.plan_sweeps(declared.sweeps, tmp_path, 1)] == [[0], [0]]
 
 
 @pytest.mark.parametrize('sweep_seeds, words', [
@@ -400,12 +413,14 @@ def test_the_study_estimates_its_time_from_the_benchmark(repo_root, tmp_path):
                          f'--workdir={tmp_path}', '--examples_per_second=55000'],
                         cwd=repo_root, capture_output=True, text=True, timeout=120)
   assert done.returncode == 0, done.stderr[-2000:]
-  # configs/study.py: 12 distinct configurations × 5 seeds on 2,000 images for 15
-  # epochs, 9 on 55,000 for 2 (the CNN twice: once with the shift curve), CNN vs MLP's
-  # 2 with 4 seeds.
-  assert done.stdout.startswith('103 distinct runs (4–5 seeds), 986 epochs left to train')
-  assert ('6,530,000 images at 55,000 ex/s (--examples_per_second) ≈ 0.0 h'
-          in done.stdout)
+  # configs/study.py: 8 distinct configurations × 2 shared rates × 10 seeds on 2,000
+  # images for 10 epochs.
+  assert done.stdout.startswith('160 distinct runs (10 seeds), 1600 epochs left to train')
+  assert '3,200,000 images at 55,000 ex/s (--examples_per_second); ≈ ' in done.stdout
+  # Every part priced: 1,600 epochs of 15 whole batches of 128 (3,072,000 images) at
+  # 55,000 ex/s are 0.9 min of training.
+  assert re.search(r'min in all: training 0\.9, evaluation [\d.]+, runs [\d.]+, set-ups '
+                   r'[\d.]+, tuning 0\.0, start [\d.]+ min', done.stdout), done.stdout
 
 
 def test_the_sweep_entry_point_is_named_by_its_config_file(capsys):
