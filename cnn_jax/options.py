@@ -169,6 +169,9 @@ class Field:
   absent: Any = None
   # Where it acts (None: every config); a value but the default elsewhere is refused.
   applies: Applies | None = None
+  # Its values are numbers or words: the ConfigDict holds it untyped, so the command
+  # line (--config.split_seed=seed) and code can set either.
+  untyped: bool = False
 
   @property
   def allowed(self) -> str:
@@ -203,7 +206,8 @@ FIELDS: dict[str, Field] = {
                         '(the configurations a sweep pairs by seed share it), so '
                         "intervals over seeds include which images were drawn; 'last': "
                         "the training split's last images held out, its first trained "
-                        'on, as runs from before this field did', absent='last'),
+                        'on, as runs from before this field did', absent='last',
+                        untyped=True),
     'train_eval_examples': Field(10000, _int(1), 'N of the images a run trains on '
                                  '(class-stratified), evaluated in eval mode beside '
                                  'validation: the generalisation gap'),
@@ -317,7 +321,8 @@ def default_config():
   for name, field in FIELDS.items():
     # A None default must say its type, or the command line could not set it.
     config[name] = (ml_collections.config_dict.placeholder(str) if field.default is None
-                    else field.default)
+                    else ml_collections.FieldReference(field.default, field_type=object)
+                    if field.untyped else field.default)
   return config
 
 

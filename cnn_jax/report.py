@@ -256,6 +256,7 @@ def shift_curve(sweeps: Sweeps, path: pathlib.Path, name: str = 'mlp_vs_cnn'
 
 
 PREVIOUS_CLAIMS = pathlib.Path('previous') / 'claims.md'  # Under the output directory.
+PLANNED_POWER = 'planned_power.md'  # Likewise: `planned_power` for a long profile.
 
 
 def _table_rows(text: str) -> list[list[str]]:

@@ -259,6 +259,9 @@ class Trainer:
       position = Position(epoch, index, self._stack([p.state for p in found]), totals,
                           started)
       if started:
+        for run in self.runs:
+          run.facts['sums_started_mid_epoch'] = {'epoch': epoch + 1, 'step': index,
+                                                 'metrics': list(started)}
         self.log.line('%s: the mid-epoch checkpoint has no running sum of %s (a metric '
                       'added since): it starts at step %d, and epoch %d records train_%s '
                       'as NaN', ', '.join(str(r.path) for r in self.runs),

@@ -23,9 +23,10 @@ flags.DEFINE_string('workdir', '', 'Sweeps\' workdirs to export the raw data fro
                     'first (e.g. runs/study); empty: the raw data already in --output_dir.')
 flags.DEFINE_string('readme', '', 'A README whose study section (between its '
                     '<!-- study --> markers) gets the report\'s claims table.')
-flags.DEFINE_string('planned', '', 'A study config (e.g. configs/study_long.py): print '
-                    'the power its seeds give each claim it has beyond --config\'s, from '
-                    'the spread of the earlier runs in --output_dir, and exit.')
+flags.DEFINE_string('planned', '', 'A study config (e.g. configs/study_long.py): write '
+                    '--output_dir/planned_power.md, the power its seeds give each claim it '
+                    'has beyond --config\'s, from the spread of the earlier runs in '
+                    '--output_dir, and exit.')
 cli.define_config('configs/study.py', 'The study config: its SWEEPS and CLAIMS, and the '
                   'network the formulas describe where no sweep ran.')
 
@@ -45,8 +46,13 @@ def main(argv):
   if FLAGS.planned:
     long = study.load_study(FLAGS.planned)
     done = {c.text for c in declared.claims}
-    print('\n'.join(report.planned_power([c for c in long.claims if c.text not in done],
-                                         long.seeds, output)))
+    table = '\n'.join(report.planned_power([c for c in long.claims if c.text not in done],
+                                            long.seeds, output))
+    (output / report.PLANNED_POWER).write_text(
+        f'# The power {FLAGS.planned} would have on the claims it adds\n\n'
+        f'Written by `python -m experiments.report --planned={FLAGS.planned}` from the '
+        f'earlier runs in {output}/<sweep>/runs.csv.\n\n{table}\n')
+    print(table)
     return
   print(report.write_report(output, output, report.rebuild_command(output), base,
                             [s.name for s in declared.sweeps], declared.claims))

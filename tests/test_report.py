@@ -1,6 +1,7 @@
 """REPORT.md: the article's claims checked against formulas and (fake) sweeps' raw data."""
 
 import json
+import math
 
 import numpy as np
 
@@ -196,7 +197,7 @@ def _section(readme, heading):
 
 
 @pytest.mark.parametrize('page, heading, source', [
-    ('README.md', 'The study', 'results/REPORT.md'),
+    ('README.md', 'The study', ('results/REPORT.md', 'results/planned_power.md')),
     ('README.md', 'Results', 'results/article_cnn/summary.md'),
     ('docs/speed.md', None, 'results/benchmark.md'),
     ('docs/inspect.md', None, 'results/article_cnn/predict_check.md'),
@@ -209,7 +210,8 @@ def test_the_readmes_tables_are_the_shipped_results(repo_root, page, heading, so
   shown = [table for table in _tables(_section(text, heading) if heading else text)
            if '![' not in ''.join(table)]  # Figures laid out as a table are no results.
   assert shown, f'no table in {page} {heading or ""}'
-  shipped = _tables((repo_root / source).read_text())
+  shipped = [t for one in ((source,) if isinstance(source, str) else source)
+             for t in _tables((repo_root / one).read_text())]
   for table in shown:
     assert table in shipped, f'{page} {heading or ""} shows a table {source} lacks: {table[:3]}'
 
@@ -329,3 +331,24 @@ def test_what_changed_sets_each_verdict_beside_the_previous_registrations():
                       'metric: generalization_gap → loss_gap; effect: 0.5 pp → 0.02; '
                       'family: gap (7) → s (0) |')
   assert lines[3].startswith('| Gone | holds | not in this study (the long profile')
+
+
+def test_planned_power_reads_the_contrasts_spread_from_earlier_runs(tmp_path):
+  """Guards against a long profile's power statement taken from the point SD (or from
+  nothing): the earlier runs' per-seed contrast, its SD's upper 95% bound (chi-square),
+  and the noncentral-t power at the planned seeds."""
+  base, other = [0.9910, 0.9912, 0.9908, 0.9915], [0.9900, 0.9905, 0.9906, 0.9901]
+  root = fake_sweeps.make_sweep(tmp_path / 'runs', 'padding_sweep', 'padding', [0, 1], 1,
+                                {0: other, 1: base})
+  results.export(root, tmp_path / 'out' / 'padding_sweep')
+  claim = claims.Claim.parse(dict(
+      claim='Padding 1 beats 0', sweep='padding_sweep',
+      contrast=[(1, {'padding': 1}), (-1, {'padding': 0})], metric='test_accuracy',
+      expect='higher', effect=0.002, family='padding_sweep'))
+  lines = report.planned_power([claim], 10, tmp_path / 'out')
+  d = np.subtract(base, other)
+  upper = d.std(ddof=1) * math.sqrt(3 / scipy_stats.chi2.ppf(0.05, 3))
+  crit, shift = scipy_stats.t.ppf(0.975, 9), 0.002 * math.sqrt(10) / upper
+  power = scipy_stats.nct.sf(crit, 9, shift) + scipy_stats.nct.cdf(-crit, 9, shift)
+  assert lines[2] == (f'| Padding 1 beats 0 | n = 4, {100 * d.std(ddof=1):.3g} pp '
+                      f'({100 * upper:.3g} pp) | {power:.0%} to detect ±0.2 pp (α/1) |')

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from cnn_jax import errors, input_pipeline, results, stats, sweep, train
+from cnn_jax import errors, input_pipeline, options, results, stats, sweep, train
 from configs import default
 import fake_sweeps
 
@@ -112,3 +112,13 @@ def test_the_sd_upper_bound_is_the_chi_square_bound():
   assert stats.sd_upper_bound(0.4, 10) == pytest.approx(0.4 * math.sqrt(9 / 3.32511),
                                                          rel=1e-5)
   assert math.isnan(stats.sd_upper_bound(0.4, 1))
+
+
+def test_split_seed_takes_a_number_or_a_word_wherever_a_config_is_set():
+  """Guards against a field whose allowed words the config refuses: ConfigDict keeps a
+  field's type, so split_seed (a number by default) must be held untyped."""
+  config = default.get_config()
+  for value in ('seed', 'last', 3):
+    config.split_seed = value
+    assert config.to_dict()['split_seed'] == value
+    options.validate_config(config.to_dict())

@@ -199,7 +199,7 @@ def test_tiny_sweep_end_to_end(small_config, repo_root, tmp_path):
   base = default.get_config()
   for k in fields:
     base[k] = small_config[k]
-  grid, baseline, _ = sweep.load_grid(str(config_file))
+  grid, baseline, _, _ = sweep.load_grid(str(config_file))
   outcomes = sweep.run_sweep('t', base, grid, baseline, range(2), workdir)
   assert [o.status for o in outcomes] == ['skipped'] * 4  # A rerun trains nothing.
 
