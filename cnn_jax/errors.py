@@ -22,7 +22,7 @@ class GeometryError(ValueError):
   def __init__(self, layer: str, message: str):
     super().__init__(f'{layer}: {message}')
     self.layer = layer
-    # The rows before the failing layer (set by `geometry.layer_table`), so a caller
+    # The rows before the failing layer (set by `models.module_table`), so a caller
     # can name the earlier layers that shrank its input.
     self.rows_before: list[Any] = []
 

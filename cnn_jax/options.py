@@ -141,7 +141,7 @@ _CNN_ONLY = _with('model', ModelKind.CNN)  # An attribute of models.CNN, not of 
 
 
 def _beside_batch_norm(config: Mapping[str, Any]) -> bool:
-  """A dropout next to a BatchNorm (geometry.conv_block_order, head_order): in the conv
+  """A dropout next to a BatchNorm (models.conv_block_order, head_order): in the conv
   blocks, or after FC1 where FC1 has a BatchNorm."""
   return ((config['batch_norm'] in (BatchNormPlacement.CONV, BatchNormPlacement.BOTH)
            and config['conv_dropout_rate'] > 0)
@@ -389,8 +389,9 @@ def validate_geometry(config: Mapping[str, Any], input_shape: Sequence[int],
   The error names the fields of the failing layer and of every earlier layer that shrank
   its input: a 30×30 kernel leaves 1×1 for the first pool, and the kernel is to blame.
   """
+  from cnn_jax import models  # pylint: disable=g-import-not-at-top  # JAX: not for --help.
   try:
-    return geometry.layer_table(config, input_shape, num_classes)
+    return models.layer_table(config, input_shape, num_classes)
   except GeometryError as e:
     shrinking = [(before, row) for before, row in zip(e.rows_before, e.rows_before[1:])
                  if row.output_shape[:2] != before.output_shape[:2]]

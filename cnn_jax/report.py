@@ -24,7 +24,9 @@ ARTICLE_PARAMS = 421_642
 ARTICLE_MLP_SHARE, MLP_SHARE_TOLERANCE = 0.07, 0.005
 ARTICLE_ACCURACY, ACCURACY_TOLERANCE = 0.99, 0.005  # "~99%": within ±0.5 pp.
 def _table(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> list[geometry.Layer]:
-  return geometry.layer_table({**base, **overrides}, MNIST_SHAPE, MNIST_CLASSES)
+  """The layer table of the model base + overrides describes, read from its module."""
+  from cnn_jax import models  # pylint: disable=g-import-not-at-top  # JAX, only here.
+  return models.cached_layer_table({**base, **overrides}, MNIST_SHAPE, MNIST_CLASSES)
 
 
 def _sizes(rows: Sequence[geometry.Layer]) -> str:
@@ -174,7 +176,7 @@ def formula_claims(sweeps: Sweeps, base_config: Mapping[str, Any]
   rows.append(('Padding 1 keeps 28×28 through conv1; without it FC1 takes 1600 inputs, '
                'not 3136', found, 'holds' if ok else 'does not hold'))
   mlp_config = {**base_config, 'model': 'mlp'}
-  mlp_table = geometry.layer_table(mlp_config, MNIST_SHAPE, MNIST_CLASSES)
+  mlp_table = _table(mlp_config, {})
   mlp_params = geometry.count_params(mlp_table)
   share = counted / mlp_params
   hidden = list(mlp_config['mlp_hidden_features'])

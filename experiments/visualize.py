@@ -51,7 +51,7 @@ def main(argv):
     image = test.images[FLAGS.index:FLAGS.index + 1]
     _, outputs = models.layer_outputs(run.model, run.variables,
                                       image.astype(np.float32) / 255.0)
-    table = geometry.layer_table(run.config, run.spec.input_shape, run.spec.num_classes)
+    table = models.layer_table(run.config, run.spec.input_shape, run.spec.num_classes)
     layers = visualize.spatial_layers(table)
     figures['feature_maps'] = visualize.plot_feature_maps(
         image[0], {k: np.asarray(v[0]) for k, v in outputs.items()},

@@ -1,11 +1,13 @@
-"""The article's formulas against its own numbers and against brute force."""
+"""The article's formulas against its own numbers and against brute force, and the
+layer table the Flax module gives against them."""
 
 import itertools
+import math
 
 import pytest
 
 from configs import default
-from cnn_jax import errors, geometry, options
+from cnn_jax import errors, geometry, models
 
 MNIST = (28, 28, 1)
 
@@ -102,7 +104,7 @@ ARTICLE_TABLE = [
 
 
 def test_layer_table_is_the_articles():
-  rows = geometry.layer_table(default.get_config(), MNIST, 10)
+  rows = models.layer_table(default.get_config(), MNIST, 10)
   got = [(r.name, r.output_shape, r.params,
           r.receptive_field.size if r.receptive_field else None) for r in rows]
   assert got == ARTICLE_TABLE
@@ -126,7 +128,7 @@ def test_multiply_adds_are_what_xla_counts(overrides):
   from jax import lax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   config = dict(default.get_config().to_dict(), **overrides)
-  rows = geometry.layer_table(config, MNIST, 10)
+  rows = models.layer_table(config, MNIST, 10)
   before = {r.name: prev.output_shape for prev, r in zip(rows, rows[1:])}
   for row in rows:
     if row.kind == 'Conv2D':
@@ -150,7 +152,7 @@ def test_multiply_adds_are_what_xla_counts(overrides):
 def test_layer_table_variants():
   config = default.get_config()
   config.padding = 0
-  rows = {r.name: r for r in geometry.layer_table(config, MNIST, 10)}
+  rows = {r.name: r for r in models.layer_table(config, MNIST, 10)}
   assert rows['conv1'].output_shape == (26, 26, 32)
   assert rows['pool2'].output_shape == (5, 5, 64)
   assert rows['fc1'].params == 1600 * 128 + 128
@@ -159,7 +161,7 @@ def test_layer_table_variants():
   config.pool_window, config.pool_stride = 3, 2
   config.dropout_placement = 'both'
   config.fc_activation = 'relu'
-  rows = geometry.layer_table(config, (32, 32, 3), 100)
+  rows = models.layer_table(config, (32, 32, 3), 100)
   by_name = {r.name: r for r in rows}
   assert by_name['pool1'].output_shape == (15, 15, 32)  # (32 − 3) / 2 + 1 = 15.5 → 15
   assert by_name['pool2'].output_shape == (7, 7, 64)
@@ -183,7 +185,7 @@ def test_batch_norm_and_dropout_order(before, names):
   config = default.get_config()
   config.update(batch_norm='both', dropout_placement='after_fc1', fc_activation='relu',
                 conv_dropout_rate=0.1, dropout_before_batch_norm=before)
-  rows = geometry.layer_table(config, MNIST, 10)
+  rows = models.layer_table(config, MNIST, 10)
   assert [r.name for r in rows[1:]] == names
   by_name = {r.name: r for r in rows}
   assert by_name['bn2'].params == 2 * 64 and by_name['fc1_bn'].params == 2 * 128
@@ -196,7 +198,7 @@ def test_mlp_table():
   config = default.get_config()
   config.model = 'mlp'
   config.dropout_placement = 'after_fc1'
-  rows = geometry.layer_table(config, MNIST, 10)
+  rows = models.layer_table(config, MNIST, 10)
   assert geometry.count_params(rows) == (784 * 3136 + 3136) + (3136 * 128 + 128) + 1290
   assert [r.name for r in rows] == ['input', 'flatten', 'fc1', 'fc1_act', 'dropout2', 'fc2',
                                     'fc2_act', 'dropout3', 'fc3']
@@ -206,39 +208,71 @@ def test_layer_table_rejects_a_pool_larger_than_its_input():
   config = default.get_config()
   config.pool_window = 20
   with pytest.raises(errors.GeometryError, match='pool2: window 20 is larger'):
-    geometry.layer_table(config, MNIST, 10)
+    models.layer_table(config, MNIST, 10)
 
 
-def _with_an_unknown_kind(monkeypatch, where):
-  """geometry.conv_block_order (or head_order) with a layer of a kind nothing builds
-  appended: what a fork that adds a kind to the order but not to its builders does."""
-  original = getattr(geometry, where)
-  monkeypatch.setattr(geometry, where,
-                      lambda *a, **k: original(*a, **k) + [('group_norm', 'gn_x')])
-
-
-@pytest.mark.parametrize('where,model', [
-    ('conv_block_order', 'cnn'), ('head_order', 'cnn'), ('head_order', 'mlp')])
-def test_the_table_refuses_a_layer_kind_it_does_not_know_in_one_line(monkeypatch, where,
-                                                                     model):
-  _with_an_unknown_kind(monkeypatch, where)
-  config = dict(default.get_config().to_dict(), model=model)
-  for build in (lambda: geometry.layer_table(config, MNIST, 10),
-                lambda: options.validate_geometry(config, MNIST, 10)):
-    with pytest.raises(errors.ConfigError) as error:
-      build()
-    message = str(error.value)
-    assert '\n' not in message
-    assert message.startswith(f"geometry.{where} lists layer 'gn_x' of kind "
-                              "'group_norm', which nothing builds: expected one of ")
-    assert "'group_norm'" in message and 'batch_norm' in message
-
-
-def test_the_table_refuses_a_conv_block_that_does_not_start_with_its_conv(monkeypatch):
-  original = geometry.conv_block_order
-  monkeypatch.setattr(geometry, 'conv_block_order',
-                      lambda i, c: original(i, c)[1:] + original(i, c)[:1])
-  with pytest.raises(errors.ConfigError, match=r"^geometry.conv_block_order lists "
-                     r"\('activation', 'act1'\) first in block 1: expected its conv, "
-                     r"\('conv', 'conv1'\)$"):
-    geometry.layer_table(default.get_config(), MNIST, 10)
+@pytest.mark.parametrize('overrides', [
+    {}, {'padding': 0}, {'padding': 0, 'kernel_size': 5},
+    {'conv_stride': 2, 'padding': 1, 'kernel_size': 2, 'conv_features': (4,)},
+    {'pool_window': 3, 'pool_stride': 2, 'pooling': 'avg'}, {'pool_window': 3,
+                                                             'pool_stride': 3},
+    {'conv_features': (8, 16, 32), 'fc_features': 64, 'dropout_placement': 'both',
+     'fc_activation': 'tanh'},
+    {'batch_norm': 'both', 'conv_dropout_rate': 0.1, 'dropout_placement': 'after_fc1'},
+    {'batch_norm': 'conv', 'conv_dropout_rate': 0.2, 'dropout_before_batch_norm': True},
+    {'model': 'mlp'}, {'model': 'mlp', 'mlp_hidden_features': (64, 32),
+                       'dropout_placement': 'after_fc1'},
+], ids=str)
+@pytest.mark.parametrize('input_shape,classes', [(MNIST, 10), ((32, 32, 3), 100)])
+def test_the_modules_table_is_the_formulas(overrides, input_shape, classes):
+  """Each row the Flax module gives, recomputed from the row before it and the config
+  by the formulas; and its dropouts where the config's placement puts them."""
+  config = dict(default.get_config().to_dict(), **overrides)
+  rows = models.layer_table(config, input_shape, classes)
+  cnn = config['model'] == 'cnn'
+  k, s, p = config['kernel_size'], config['conv_stride'], config['padding']
+  window, pool_stride = config['pool_window'], config['pool_stride']
+  convs = iter(config['conv_features'] if cnn else ())
+  denses = iter(([config['fc_features']] if cnn else list(config['mlp_hidden_features']))
+                + [classes])
+  for before, row in zip(rows, rows[1:]):
+    shape, field = before.output_shape, before.receptive_field
+    spatial = field if len(shape) == 3 else None
+    if row.kind == 'Conv2D':
+      features = next(convs)
+      out = (geometry.conv_output_size(shape[0], k, s, p),
+             geometry.conv_output_size(shape[1], k, s, p), features)
+      expected = (out, geometry.conv_params(shape[2], features, k),
+                  geometry.conv_multiply_adds(out, k, shape[2]), field.then(k, s, p))
+    elif row.kind in ('MaxPool', 'AvgPool'):
+      assert row.kind == config['pooling'].capitalize() + 'Pool'
+      out = (geometry.pool_output_size(shape[0], window, pool_stride),
+             geometry.pool_output_size(shape[1], window, pool_stride), shape[2])
+      expected = (out, 0, 0, field.then(window, pool_stride, 0))
+    elif row.kind == 'Linear':
+      width = next(denses)
+      expected = ((width,), geometry.dense_params(shape[0], width),
+                  geometry.dense_multiply_adds(shape[0], width), None)
+    elif row.kind == 'BatchNorm':
+      expected = (shape, geometry.batch_norm_params(shape[-1]), math.prod(shape), spatial)
+    elif row.kind == 'Flatten':
+      expected = ((math.prod(shape),), 0, 0, None)
+    else:
+      assert row.kind in ('Activation', 'Dropout'), row
+      expected = (shape, 0, 0, spatial)
+    assert (row.output_shape, row.params, row.multiply_adds,
+            row.receptive_field) == expected, row.name
+  assert next(convs, None) is None and next(denses, None) is None
+  placement = config['dropout_placement']
+  dropouts = {r.name: r.details for r in rows if r.kind == 'Dropout'}
+  if cnn:
+    expected = {f'dropout_{where}_fc1': f"p={config['dropout_rate']:g}"
+                for where in ('before', 'after') if placement in (f'{where}_fc1', 'both')}
+    expected.update({f'conv_dropout{i}': f"p={config['conv_dropout_rate']:g}"
+                     for i in range(1, len(config['conv_features']) + 1)
+                     if config['conv_dropout_rate'] > 0})
+  else:
+    count = len(config['mlp_hidden_features']) + 1
+    expected = {f'dropout{i}': f"p={config['dropout_rate']:g}"
+                for i in range(2, count + 1) if placement != 'none'}
+  assert dropouts == expected

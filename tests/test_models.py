@@ -68,7 +68,7 @@ VARIANTS = [
 @pytest.mark.parametrize('input_shape,classes', [(MNIST, 10), ((32, 32, 3), 100)])
 def test_module_matches_layer_table(overrides, input_shape, classes):
   config = config_with(**overrides)
-  table = geometry.layer_table(config, input_shape, classes)
+  table = models.layer_table(config, input_shape, classes)
   model = models.create_model(config, classes)
   sown = sown_shapes(model, input_shape)
   expected = {row.name: row.output_shape for row in table if row.name != 'input'}
@@ -217,19 +217,112 @@ def test_dropout_zeroes_its_rate_of_units_and_scales_the_rest(model_kind, placem
     ('conv_block_order', 'cnn'), ('head_order', 'cnn'), ('head_order', 'mlp')])
 def test_the_modules_refuse_a_layer_kind_they_do_not_know_in_one_line(monkeypatch, where,
                                                                       model):
-  """A kind added to geometry's orders but to no builder is an error, never built as
-  some other layer (the CNN's blocks once built any unknown kind as Dropout)."""
-  original = getattr(geometry, where)
-  monkeypatch.setattr(geometry, where,
+  """A kind added to an order but to no builder is an error, never built as some other
+  layer (the CNN's blocks once built any unknown kind as Dropout); the table, read from
+  the module, and validate_geometry say the same line."""
+  original = getattr(models, where)
+  monkeypatch.setattr(models, where,
                       lambda *a, **k: original(*a, **k) + [('group_norm', 'gn_x')])
-  module = models.create_model(dict(config_with(model=model), **TINY) if model == 'cnn'
-                               else config_with(model=model), 10)
-  with pytest.raises(errors.ConfigError) as error:
-    module.init(jax.random.key(0), jnp.zeros((1, *MNIST)))
-  message = str(error.value)
-  assert '\n' not in message
-  assert message.startswith(f"geometry.{where} lists layer 'gn_x' of kind 'group_norm', "
-                            'which nothing builds: expected one of ')
+  config = (dict(config_with(model=model), **TINY) if model == 'cnn'
+            else config_with(model=model))
+  module = models.create_model(config, 10)
+  for build in (lambda: module.init(jax.random.key(0), jnp.zeros((1, *MNIST))),
+                lambda: models.layer_table(config, MNIST, 10),
+                lambda: options.validate_geometry(config, MNIST, 10)):
+    with pytest.raises(errors.ConfigError) as error:
+      build()
+    message = str(error.value)
+    assert '\n' not in message
+    assert message.startswith(f"models.{where} lists layer 'gn_x' of kind 'group_norm', "
+                              'which nothing builds: expected one of ')
+    assert 'batch_norm' in message
+
+
+class _Toy(nn.Module):
+  """A model no table code knows: nn.Conv ('SAME', stride 2), a residual block of two
+  convs (nested), a BatchNorm, an avg pool, flatten, dropout, dense."""
+  num_classes: int = 10
+  width: int = 6
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    x = nn.Conv(self.width, (3, 3), strides=2, padding='SAME', name='stem')(x)
+    x = nn.relu(x)
+    models.record(self, 'stem_act', x, 'activation', function='relu')
+    x = x + _ToyBlock(self.width, name='block')(x)
+    x = nn.BatchNorm(use_running_average=not train, name='norm')(x)
+    x = nn.avg_pool(x, (2, 2), (2, 2))
+    models.record(self, 'pool', x, 'pool', pooling='avg', window=2, stride=2)
+    x = x.reshape((x.shape[0], -1))
+    models.record(self, 'flatten', x, 'flatten')
+    x = nn.Dropout(0.3, name='drop')(x, deterministic=not train)
+    return nn.Dense(self.num_classes, name='head')(x)
+
+
+class _ToyBlock(nn.Module):
+  width: int
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Conv(self.width, (3, 3), padding=1, name='a')(x)
+    return nn.Conv(self.width, (1, 1), padding='VALID', name='b')(nn.relu(x))
+
+
+@pytest.mark.parametrize('input_shape,classes', [(MNIST, 10), ((32, 32, 3), 7)])
+def test_a_registered_module_gets_its_table_with_no_table_code(monkeypatch, input_shape,
+                                                               classes):
+  monkeypatch.setitem(models.MODELS, 'toy', _Toy)
+  model = models.create_model({'model': 'toy', 'width': 6}, classes)
+  rows = models.module_table(model, input_shape)
+  h, _, c = input_shape
+  s1 = h // 2  # 'SAME', stride 2 (28 and 32 are even).
+  s2 = geometry.pool_output_size(s1, 2, 2)
+  rf = geometry.ReceptiveField()
+  stem = rf.then(3, 2, 0)  # SAME pads 1 in total on an even input: 0 before the first row.
+  block_a = stem.then(3, 1, 1)
+  assert [(r.name, r.kind, r.output_shape, r.params, r.multiply_adds,
+           r.receptive_field) for r in rows] == [
+      ('input', 'Input', input_shape, 0, 0, rf),
+      ('stem', 'Conv2D', (s1, s1, 6), geometry.conv_params(c, 6, 3),
+       geometry.conv_multiply_adds((s1, s1, 6), 3, c), stem),
+      ('stem_act', 'Activation', (s1, s1, 6), 0, 0, stem),
+      ('block/a', 'Conv2D', (s1, s1, 6), geometry.conv_params(6, 6, 3),
+       geometry.conv_multiply_adds((s1, s1, 6), 3, 6), block_a),
+      ('block/b', 'Conv2D', (s1, s1, 6), geometry.conv_params(6, 6, 1),
+       geometry.conv_multiply_adds((s1, s1, 6), 1, 6), block_a.then(1, 1, 0)),
+      ('norm', 'BatchNorm', (s1, s1, 6), geometry.batch_norm_params(6), s1 * s1 * 6,
+       block_a),
+      ('pool', 'AvgPool', (s2, s2, 6), 0, 0, block_a.then(2, 2, 0)),
+      ('flatten', 'Flatten', (s2 * s2 * 6,), 0, 0, None),
+      ('drop', 'Dropout', (s2 * s2 * 6,), 0, 0, None),
+      ('head', 'Linear', (classes,), geometry.dense_params(s2 * s2 * 6, classes),
+       geometry.dense_multiply_adds(s2 * s2 * 6, classes), None)]
+  params = init_params(model, input_shape)
+  assert geometry.count_params(rows) == sum(x.size for x in jax.tree.leaves(params))
+  recorded = sown_shapes(model, input_shape)
+  assert recorded == {r.name: r.output_shape for r in rows
+                      if r.name in ('stem_act', 'pool', 'flatten')}
+  assert rows[1].details == f'{c}→6, 3×3, s2, p0' and rows[8].details == 'p=0.3'
+
+
+def test_a_layer_kind_the_table_cannot_describe_is_one_line():
+  class Unrecorded(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      models.record(self, 'gelu', nn.gelu(x), 'gelu')
+      return x
+
+  class Unknown(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      return nn.LayerNorm(name='ln')(x)
+
+  with pytest.raises(errors.ConfigError, match=r"^models.record: layer 'gelu' of kind "
+                     r"'gelu' with \[\]: expected one of activation with \['function'\]"):
+    models.module_table(Unrecorded(), MNIST)
+  with pytest.raises(errors.ConfigError, match=r"^models.layer_table: layer 'ln' is a "
+                     "LayerNorm, which the table does not describe: expected a Conv2D"):
+    models.module_table(Unknown(), MNIST)
 
 
 def test_the_model_only_fields_are_the_attributes_one_module_lacks():

@@ -174,13 +174,13 @@ def test_a_field_at_its_default_is_never_refused_whatever_decides_where_it_acts(
 def test_dropout_before_batch_norm_acts_exactly_where_it_reorders_a_layer():
   """Its rule against the layer orders the model and the table build from."""
   import itertools  # pylint: disable=g-import-not-at-top
-  from cnn_jax import geometry  # pylint: disable=g-import-not-at-top
+  from cnn_jax import models  # pylint: disable=g-import-not-at-top
   rule = options.FIELDS['dropout_before_batch_norm'].applies
   for norm, placement, rate in itertools.product(
       options.BatchNormPlacement, options.DropoutPlacement, (0.0, 0.1)):
     config = dict(default.get_config().to_dict(), batch_norm=norm,
                   dropout_placement=placement, conv_dropout_rate=rate)
-    orders = [(geometry.conv_block_order(1, c), geometry.head_order(c, 2, True))
+    orders = [(models.conv_block_order(1, c), models.head_order(c, 2, True))
               for c in (dict(config, dropout_before_batch_norm=b) for b in (False, True))]
     assert rule.when(config) == (orders[0] != orders[1]), (norm, placement, rate)
 

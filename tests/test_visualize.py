@@ -11,7 +11,7 @@ from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
 from configs import default
-from cnn_jax import digits, geometry, inference, input_pipeline, models, train, visualize
+from cnn_jax import digits, inference, input_pipeline, models, train, visualize
 
 
 @pytest.mark.parametrize('overrides', [
@@ -22,7 +22,7 @@ from cnn_jax import digits, geometry, inference, input_pipeline, models, train, 
 def test_gradient_receptive_field_equals_the_formulas(overrides):
   config = default.get_config().to_dict()
   config.update(overrides)
-  table = geometry.layer_table(config, (28, 28, 1), 10)
+  table = models.layer_table(config, (28, 28, 1), 10)
   model = models.create_model(config, 10)
   variables = jax.jit(model.init)(jax.random.key(1), np.zeros((1, 28, 28, 1), np.float32))
   layers = visualize.spatial_layers(table)
@@ -129,7 +129,7 @@ def test_visualize_and_predict_commands(small_config, mnist_test_digits, repo_ro
 def test_feature_map_rows_say_before_or_after_the_activation():
   config = default.get_config().to_dict()
   config.update(activation='tanh')
-  table = geometry.layer_table(config, (28, 28, 1), 10)
+  table = models.layer_table(config, (28, 28, 1), 10)
   captions = dict(visualize.feature_map_captions(visualize.spatial_layers(table)))
   assert captions['conv1'] == 'conv1: before tanh'
   assert captions['act1'] == 'act1: after tanh'
