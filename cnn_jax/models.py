@@ -215,7 +215,8 @@ class CNN(nn.Module):
           record(self, name, x, 'activation', function=self.activation)
         elif kind == 'pool':
           for size in x.shape[1:3]:
-            geometry.pool_output_size(size, self.pool_window, self.pool_stride, layer=name)
+            geometry.pool_output_size(size, self.pool_window, self.pool_stride,
+                                      layer=name)
           x = pool(x, self.pooling, self.pool_window, self.pool_stride)
           record(self, name, x, 'pool', pooling=self.pooling, window=self.pool_window,
                  stride=self.pool_stride)
@@ -317,12 +318,17 @@ def _conv_geometry(module: nn.Module, in_shape: Sequence[int],
   """(kernel, stride, padding before the first row) of a square Conv2D or nn.Conv."""
   if isinstance(module, layers.Conv2D):
     return module.kernel_size, module.stride, module.padding
-  kernel, strides, padding = tuple(module.kernel_size), module.strides or 1, module.padding
-  strides = (strides,) * len(kernel) if isinstance(strides, int) else tuple(strides)
-  if len(set(kernel)) != 1 or len(set(strides)) != 1 or module.kernel_dilation not in (
-      1, None) and set(module.kernel_dilation) != {1}:
-    raise ConfigError(f'layer {module.name!r}: the table describes square, undilated '
-                      f'convs with one stride, got kernel {kernel}, strides {strides}')
+  def as_tuple(v: Any) -> tuple[int, ...]:
+    one = v is None or isinstance(v, int)
+    return (v or 1,) * len(module.kernel_size) if one else tuple(v)
+  kernel, strides, padding = (tuple(module.kernel_size), as_tuple(module.strides),
+                              module.padding)
+  dilations = as_tuple(module.kernel_dilation) + as_tuple(module.input_dilation)
+  if (len(set(kernel)) != 1 or len(set(strides)) != 1 or set(dilations) != {1}
+      or isinstance(padding, str) and padding not in ('VALID', 'SAME')):
+    raise ConfigError(f'models.layer_table: layer {module.name!r}: the table describes '
+                      'square, undilated convs with one stride and zero padding, got '
+                      f'kernel {kernel}, strides {strides}, padding {padding!r}')
   k, s = kernel[0], strides[0]
   if padding == 'VALID':
     return k, s, 0
@@ -330,7 +336,7 @@ def _conv_geometry(module: nn.Module, in_shape: Sequence[int],
     return k, s, max((out_shape[0] - 1) * s + k - in_shape[0], 0) // 2
   if isinstance(padding, int):
     return k, s, padding
-  first = padding[0]
+  first = padding[0]  # ((low, high), ...) or (low, high) pairs per axis.
   return k, s, first if isinstance(first, int) else first[0]
 
 
@@ -440,7 +446,7 @@ def module_table(model: nn.Module, input_shape: Sequence[int]) -> list[Layer]:
   if geometry.count_params(rows) != total:
     raise ConfigError(f'models.layer_table: the rows of {type(model).__name__} hold '
                       f'{geometry.count_params(rows):,} of its {total:,} parameters: a '
-                      'module that owns parameters beside submodules, or one called twice')
+                      'module owns parameters beside submodules, or one is called twice')
   return rows
 
 

@@ -278,7 +278,7 @@ def test_a_registered_module_gets_its_table_with_no_table_code(monkeypatch, inpu
   s1 = h // 2  # 'SAME', stride 2 (28 and 32 are even).
   s2 = geometry.pool_output_size(s1, 2, 2)
   rf = geometry.ReceptiveField()
-  stem = rf.then(3, 2, 0)  # SAME pads 1 in total on an even input: 0 before the first row.
+  stem = rf.then(3, 2, 0)  # SAME pads an even input by 1 in all: 0 before row 0.
   block_a = stem.then(3, 1, 1)
   assert [(r.name, r.kind, r.output_shape, r.params, r.multiply_adds,
            r.receptive_field) for r in rows] == [
@@ -323,6 +323,15 @@ def test_a_layer_kind_the_table_cannot_describe_is_one_line():
   with pytest.raises(errors.ConfigError, match=r"^models.layer_table: layer 'ln' is a "
                      "LayerNorm, which the table does not describe: expected a Conv2D"):
     models.module_table(Unknown(), MNIST)
+
+  class Dilated(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      return nn.Conv(4, (3, 3), kernel_dilation=2, name='dilated')(x)
+
+  with pytest.raises(errors.ConfigError, match=r"^models.layer_table: layer 'dilated': "
+                     "the table describes square, undilated convs"):
+    models.module_table(Dilated(), MNIST)
 
 
 def test_the_model_only_fields_are_the_attributes_one_module_lacks():
