@@ -200,10 +200,10 @@ class CNN(nn.Module):
     for i, features in enumerate(self.conv_features, start=1):
       for kind, name in conv_block_order(i, config):
         if kind == 'conv':
-          # The formulas refuse a conv that does not tile its input (XLA would round).
+          # A kernel larger than its input is refused naming the layer, as a pool's is.
           for size in x.shape[1:3]:
-            geometry.conv_output_size(size, self.kernel_size, self.conv_stride,
-                                      self.padding, layer=name)
+            geometry.output_size(size, self.kernel_size, self.conv_stride, self.padding,
+                                 layer=name, floor=True)
           x = layers.Conv2D(features, self.kernel_size, self.conv_stride, self.padding,
                             name=name)(x)
           record(self, name, x)

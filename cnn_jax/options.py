@@ -391,7 +391,18 @@ def validate_geometry(config: Mapping[str, Any], input_shape: Sequence[int],
   """
   from cnn_jax import models  # pylint: disable=g-import-not-at-top  # JAX: not for --help.
   try:
-    return models.layer_table(config, input_shape, num_classes)
+    rows = models.layer_table(config, input_shape, num_classes)
+    # The article's rule that a conv tiles its input; the module (like nn.Conv) rounds.
+    for i, row in enumerate(rows):
+      if row.kind == 'Conv2D' and config['model'] == ModelKind.CNN:
+        for size in rows[i - 1].output_shape[:2]:
+          try:
+            geometry.conv_output_size(size, config['kernel_size'], config['conv_stride'],
+                                      config['padding'], layer=row.name)
+          except GeometryError as error:
+            error.rows_before = rows[:i]
+            raise
+    return rows
   except GeometryError as e:
     shrinking = [(before, row) for before, row in zip(e.rows_before, e.rows_before[1:])
                  if row.output_shape[:2] != before.output_shape[:2]]
