@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import functools
-import json
 import math
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
@@ -427,7 +426,24 @@ def module_table(model: nn.Module, input_shape: Sequence[int]) -> list[Layer]:
   Read from the module: an abstract `init` (no compute) runs it once, recording each
   leaf submodule's call and each `record`ed function layer in order; parameters come
   from its parameter tree. A GeometryError carries the rows before it (`rows_before`).
+  Remembered per class and attributes: another seed of a run traces nothing new.
   """
+  attrs = tuple((f.name, getattr(model, f.name)) for f in dataclasses.fields(model)
+                if f.name not in ('parent', 'name'))
+  try:
+    hash(attrs)
+  except TypeError:  # An unhashable attribute: not remembered.
+    return _traced_table(model, input_shape)
+  return list(_remembered_table(type(model), attrs, tuple(input_shape)))
+
+
+@functools.lru_cache(maxsize=512)
+def _remembered_table(cls: type[nn.Module], attrs: tuple[tuple[str, Any], ...],
+                      input_shape: tuple[int, ...]) -> tuple[Layer, ...]:
+  return tuple(_traced_table(cls(**dict(attrs)), input_shape))
+
+
+def _traced_table(model: nn.Module, input_shape: Sequence[int]) -> list[Layer]:
   steps: list[_Step] = []
   token = _TRACE.set(steps)
   try:
@@ -455,17 +471,3 @@ def layer_table(config: Mapping[str, Any], input_shape: Sequence[int],
   """The table (layer, type, details, output shape, params, multiply-adds, receptive
   field) of the model `config` describes; row names are those `layer_outputs` gives."""
   return module_table(create_model(config, num_classes), input_shape)
-
-
-def cached_layer_table(config: Mapping[str, Any], input_shape: Sequence[int],
-                       num_classes: int) -> list[Layer]:
-  """`layer_table`, remembered per config: the report and the cost model ask for the
-  same few networks many times (each a trace of the module)."""
-  text = json.dumps({k: config[k] for k in config.keys()}, sort_keys=True, default=list)
-  return list(_cached_table(text, tuple(input_shape), num_classes))
-
-
-@functools.lru_cache(maxsize=256)
-def _cached_table(config: str, input_shape: tuple[int, ...], num_classes: int
-                  ) -> tuple[Layer, ...]:
-  return tuple(layer_table(json.loads(config), input_shape, num_classes))

@@ -26,7 +26,7 @@ ARTICLE_ACCURACY, ACCURACY_TOLERANCE = 0.99, 0.005  # "~99%": within ±0.5 pp.
 def _table(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> list[geometry.Layer]:
   """The layer table of the model base + overrides describes, read from its module."""
   from cnn_jax import models  # pylint: disable=g-import-not-at-top  # JAX, only here.
-  return models.cached_layer_table({**base, **overrides}, MNIST_SHAPE, MNIST_CLASSES)
+  return models.layer_table({**base, **overrides}, MNIST_SHAPE, MNIST_CLASSES)
 
 
 def _sizes(rows: Sequence[geometry.Layer]) -> str:

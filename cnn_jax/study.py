@@ -140,7 +140,7 @@ class CostModel:
 
 def _multiply_adds(config: Mapping[str, Any]) -> int:
   from cnn_jax import models  # pylint: disable=g-import-not-at-top  # JAX, only here.
-  return geometry.count_multiply_adds(models.cached_layer_table(config, (28, 28, 1), 10))
+  return geometry.count_multiply_adds(models.layer_table(dict(config), (28, 28, 1), 10))
 
 
 MNIST_TEST_IMAGES = 10_000

@@ -223,6 +223,7 @@ def test_the_modules_refuse_a_layer_kind_they_do_not_know_in_one_line(monkeypatc
   original = getattr(models, where)
   monkeypatch.setattr(models, where,
                       lambda *a, **k: original(*a, **k) + [('group_norm', 'gn_x')])
+  models._remembered_table.cache_clear()  # pylint: disable=protected-access
   config = (dict(config_with(model=model), **TINY) if model == 'cnn'
             else config_with(model=model))
   module = models.create_model(config, 10)
