@@ -127,7 +127,9 @@ def write(directory: str | pathlib.Path, effects: Mapping[str, float],
       _design(meta, strata), '', f'![learning curve]({prefix}{FIGURE_FILE})', '',
       *_table(tested, arm_values, sizes, arms), '', shape_sentence(tested), '',
       _best_is_last(runs), '', 'Each claim, declared in configs/learning_curve.py before '
-      'the runs:', '', *claims.table(tested)]
+      'the runs:', '', *claims.table(tested),
+      *(['', 'Each claim at each shared learning rate alone (Holm over the sizes there):',
+         '', *claims.strata_table(tested)] if claims.strata_table(tested) else [])]
   (directory / TABLE_FILE).write_text('\n'.join(
       [f'# {NAME}: when does dropout help?', '', *body('')]) + '\n')
   plot(arm_values, tested, sizes, arms, directory / FIGURE_FILE, meta)

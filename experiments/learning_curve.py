@@ -12,7 +12,6 @@ TensorBoard: tensorboard --logdir=<workdir> (HParams: size, epochs and arm).
 """
 
 import pathlib
-import sys
 
 from absl import flags
 from ml_collections import config_flags
@@ -90,11 +89,7 @@ def main(argv):
   print(f'Learning curve: {output}/{learning_curve.TABLE_FILE} and '
         f'{learning_curve.FIGURE_FILE}; REPORT.md: python -m experiments.report; '
         f'TensorBoard: tensorboard --logdir={p.workdir}')
-  failed = [o for done in outcomes.values() for o in done if o.status == 'failed']
-  for o in failed:
-    print(f'error: {o.run.name} failed: {o.error}', file=sys.stderr)
-  if failed:
-    sys.exit(1)
+  sweep_cli.exit_on_failures([o for done in outcomes.values() for o in done])
 
 
 if __name__ == '__main__':

@@ -14,7 +14,6 @@ are skipped. --estimate prints what is left to train and how long it should take
 import dataclasses
 import json
 import pathlib
-import sys
 import time
 
 from absl import flags
@@ -84,11 +83,7 @@ def main(argv):
   print(text)
   print(f'Study: {output}/REPORT.md; runs in {FLAGS.workdir}; '
         f'{(time.perf_counter() - start) / 60:.1f} min wall')
-  failed = [o for done in outcomes.values() for o in done if o.status == 'failed']
-  for o in failed:
-    print(f'error: {o.run.name} failed: {o.error}', file=sys.stderr)
-  if failed:
-    sys.exit(1)
+  sweep_cli.exit_on_failures([o for done in outcomes.values() for o in done])
 
 
 if __name__ == '__main__':
