@@ -15,7 +15,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cnn_jax import claims, geometry, input_pipeline, results, stats, sweep, tuning
+from cnn_jax import (claims, geometry, input_pipeline, learning_curve, results, stats,
+                     sweep, tuning)
 
 MNIST_SHAPE, MNIST_CLASSES = (28, 28, 1), 10
 ARTICLE_PARAMS = 421_642
@@ -362,11 +363,14 @@ def tuned_rates(sweeps: Sweeps) -> list[str]:
 
 def write_report(source_dir: str | pathlib.Path, output_dir: str | pathlib.Path,
                  command: str, base_config: Mapping[str, Any], names: Sequence[str],
-                 declared: Sequence[claims.Claim] = ()) -> str:
+                 declared: Sequence[claims.Claim] = (),
+                 curve_effects: Mapping[str, float] | None = None) -> str:
   """REPORT.md, each sweep's results.md and results.png, and the shift curve, from the
   runs.csv and sweep.json of the sweeps `names` in `source_dir` (copied to
   `output_dir` if elsewhere); `declared`: the study's claims (parsed CLAIMS);
-  `base_config`: the config whose network the formulas describe."""
+  `base_config`: the config whose network the formulas describe. Where `source_dir`
+  has a learning curve's raw data, its page is rebuilt too (`curve_effects`: its
+  registered smallest effects) and summed up here."""
   source_dir, output_dir = pathlib.Path(source_dir), pathlib.Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
   sweeps = Sweeps(source_dir, names)
@@ -424,6 +428,7 @@ def write_report(source_dir: str | pathlib.Path, output_dir: str | pathlib.Path,
               'The same claims tested within one rate alone (Holm over the family at that '
               'rate): a verdict that needs both rates, or holds at one only, shows here.',
               '', *robust]
+  lines += _learning_curve(source_dir, output_dir, curve_effects)
   if (output_dir / PREVIOUS_CLAIMS).exists():
     previous = (output_dir / PREVIOUS_CLAIMS).read_text()
     lines += ['', '## What changed', '',
@@ -454,6 +459,23 @@ def write_report(source_dir: str | pathlib.Path, output_dir: str | pathlib.Path,
   text = '\n'.join(lines) + '\n'
   (output_dir / 'REPORT.md').write_text(text)
   return text
+
+
+def _learning_curve(source_dir: pathlib.Path, output_dir: pathlib.Path,
+                    effects: Mapping[str, float] | None) -> list[str]:
+  """The learning curve's section (its page rebuilt from its raw data), or []."""
+  name = learning_curve.NAME
+  if effects is None or not (source_dir / name / results.RUNS_FILE).exists():
+    return []
+  (output_dir / name).mkdir(exist_ok=True)
+  if source_dir != output_dir:
+    for file in (sweep.SWEEP_FILE, results.RUNS_FILE):
+      (output_dir / name / file).write_bytes((source_dir / name / file).read_bytes())
+  return ['', '## When does dropout help? The learning curve', '',
+          f'Its own command (`python -m experiments.learning_curve`) and page '
+          f'([{name}/{learning_curve.TABLE_FILE}]({name}/{learning_curve.TABLE_FILE})); '
+          'its claims, one per size, are not in the table above.', '',
+          *learning_curve.write(output_dir / name, effects, f'{name}/')]
 
 
 def rebuild_command(output_dir: str | pathlib.Path) -> str:

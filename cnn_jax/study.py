@@ -97,13 +97,13 @@ def work_left(plans: Sequence[SweepPlan]) -> tuple[int, int]:
   homes = first_homes(plans)
   for p in plans:
     for run in p.runs:
-      home = p.workdir / run.name
-      if homes.get(_identity(run.config(p.base), p.spec.search)) != home:
+      home, config = p.workdir / run.name, run.config(p.base)
+      if homes.get(_identity(config, p.spec.search)) != home:
         continue
       state, done = sweep.run_state(home)
-      left = 0 if state == 'done' else p.base.num_epochs - done
+      left = 0 if state == 'done' else config.num_epochs - done  # A grid may set it.
       epochs += left
-      images += left * train_images(p.base)
+      images += left * train_images(config)
   return epochs, images
 
 
@@ -128,7 +128,8 @@ class CostModel:
     up = lambda n: -(-n // eval_batch) * eval_batch  # Evaluation runs whole batches.
     tests = (config['max_test_examples'] or MNIST_TEST_IMAGES) * (
         1 + bool(config['test_shift_pixels']) + 4 * config['shift_curve_pixels'])
-    per_epoch = config['validation_examples'] + config['train_eval_examples'] + (
+    per_epoch = config['validation_examples'] + min(
+        config['train_eval_examples'], train_images(config)) + (
         tests if config['test_every_epoch'] else 0)
     trained = train_images(config) // batch * batch
     # Calibrated on the article's network; another costs in proportion to its compute.
@@ -168,7 +169,7 @@ def cost(plans: Sequence[SweepPlan], model: CostModel = CPU_2_CORES
       state, done = sweep.run_state(home)
       if state == 'done':
         continue
-      train_s, eval_s = model.run_seconds(config, p.base.num_epochs - done)
+      train_s, eval_s = model.run_seconds(config, config.num_epochs - done)
       parts['training'] += train_s
       parts['evaluation'] += eval_s
       parts['runs'] += model.seconds_per_run
@@ -183,6 +184,23 @@ def cost(plans: Sequence[SweepPlan], model: CostModel = CPU_2_CORES
   parts['set-ups'] = len(setups) * model.seconds_per_setup
   parts['start'] = model.start_seconds
   return parts
+
+
+def estimate_text(plans: Sequence[SweepPlan], model: CostModel = CPU_2_CORES,
+                  speed_from: str = '') -> str:
+  """What is left to train and how long it should take on `model`'s machine, by part;
+  `speed_from`: where its training speed came from, if not the calibration."""
+  epochs, images = work_left(plans)
+  parts = cost(plans, model)
+  distinct = len(first_homes(plans))
+  low, high = min(len(p.seeds) for p in plans), max(len(p.seeds) for p in plans)
+  seeds = f'{low}' if low == high else f'{low}–{high}'
+  return (f'{distinct} distinct runs ({seeds} seeds), {epochs} epochs left to '
+          f'train: {images:,} images at {model.train_examples_per_second:,.0f} ex/s'
+          f'{f" ({speed_from})" if speed_from else ""}; ≈ {sum(parts.values()) / 60:.0f} min in all: '
+          + ', '.join(f'{name} {seconds / 60:.1f}' for name, seconds in parts.items())
+          + ' min (cnn_jax.study.CPU_2_CORES, calibrated on the 2-core machine; early '
+          'stopping can end runs sooner)')
 
 
 def train_images(config: Mapping[str, Any]) -> int:

@@ -19,8 +19,6 @@ configuration got 3e-3 or 1e-2 on 1-4 validation images). Full data still tunes 
 rate per configuration (SEARCH): its claims are in the long profile.
 """
 
-import ml_collections
-
 from configs import default
 
 SMALL_DATA = {'max_train_examples': 2000, 'train_eval_examples': 1000,
@@ -41,6 +39,8 @@ FULL_DATA_SEARCH = {'field': 'learning_rate', 'values': [3e-3, 1e-2, 3e-2], 'see
 
 def config(regime):
   """The default config in `regime` (SMALL_DATA or FULL_DATA)."""
-  # A new dict, not update(): ConfigDict keeps a field's type, and split_seed's
-  # default is a number.
-  return ml_collections.ConfigDict({**default.get_config().to_dict(), **regime})
+  # update(), not a new dict: the defaults' field types (a None default's placeholder)
+  # let the command line set every field.
+  config = default.get_config()
+  config.update(regime)
+  return config

@@ -14,6 +14,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from cnn_jax import options, report, results, study, sweep
+from configs import learning_curve as curve_config
 from experiments import cli
 
 FLAGS = flags.FLAGS
@@ -55,7 +56,8 @@ def main(argv):
     print(table)
     return
   print(report.write_report(output, output, report.rebuild_command(output), base,
-                            [s.name for s in declared.sweeps], declared.claims))
+                            [s.name for s in declared.sweeps], declared.claims,
+                            curve_config.EFFECTS))
   if FLAGS.readme:
     report.update_readme(FLAGS.readme, output)
 

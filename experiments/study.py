@@ -14,7 +14,6 @@ are skipped. --estimate prints what is left to train and how long it should take
 import dataclasses
 import json
 import pathlib
-import sys
 import time
 
 from absl import flags
@@ -22,6 +21,7 @@ from ml_collections import config_flags
 
 from cnn_jax import provenance, report, results, study
 from cnn_jax.errors import ConfigError
+from configs import learning_curve as curve_config
 from experiments import cli, sweep_cli
 
 FLAGS = flags.FLAGS
@@ -43,21 +43,11 @@ cli.define_config('configs/study.py', 'The study config: the base training confi
 
 
 def estimate(plans) -> str:
-  epochs, images = study.work_left(plans)
   model = study.CPU_2_CORES
   if FLAGS.examples_per_second:
     model = dataclasses.replace(model, train_examples_per_second=FLAGS.examples_per_second)
-  parts = study.cost(plans, model)
-  distinct = len(study.first_homes(plans))
-  low, high = min(len(p.seeds) for p in plans), max(len(p.seeds) for p in plans)
-  seeds = f'{low}' if low == high else f'{low}–{high}'
-  return (f'{distinct} distinct runs ({seeds} seeds), {epochs} epochs left to '
-          f'train: {images:,} images at {model.train_examples_per_second:,.0f} ex/s'
-          f'{" (--examples_per_second)" if FLAGS.examples_per_second else ""}; '
-          f'≈ {sum(parts.values()) / 60:.0f} min in all: '
-          + ', '.join(f'{name} {seconds / 60:.1f}' for name, seconds in parts.items())
-          + ' min (cnn_jax.study.CPU_2_CORES, calibrated on the 2-core machine; early '
-          'stopping can end runs sooner)')
+  return study.estimate_text(plans, model, '--examples_per_second' if
+                             FLAGS.examples_per_second else '')
 
 
 def main(argv):
@@ -86,17 +76,14 @@ def main(argv):
     results.export(p.workdir, output / p.name)
   text = report.write_report(output, output, report.rebuild_command(output),
                              json.loads(json.dumps(FLAGS.config.to_dict(), default=list)),
-                             [p.name for p in plans], declared.claims)
+                             [p.name for p in plans], declared.claims,
+                             curve_config.EFFECTS)
   if FLAGS.readme:
     report.update_readme(FLAGS.readme, output)
   print(text)
   print(f'Study: {output}/REPORT.md; runs in {FLAGS.workdir}; '
         f'{(time.perf_counter() - start) / 60:.1f} min wall')
-  failed = [o for done in outcomes.values() for o in done if o.status == 'failed']
-  for o in failed:
-    print(f'error: {o.run.name} failed: {o.error}', file=sys.stderr)
-  if failed:
-    sys.exit(1)
+  sweep_cli.exit_on_failures([o for done in outcomes.values() for o in done])
 
 
 if __name__ == '__main__':

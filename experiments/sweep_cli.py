@@ -133,6 +133,15 @@ class Progress:
       self._devnull.close()
 
 
+def exit_on_failures(outcomes: Sequence[Any]) -> None:
+  """Names each run that failed (`sweep.Outcome`s), one line each, and exits 1 if any."""
+  failed = [o for o in outcomes if o.status == 'failed']
+  for o in failed:
+    print(f'error: {o.run.name} failed: {o.error}', file=sys.stderr)
+  if failed:
+    sys.exit(1)
+
+
 def name_from_argv(argv: Sequence[str]) -> str:
   """The sweep a `python -m experiments.sweep --config=configs/<name>.py` command names:
   its config file's stem (before absl parses the flags, which need it for defaults)."""
@@ -181,10 +190,6 @@ def main(name: str, module: str | None = None) -> None:
     print(markdown)
     print(f'Results: {FLAGS.workdir}/results.md, runs.csv, results.png; '
           f'TensorBoard: tensorboard --logdir={FLAGS.workdir}')
-    failed = [o for o in outcomes if o.status == 'failed']
-    if failed:
-      for o in failed:
-        print(f'error: {o.run.name} failed: {o.error}', file=sys.stderr)
-      sys.exit(1)
+    exit_on_failures(outcomes)
 
   cli.run(run)
