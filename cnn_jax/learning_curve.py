@@ -38,6 +38,9 @@ def epochs_for(size: int, steps: int, batch_size: int, all_images: int) -> int:
   """Epochs that train `size` images (0: `all_images`) for about `steps` steps of
   `batch_size` (the last partial batch is dropped), at least one."""
   per_epoch = (size or all_images) // batch_size
+  if per_epoch < 1:
+    raise errors.ConfigError(f'a training-set size of {size} is invalid: expected at least '
+                             f'one batch ({batch_size} images)')
   return max(1, round(steps / per_epoch))
 
 

@@ -111,13 +111,14 @@ def work_left(plans: Sequence[SweepPlan]) -> tuple[int, int]:
 class CostModel:
   """What a study costs on one machine, per unit of work, for `--estimate`: training
   examples and evaluated images per second, and seconds per run (its set-up and data,
-  writing, checkpoints, the final test's restore), per set-up (a configuration's
+  writing, the final test's restore) and per epoch, per set-up (a configuration's
   programs traced and compiled, or read from the compilation cache), and to start the
   process. Calibrated on a measured study
   (CPU_2_CORES: the README says how close it came)."""
   train_examples_per_second: float
   eval_images_per_second: float
   seconds_per_run: float
+  seconds_per_epoch: float  # Each epoch's end: its checkpoint, metrics.json, the logs.
   seconds_per_setup: float
   start_seconds: float
 
@@ -145,11 +146,13 @@ def _multiply_adds(config: Mapping[str, Any]) -> int:
 
 
 MNIST_TEST_IMAGES = 10_000
-# Fitted on the 2-core CPU machine, Python 3.11, the lock, to `python -m
-# experiments.dropout_sweep` at its defaults (40 runs, 12:48 wall, idle; its runs.csv:
-# 1,560 training ex/s); checked against the whole study (README, The study).
+# Fitted on the 2-core CPU machine, Python 3.11, the lock, to three measured commands
+# (README, The study): the mission's dropout_sweep (40 runs of 10 epochs, 12:48), the
+# learning curve (100 runs of 2-50 epochs, 43:14) and the whole study (53:55); an
+# Orbax save took 0.14 s of each epoch's end in a profile.
 CPU_2_CORES = CostModel(train_examples_per_second=1_560.0, eval_images_per_second=7_300.0,
-                        seconds_per_run=1.0, seconds_per_setup=3.0, start_seconds=15.0)
+                        seconds_per_run=1.0, seconds_per_epoch=0.15,
+                        seconds_per_setup=3.0, start_seconds=15.0)
 
 
 def cost(plans: Sequence[SweepPlan], model: CostModel = CPU_2_CORES
@@ -172,14 +175,16 @@ def cost(plans: Sequence[SweepPlan], model: CostModel = CPU_2_CORES
       train_s, eval_s = model.run_seconds(config, config.num_epochs - done)
       parts['training'] += train_s
       parts['evaluation'] += eval_s
-      parts['runs'] += model.seconds_per_run
+      parts['runs'] += model.seconds_per_run + (
+          config.num_epochs - done) * model.seconds_per_epoch
       setups.add(json.dumps({k: v for k, v in config.to_dict().items() if k != 'seed'},
                             sort_keys=True, default=list))
     if p.spec.search:
       for key in {run.key: run for run in p.runs}.values():
         config = key.config(p.base)
         config.update(p.spec.search.overrides)
-        each = sum(model.run_seconds(config, config.num_epochs)) + model.seconds_per_run
+        each = (sum(model.run_seconds(config, config.num_epochs)) + model.seconds_per_run
+                + config.num_epochs * model.seconds_per_epoch)
         parts['tuning'] += each * len(p.spec.search.values) * p.spec.search.seeds
   parts['set-ups'] = len(setups) * model.seconds_per_setup
   parts['start'] = model.start_seconds

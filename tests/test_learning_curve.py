@@ -29,6 +29,9 @@ def test_every_size_trains_about_the_same_number_of_steps():
     assert abs(epochs * per_epoch - curve_config.STEPS) <= per_epoch / 2 or epochs == 1
   assert learning_curve.epochs_for(500, 150, 128, 58_000) == 50  # 3 steps an epoch.
   assert learning_curve.epochs_for(0, 150, 128, 58_000) == 1  # 453 steps: one epoch.
+  with pytest.raises(errors.ConfigError, match='size of 100 is invalid: expected at least '
+                     r'one batch \(128 images\)'):
+    learning_curve.epochs_for(100, 150, 128, 58_000)
 
 
 def test_the_registered_grid_and_claims():

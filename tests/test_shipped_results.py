@@ -10,18 +10,20 @@ import pathlib
 import numpy as np
 from scipy import stats as scipy_stats
 
-from cnn_jax import report, study
+from cnn_jax import learning_curve, report, study
+from configs import learning_curve as curve_config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'results'
 STUDY = study.load_study(str(ROOT / 'configs' / 'study.py'))
 NAMES = [s.name for s in STUDY.sweeps]
 SWEEP_DIRS = [RESULTS / n for n in NAMES if (RESULTS / n / 'runs.csv').exists()]
+CURVE = RESULTS / learning_curve.NAME
 
 
 def test_the_shipped_report_is_what_the_shipped_raw_data_gives(tmp_path):
   assert SWEEP_DIRS, 'results/ ships no runs.csv'
-  for directory in SWEEP_DIRS:
+  for directory in SWEEP_DIRS + [CURVE]:
     (tmp_path / directory.name).mkdir()
     for file in ('runs.csv', 'sweep.json'):
       (tmp_path / directory.name / file).write_bytes((directory / file).read_bytes())
@@ -31,12 +33,31 @@ def test_the_shipped_report_is_what_the_shipped_raw_data_gives(tmp_path):
     (tmp_path / report.PREVIOUS_CLAIMS).write_bytes(previous.read_bytes())
   base = json.loads((SWEEP_DIRS[0] / 'sweep.json').read_text())['base_config']
   text = report.write_report(tmp_path, tmp_path, 'python -m experiments.report', base,
-                             NAMES, STUDY.claims)
+                             NAMES, STUDY.claims, curve_config.EFFECTS)
   assert text == (RESULTS / 'REPORT.md').read_text(), (
       'rebuild it: python -m experiments.report')
   for directory in SWEEP_DIRS:
     assert ((tmp_path / directory.name / 'results.md').read_text()
             == (directory / 'results.md').read_text()), directory.name
+  page = pathlib.Path(learning_curve.NAME) / learning_curve.TABLE_FILE
+  assert (tmp_path / page).read_text() == (RESULTS / page).read_text()
+
+
+def test_the_learning_curves_2000_image_runs_are_the_studys():
+  """Its 2,000-image point is the study's dropout_sweep configuration: the same
+  (config, seed) trains the same run, bit for bit, whichever command trains it."""
+  rows = lambda d: {
+      (json.dumps({k: v for k, v in json.loads(r['overrides']).items()
+                   if k in ('dropout_placement', 'learning_rate')}, sort_keys=True),
+       r['seed'], r['epoch']): r
+      for r in csv.DictReader((d / 'runs.csv').read_text().splitlines())
+      if json.loads(r['overrides']).get('max_train_examples', 2000) == 2000}
+  curve, study_runs = rows(CURVE), rows(RESULTS / 'dropout_sweep')
+  assert curve and set(curve) <= set(study_runs)
+  columns = ('train_loss', 'validation_accuracy', 'validation_loss', 'train_eval_loss',
+             'test_accuracy', 'test_loss', 'loss_gap')
+  for key, row in curve.items():
+    assert [row[c] for c in columns] == [study_runs[key][c] for c in columns], key
 
 
 def _best(directory):
